@@ -1,0 +1,471 @@
+"""One association with a storage SCP, as the requestor: negotiate, C-ECHO, C-STORE, release.
+
+Owns the association's state and its story (events and log lines). Bytes are built by ``pdu`` and
+``dimse`` and moved by a transport (``transport``); which files go over which association is
+``api``'s business.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from . import dimse, pdu
+from .errors import AssociationAborted, AssociationRejected, NoAcceptedContext, ProtocolError
+from .results import Event, EventKind, Outcome, Result
+from .scan import FileItem, Skip, describe_buffer, read_file
+from .transport import Transport, connect
+from .uids import (
+    EXPLICIT_VR_LE,
+    IMPLEMENTATION_CLASS_UID,
+    IMPLEMENTATION_VERSION_NAME,
+    IMPLICIT_VR_LE,
+    VERIFICATION,
+    uid_name,
+)
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_PDU = 16384
+# An A-ASSOCIATE-AC is not bound by our Maximum Length; this caps what a peer can make us read.
+_MIN_RECV_LIMIT = 1 << 20
+_UNLIMITED_RECV_LIMIT = 64 << 20
+
+EventHandler = Callable[[Event], None]
+ContextSpec = tuple[str, str | Sequence[str]]
+
+
+@dataclass(frozen=True)
+class AcceptedContext:
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: str
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, (OSError, ValueError, ProtocolError, AssociationAborted))
+
+
+class Association:
+    """An association to one storage SCP; a context manager that releases on exit.
+
+    ``contexts`` lists ``(abstract syntax, transfer syntax or syntaxes)`` to propose, one
+    presentation context each. Not thread-safe: use one association from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        contexts: Iterable[ContextSpec],
+        *,
+        calling_ae: str = "FASTPUSH",
+        called_ae: str = "ANY-SCP",
+        engine: str | None = None,
+        max_pdu: int = DEFAULT_MAX_PDU,
+        max_send_pdu: int | None = None,
+        connect_timeout: float | None = 10.0,
+        acse_timeout: float | None = 30.0,
+        dimse_timeout: float | None = 60.0,
+        on_event: EventHandler | None = None,
+        number: int = 1,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.calling_ae = calling_ae
+        self.called_ae = called_ae
+        self.engine = engine
+        self.max_pdu = max_pdu
+        self.max_send_pdu = max_send_pdu
+        self.connect_timeout = connect_timeout
+        self.acse_timeout = acse_timeout
+        self.dimse_timeout = dimse_timeout
+        self.number = number
+        self._on_event = on_event
+        self._proposed = tuple(
+            pdu.ContextProposal(
+                2 * index + 1, abstract, (syntaxes,) if isinstance(syntaxes, str) else tuple(syntaxes)
+            )
+            for index, (abstract, syntaxes) in enumerate(contexts)
+        )
+        if not self._proposed:
+            raise ValueError("an association needs at least one presentation context")
+        if len(self._proposed) > 128:
+            raise ValueError(f"{len(self._proposed)} presentation contexts; at most 128 fit")
+        self._transport: Transport | None = None
+        self._message_id = 0
+        self.accepted: dict[int, AcceptedContext] = {}
+        self.peer_max_pdu = 0
+        self._recv_limit = (
+            max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
+        )
+
+    # -- the story ---------------------------------------------------------------------------
+
+    def _emit(self, kind: EventKind, message: str, level: int = logging.INFO, **details: object) -> None:
+        log.log(level, message)
+        if self._on_event is not None:
+            self._on_event(Event(kind, self.number, message, dict(details)))
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None
+
+    @property
+    def send_limit(self) -> int:
+        """The PDU length we send with: the peer's maximum, lowered by ``max_send_pdu``."""
+        if self.max_send_pdu and (self.peer_max_pdu == 0 or self.max_send_pdu < self.peer_max_pdu):
+            return self.max_send_pdu
+        return self.peer_max_pdu
+
+    # -- establishment and release -------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and negotiate. Raises ``OSError`` (connection), ``AssociationRejected``,
+        ``AssociationAborted`` or ``ProtocolError``."""
+        self._emit(
+            EventKind.REQUESTING,
+            f"Requesting Association with {self.called_ae} at {self.host}:{self.port}",
+            contexts=len(self._proposed),
+        )
+        try:
+            transport = connect(
+                self.host,
+                self.port,
+                engine=self.engine,
+                connect_timeout=self.connect_timeout,
+                timeout=self.acse_timeout,
+            )
+        except OSError as exc:
+            self._emit(
+                EventKind.CONNECT_FAILED,
+                f"Association Request Failed: cannot connect to {self.host}:{self.port}: {exc}",
+                logging.ERROR,
+            )
+            raise
+        rq = pdu.AssociateRQ(
+            self.called_ae,
+            self.calling_ae,
+            self._proposed,
+            self.max_pdu,
+            IMPLEMENTATION_CLASS_UID,
+            IMPLEMENTATION_VERSION_NAME,
+        )
+        try:
+            transport.send_pdu(pdu.encode_associate_rq(rq))
+            pdu_type, body = transport.recv_pdu(self._recv_limit)
+            if pdu_type == pdu.ASSOCIATE_AC:
+                ac = pdu.decode_associate_ac(body)
+            elif pdu_type == pdu.ASSOCIATE_RJ:
+                rj = pdu.decode_associate_rj(body)
+                raise AssociationRejected(
+                    rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}"
+                )
+            elif pdu_type == pdu.ABORT:
+                ab = pdu.decode_abort(body)
+                raise AssociationAborted(ab.source, ab.reason, f"Association Aborted: {ab.describe()}")
+            else:
+                raise ProtocolError(
+                    f"expected A-ASSOCIATE-AC, got {pdu.PDU_NAMES.get(pdu_type, hex(pdu_type))}"
+                )
+        except BaseException as exc:
+            if isinstance(exc, AssociationRejected):
+                self._emit(EventKind.REJECTED, str(exc), logging.ERROR, result=exc.result,
+                           source=exc.source, reason=exc.reason)
+            else:
+                if isinstance(exc, ProtocolError):
+                    _quietly(transport.send_pdu, pdu.encode_abort(2, 0))
+                self._emit(EventKind.ABORTED, f"Association Request Failed: {exc}", logging.ERROR)
+            transport.close()
+            raise
+        self._accept(ac, transport)
+
+    def _accept(self, ac: pdu.AssociateAC, transport: Transport) -> None:
+        proposed = {pc.context_id: pc for pc in self._proposed}
+        for result in ac.contexts:
+            pc = proposed.get(result.context_id)
+            if pc is None:
+                log.warning("peer answered presentation context %d that was never proposed",
+                            result.context_id)
+                continue
+            if result.accepted:
+                self.accepted[result.context_id] = AcceptedContext(
+                    result.context_id, pc.abstract_syntax, result.transfer_syntax
+                )
+            else:
+                log.info("Presentation context %d (%s) rejected: %s", result.context_id,
+                         uid_name(pc.abstract_syntax),
+                         pdu.CONTEXT_RESULTS.get(result.result, result.result))
+        self.peer_max_pdu = ac.max_length
+        self._transport = transport
+        max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
+        self._emit(
+            EventKind.ACCEPTED,
+            f"Association Accepted (Max Send PDV: {max_pdv}; "
+            f"{len(self.accepted)} of {len(self._proposed)} contexts accepted)",
+            peer_max_pdu=ac.max_length,
+            accepted=len(self.accepted),
+            implementation=ac.implementation_version_name or ac.implementation_class_uid,
+        )
+
+    def release(self) -> None:
+        """Ask the peer to release, wait for its answer (ACSE timeout), close."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._emit(EventKind.RELEASED, "Releasing Association")
+        try:
+            transport.timeout = self.acse_timeout
+            transport.send_pdu(pdu.encode_release_rq())
+            while True:
+                pdu_type, _ = transport.recv_pdu(self._recv_limit)
+                if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
+                    break
+        except (OSError, ProtocolError) as exc:
+            log.warning("Release did not complete cleanly: %s", exc)
+        finally:
+            self._close()
+
+    def abort(self, reason: str = "") -> None:
+        """Send an A-ABORT and close; never raises."""
+        transport = self._transport
+        if transport is None:
+            return
+        self._emit(EventKind.ABORTED, f"Aborting Association{': ' + reason if reason else ''}",
+                   logging.WARNING)
+        _quietly(transport.send_pdu, pdu.encode_abort(0, 0))
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def __enter__(self) -> Association:
+        if not self.is_open:
+            self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.release()
+        else:
+            self.abort(f"{type(exc).__name__}: {exc}")
+
+    # -- DIMSE -------------------------------------------------------------------------------------
+
+    def _next_message_id(self) -> int:
+        self._message_id = self._message_id % 0xFFFF + 1
+        return self._message_id
+
+    def _context_for(self, abstract: str, syntax: str | None) -> AcceptedContext:
+        for ctx in self.accepted.values():
+            if ctx.abstract_syntax == abstract and (syntax is None or ctx.transfer_syntax == syntax):
+                return ctx
+        wanted = f"{uid_name(abstract)}" + (f" in {uid_name(syntax)}" if syntax else "")
+        offered = sorted(
+            uid_name(c.transfer_syntax) for c in self.accepted.values() if c.abstract_syntax == abstract
+        )
+        detail = f" (accepted only {', '.join(offered)})" if offered else ""
+        raise NoAcceptedContext(f"no accepted presentation context for {wanted}{detail}")
+
+    def _exchange(
+        self, ctx: AcceptedContext, command: bytes, dataset: bytes | tuple[str, int, int] | None,
+        message_id: int,
+    ) -> dimse.Command:
+        transport = self._transport
+        if transport is None:
+            raise ProtocolError("the association is not open")
+        transport.timeout = self.dimse_timeout
+        transport.send_message(ctx.context_id, command, dataset, self.send_limit)
+        response = self._receive_command(transport)
+        if response.responded_to != message_id:
+            raise ProtocolError(
+                f"response answers message {response.responded_to}, expected {message_id}"
+            )
+        if response.status is None:
+            raise ProtocolError("response has no Status (0000,0900)")
+        return response
+
+    def _receive_command(self, transport: Transport) -> dimse.Command:
+        command = bytearray()
+        decoded: dimse.Command | None = None
+        while True:
+            pdu_type, body = transport.recv_pdu(self._recv_limit)
+            if pdu_type == pdu.ABORT:
+                ab = pdu.decode_abort(body)
+                raise AssociationAborted(ab.source, ab.reason, ab.describe())
+            if pdu_type != pdu.P_DATA_TF:
+                raise ProtocolError(
+                    f"expected P-DATA-TF, got {pdu.PDU_NAMES.get(pdu_type, f'PDU type 0x{pdu_type:02X}')}"
+                )
+            for pdv in pdu.decode_pdvs(body):
+                if pdv.context_id not in self.accepted:
+                    raise ProtocolError(f"P-DATA on presentation context {pdv.context_id}, not accepted")
+                if decoded is None:
+                    if not pdv.is_command:
+                        raise ProtocolError("dataset fragment received before the response command")
+                    command += pdv.data
+                    if pdv.is_last:
+                        decoded = dimse.decode(bytes(command))
+                        if not decoded.has_dataset:
+                            return decoded
+                elif pdv.is_last:
+                    # A response dataset (none is defined for C-STORE/C-ECHO) is read and dropped.
+                    return decoded
+
+    def _fail_connection(self, exc: BaseException) -> str:
+        """The association cannot go on after a failure in the middle of a message: abort it."""
+        reason = _reason(exc)
+        if isinstance(exc, AssociationAborted):
+            self._emit(EventKind.ABORTED, f"Association Aborted by peer: {exc}", logging.ERROR)
+            self._close()
+        else:
+            self.abort(reason)
+        return reason
+
+    def echo(self) -> int:
+        """Send a C-ECHO; return its status. Raises on a connection or protocol failure."""
+        ctx = self._context_for(VERIFICATION, None)
+        message_id = self._next_message_id()
+        try:
+            response = self._exchange(ctx, dimse.echo_rq(message_id), None, message_id)
+        except BaseException as exc:
+            if _is_connection_error(exc):
+                self._fail_connection(exc)
+            raise
+        assert response.status is not None
+        self._emit(EventKind.RESPONSE, f"Received Echo Response ({dimse.describe(response.status)})",
+                   status=response.status)
+        return response.status
+
+    def store(self, item: str | os.PathLike[str] | bytes | Dataset | FileItem) -> Result:
+        """C-STORE one file (path or scanned ``FileItem``), Part-10 bytes, or pydicom Dataset.
+
+        Always returns a result. After a failure in the middle of a message the association is
+        aborted (``is_open`` turns false) and the result says why.
+        """
+        if isinstance(item, (FileItem, str, os.PathLike)):
+            described = item if isinstance(item, FileItem) else read_file(item)
+            if isinstance(described, Skip):
+                return Result(described.path, Outcome.SKIPPED, reason=described.reason)
+            region = (described.path, described.offset, described.length)
+            return self._store(described, region, described.path)
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            data = bytes(item)
+            described = describe_buffer(data)
+            if isinstance(described, Skip):
+                return Result(None, Outcome.SKIPPED, reason=described.reason)
+            return self._store(described, data[described.offset :], None)
+        return self._store_dataset(item)
+
+    def _store_dataset(self, ds: Dataset) -> Result:
+        sop_class = str(ds.get("SOPClassUID", ""))
+        sop_instance = str(ds.get("SOPInstanceUID", ""))
+        if not sop_class or not sop_instance:
+            return Result(None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID or SOPInstanceUID")
+        meta = getattr(ds, "file_meta", None)
+        own = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        candidates = [s for s in (own, EXPLICIT_VR_LE, IMPLICIT_VR_LE) if s]
+        syntax = next(
+            (s for s in candidates for c in self.accepted.values()
+             if c.abstract_syntax == sop_class and c.transfer_syntax == s),
+            candidates[0],
+        )
+        try:
+            data = _encode_dataset(ds, syntax)
+        except Exception as exc:  # pydicom raises many types for a dataset it cannot write
+            return Result(None, Outcome.FAILED, sop_class, sop_instance, syntax,
+                          reason=f"cannot encode dataset: {exc}")
+        item = FileItem("<dataset>", sop_class, sop_instance, syntax, 0, len(data))
+        return self._store(item, data, None)
+
+    def _store(
+        self, item: FileItem, dataset: bytes | tuple[str, int, int], path: str | None
+    ) -> Result:
+        result = Result(path, Outcome.FAILED, item.sop_class_uid, item.sop_instance_uid,
+                        item.transfer_syntax, bytes=item.length, association=self.number)
+        try:
+            ctx = self._context_for(item.sop_class_uid, item.transfer_syntax)
+        except NoAcceptedContext as exc:
+            result.reason = str(exc)
+            result.association = None
+            return result
+        message_id = self._next_message_id()
+        command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
+        self._emit(EventKind.SENDING, f"Sending file: {path or item.sop_instance_uid}",
+                   logging.INFO, path=path, bytes=item.length, context_id=ctx.context_id)
+        started = time.perf_counter()
+        try:
+            response = self._exchange(ctx, command, dataset, message_id)
+        except BaseException as exc:
+            result.seconds = time.perf_counter() - started
+            # Whatever broke (peer, socket, a file vanishing mid-read), the message may be half
+            # sent and the association cannot carry another one.
+            if _is_connection_error(exc):
+                result.reason = self._fail_connection(exc)
+                return result
+            self.abort(_reason(exc))
+            raise
+        result.seconds = time.perf_counter() - started
+        status = response.status
+        assert status is not None
+        result.status = status
+        category = dimse.category(status)
+        described = dimse.describe(status)
+        if response.error_comment:
+            described += f": {response.error_comment}"
+        if category is dimse.StatusCategory.SUCCESS:
+            result.outcome = Outcome.STORED
+        elif category is dimse.StatusCategory.WARNING:
+            result.outcome = Outcome.WARNING
+            result.reason = described
+        else:
+            result.reason = described
+        self._emit(EventKind.RESPONSE, f"Received Store Response ({described})", logging.INFO,
+                   status=status, path=path)
+        return result
+
+
+def _quietly(send: Callable[[bytes], None], data: bytes) -> None:
+    try:
+        send(data)
+    except (OSError, ProtocolError):
+        pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {exc}" if str(exc) else "timed out waiting for the peer"
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, ConnectionError):
+        return f"connection lost: {text}"
+    return text
+
+
+def _encode_dataset(ds: Dataset, syntax: str) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    if syntax not in (EXPLICIT_VR_LE, IMPLICIT_VR_LE):
+        if ds.get("file_meta") is None or str(ds.file_meta.get("TransferSyntaxUID", "")) != syntax:
+            raise ValueError(f"cannot encode a dataset in {uid_name(syntax)}")
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = syntax != "1.2.840.10008.1.2.2"
+    buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+

@@ -1,0 +1,198 @@
+"""``python -m fastpush``: store, echo and demo, in the vocabulary of DCMTK's storescu.
+
+Exit codes: 0 every file stored (warnings included); 1 some file failed or was skipped; 2 usage,
+connection or association failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from . import __version__
+from .api import echo, iter_push
+from .association import DEFAULT_MAX_PDU
+from .errors import FastpushError
+from .results import Event, EventKind, Outcome, Result
+from .transport import ENGINES
+
+EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE = 0, 1, 2
+
+
+def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
+    if peer:
+        parser.add_argument("host", help="the storage SCP's host name or address")
+        parser.add_argument("port", type=int, help="its TCP port")
+        parser.add_argument("-aet", "--calling-ae", default="FASTPUSH", help="our AE title")
+        parser.add_argument("-aec", "--called-ae", default="ANY-SCP", help="the peer's AE title")
+        parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
+        parser.add_argument("--acse-timeout", type=float, default=30.0, metavar="S")
+        parser.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S")
+    parser.add_argument("--engine", choices=ENGINES, help="data path (default: rust when built)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
+    parser.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastpush", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fastpush {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    store = commands.add_parser("store", help="C-STORE files and folders to a storage SCP")
+    _common(store)
+    store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
+    store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
+    _sending_options(store)
+
+    echo_cmd = commands.add_parser("echo", help="C-ECHO a DICOM peer")
+    _common(echo_cmd)
+
+    demo = commands.add_parser("demo", help="push a synthetic CT study to an embedded SCP")
+    _common(demo, peer=False)
+    demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
+    return parser
+
+
+def _sending_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, metavar="N",
+                        help=f"our Maximum Length Received (default {DEFAULT_MAX_PDU}; 0 = none)")
+    parser.add_argument("--max-send-pdu", type=int, metavar="N",
+                        help="send PDUs no larger than this even if the peer allows more")
+    parser.add_argument("--report", type=Path, metavar="FILE.jsonl",
+                        help="write one JSON line per input path")
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_DcmtkStyle())
+    logger = logging.getLogger("fastpush")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+class _DcmtkStyle(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname[0]}: {record.getMessage()}"
+
+
+class _Story:
+    """Watches association events to tell a connection or association failure (exit 2)."""
+
+    def __init__(self) -> None:
+        self.requested: set[int] = set()
+        self.accepted: set[int] = set()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.REQUESTING:
+            self.requested.add(event.association)
+        elif event.kind is EventKind.ACCEPTED:
+            self.accepted.add(event.association)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.requested - self.accepted)
+
+
+def _run_push(results: Iterable[Result], report: IO[str] | None, out: IO[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    sent_bytes = 0
+    started = time.perf_counter()
+    for result in results:
+        counts[result.outcome.value] += 1
+        if result.ok:
+            sent_bytes += result.bytes
+        if result.outcome is not Outcome.STORED:
+            status = f" [{result.status:#06x}]" if result.status is not None else ""
+            print(f"{result.outcome.value}: {result.path}{status}: {result.reason}", file=sys.stderr)
+        if report is not None:
+            report.write(json.dumps(result.to_json()) + "\n")
+            report.flush()
+    seconds = time.perf_counter() - started
+    sent = counts[Outcome.STORED.value] + counts[Outcome.WARNING.value]
+    mb = sent_bytes / 1e6
+    rate = mb / seconds if seconds > 0 else 0.0
+    print(f"Sent {sent} objects ({mb:.1f} MB) in {seconds:.2f} s ({rate:.1f} MB/s)", file=out)
+    print(", ".join(f"{o.value}: {counts[o.value]}" for o in Outcome), file=out)
+    return counts
+
+
+def _exit_code(counts: Counter[str], story: _Story) -> int:
+    if story.failed:
+        return EXIT_FAILURE
+    if counts[Outcome.FAILED.value] or counts[Outcome.SKIPPED.value]:
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "calling_ae": args.calling_ae,
+        "called_ae": args.called_ae,
+        "engine": args.engine,
+        "connect_timeout": args.connect_timeout,
+        "acse_timeout": args.acse_timeout,
+        "dimse_timeout": args.dimse_timeout,
+    }
+
+
+def _store(args: argparse.Namespace) -> int:
+    story = _Story()
+    options = _peer_options(args) | {"max_pdu": args.max_pdu, "max_send_pdu": args.max_send_pdu}
+    results = iter_push(args.paths, args.host, args.port, recursive=args.recursive,
+                        on_event=story, **options)
+    if args.report is None:
+        counts = _run_push(results, None, sys.stdout)
+    else:
+        with args.report.open("w", encoding="utf-8") as report:
+            counts = _run_push(results, report, sys.stdout)
+    return _exit_code(counts, story)
+
+
+def _echo(args: argparse.Namespace) -> int:
+    try:
+        status = echo(args.host, args.port, **_peer_options(args))
+    except (OSError, FastpushError) as exc:
+        print(f"echo failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"Echo response from {args.host}:{args.port}: status 0x{status:04X}")
+    return EXIT_OK if status == 0 else EXIT_FAILURE
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .scp import StorageSCP
+    from .synthetic import write_study
+
+    with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
+        paths = write_study(Path(folder), count=args.count, sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
+        with StorageSCP() as scp:
+            print(f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
+                  f"at {scp.host}:{scp.port}")
+            story = _Story()
+            results = iter_push([folder], scp.host, scp.port, called_ae=scp.ae_title,
+                                engine=args.engine, on_event=story)
+            counts = _run_push(results, None, sys.stdout)
+            print(f"The SCP received {len(scp.received)} datasets.")
+    return _exit_code(counts, story)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging(args)
+    try:
+        handler = {"store": _store, "echo": _echo, "demo": _demo}[args.command]
+        return handler(args)
+    except ValueError as exc:  # a bad option value the parser could not see (e.g. engine)
+        print(f"fastpush: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,39 @@
+"""Exceptions fastpush raises. OS-level failures stay ``OSError`` subclasses
+(``TimeoutError``, ``ConnectionResetError``); these cover DICOM protocol trouble."""
+
+from __future__ import annotations
+
+
+class FastpushError(Exception):
+    """Base class of fastpush's own exceptions."""
+
+
+class ProtocolError(FastpushError):
+    """The peer sent something the protocol does not allow (bad PDU, oversized PDU, bad command)."""
+
+
+class AssociationRejected(FastpushError):
+    """The peer answered the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ."""
+
+    def __init__(self, result: int, source: int, reason: int, description: str) -> None:
+        super().__init__(description)
+        self.result = result
+        self.source = source
+        self.reason = reason
+
+    @property
+    def transient(self) -> bool:
+        return self.result == 2
+
+
+class AssociationAborted(FastpushError):
+    """The peer sent an A-ABORT (or an A-P-ABORT was diagnosed)."""
+
+    def __init__(self, source: int, reason: int, description: str) -> None:
+        super().__init__(description)
+        self.source = source
+        self.reason = reason
+
+
+class NoAcceptedContext(FastpushError):
+    """No accepted presentation context can carry this SOP class and transfer syntax."""
