@@ -21,10 +21,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -397,15 +395,6 @@ class PynetdicomSCP:
 
     def stop(self) -> None:
         self.server.shutdown()
-
-
-@contextmanager
-def pynetdicom_warnings_filtered() -> Iterator[None]:
-    """Narrow filters for what pynetdicom itself may warn about (pytest turns warnings into
-    errors, and a warning raised in a server thread would kill that association)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"pynetdicom\..*")
-        yield
 
 
 def start_pynetdicom_scp(

@@ -1,0 +1,35 @@
+# Shared helpers for scripts/setup.sh and scripts/test.sh (sourced, not run).
+# shellcheck shell=bash
+
+# Print a step heading on stderr.
+step() {
+    printf '\n==> %s\n' "$*" >&2
+}
+
+# Install the real DICOM peers (DCMTK storescp/storescu, Orthanc) from Debian when missing.
+# Idempotent: apt is only touched if /usr/bin/storescp or /usr/sbin/Orthanc is absent, and
+# `apt-get update` runs at most once per shell. Without root, prints what to install and fails.
+_fastpush_apt_updated=0
+ensure_peers() {
+    local missing=()
+    [[ -x /usr/bin/storescp ]] || missing+=(dcmtk)
+    [[ -x /usr/sbin/Orthanc ]] || missing+=(orthanc)
+    if ((${#missing[@]} == 0)); then
+        echo "DCMTK and Orthanc already installed" >&2
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "missing Debian packages: ${missing[*]}" >&2
+        echo "install them as root:  apt-get update && apt-get install -y ${missing[*]}" >&2
+        return 1
+    fi
+    step "installing ${missing[*]} (apt)"
+    if ((_fastpush_apt_updated == 0)); then
+        apt-get update
+        _fastpush_apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# The Python interpreter to use (override with PYTHON=...).
+PYTHON=${PYTHON:-python3}
