@@ -1,0 +1,110 @@
+//! The crate's one error type, and (with the `python` feature) its one conversion to a Python
+//! exception.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in framing or I/O.
+#[derive(Debug)]
+pub enum Error {
+    /// An OS error on the socket. Becomes the `OSError` subclass matching its errno.
+    Io(io::Error),
+    /// An OS error opening or mapping a dataset file (`FileNotFoundError`, `PermissionError`...).
+    File { path: PathBuf, source: io::Error },
+    /// A wait for the socket exceeded the timeout: `TimeoutError`.
+    Timeout,
+    /// The peer closed the connection (EOF): `ConnectionResetError`.
+    PeerClosed { mid_pdu: bool },
+    /// The peer announced a PDU longer than allowed: `fastpush.errors.ProtocolError`.
+    PduTooLarge { pdu_type: u8, length: u32, max: u64 },
+    /// A bad argument (max_pdu, context ID, file region): `ValueError`.
+    InvalidArgument(String),
+    /// The transport was closed: `OSError(EBADF)`, like a closed Python socket.
+    Closed,
+    /// A Python exception raised while we held the GIL (a signal handler's `KeyboardInterrupt`).
+    #[cfg(feature = "python")]
+    Python(pyo3::PyErr),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::TimedOut {
+            return Error::Timeout;
+        }
+        Error::Io(err)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::File { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Timeout => f.write_str("timed out"),
+            Error::PeerClosed { mid_pdu: false } => f.write_str("connection closed by peer"),
+            Error::PeerClosed { mid_pdu: true } => {
+                f.write_str("connection closed by peer in the middle of a PDU")
+            }
+            Error::PduTooLarge { pdu_type, length, max } => write!(
+                f,
+                "peer sent a PDU of type 0x{pdu_type:02X} and length {length}, over the limit of {max}"
+            ),
+            Error::InvalidArgument(msg) => f.write_str(msg),
+            Error::Closed => f.write_str("transport is closed"),
+            #[cfg(feature = "python")]
+            Error::Python(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The OS message without Rust's " (os error N)" suffix, as Python prints it.
+#[cfg(feature = "python")]
+fn strerror(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(feature = "python")]
+mod py {
+    use super::{strerror, Error};
+    use pyo3::exceptions::{PyConnectionResetError, PyOSError, PyTimeoutError, PyValueError};
+    use pyo3::PyErr;
+
+    pyo3::import_exception!(fastpush.errors, ProtocolError);
+
+    impl From<Error> for PyErr {
+        fn from(err: Error) -> PyErr {
+            // `OSError(errno, strerror[, filename])` returns the errno's subclass
+            // (ConnectionResetError, BrokenPipeError, FileNotFoundError, ...), as the socket
+            // module's own errors do.
+            match err {
+                Error::Io(e) => match e.raw_os_error() {
+                    Some(code) => PyOSError::new_err((code, strerror(&e))),
+                    None => PyErr::from(e),
+                },
+                Error::File { path, source } => match source.raw_os_error() {
+                    Some(code) => PyOSError::new_err((
+                        code,
+                        strerror(&source),
+                        path.to_string_lossy().into_owned(),
+                    )),
+                    None => PyErr::from(source),
+                },
+                Error::Timeout => PyTimeoutError::new_err("timed out"),
+                e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
+                e @ Error::PduTooLarge { .. } => ProtocolError::new_err(e.to_string()),
+                Error::InvalidArgument(msg) => PyValueError::new_err(msg),
+                e @ Error::Closed => PyOSError::new_err((libc::EBADF, e.to_string())),
+                Error::Python(e) => e,
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The PyO3 module `fastpush._core`: argument conversion and GIL handling only.
+//!
+//! Every blocking step runs with the GIL released (`Python::detach`) and is followed by
+//! `Python::check_signals`, so Ctrl-C interrupts a long send and other threads keep running.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use crate::error::{Error, Result};
+use crate::framing::{self, Fragments};
+use crate::io::{BufferWriter, MessageWriter, Pacer, PduReader, Progress};
+use crate::source::MappedRegion;
+use crate::stream::{self, FdStream};
+
+/// A dataset source converted from Python: a borrowed `bytes`, or a mapped file region.
+enum Dataset<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Region(MappedRegion),
+}
+
+impl Dataset<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Dataset::Bytes(b) => b.as_bytes(),
+            Dataset::Region(r) => r.as_slice(),
+        }
+    }
+
+    fn is_mapped(&self) -> bool {
+        matches!(self, Dataset::Region(_))
+    }
+}
+
+/// Convert `bytes | (path, offset, length) | None`. The file is opened with the GIL released.
+fn dataset<'py>(
+    py: Python<'py>,
+    obj: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Option<Dataset<'py>>> {
+    let Some(obj) = obj else { return Ok(None) };
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Some(Dataset::Bytes(b.clone())));
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        let (path, offset, length): (PathBuf, i128, i128) = t.extract()?;
+        let (Ok(offset), Ok(length)) = (u64::try_from(offset), u64::try_from(length)) else {
+            return Err(Error::InvalidArgument(format!(
+                "file region offset {offset} and length {length} must be non-negative"
+            ))
+            .into());
+        };
+        let region = py.detach(|| MappedRegion::open(&path, offset, length))?;
+        return Ok(Some(Dataset::Region(region)));
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "dataset must be bytes, a (path, offset, length) tuple or None, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn max_pdu(value: i64) -> Result<u64> {
+    u64::try_from(value).map_err(|_| Error::InvalidArgument(format!("max_pdu {value} is negative")))
+}
+
+fn timeout_arg(value: Option<f64>) -> Result<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(Error::InvalidArgument(format!(
+            "timeout must be None or a finite number of seconds >= 0, not {t}"
+        ))),
+    }
+}
+
+/// Run a stepped operation: each step with the GIL released, signals checked between steps.
+fn drive(py: Python<'_>, mut step: impl FnMut() -> Result<Progress> + Send) -> PyResult<()> {
+    loop {
+        let progress = py.detach(&mut step)?;
+        py.check_signals()?;
+        if progress == Progress::Done {
+            return Ok(());
+        }
+    }
+}
+
+enum Slot {
+    Idle(Box<FdStream>),
+    Busy { close_requested: bool },
+    Closed,
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+/// A connected TCP stream that sends and receives whole PDUs. See `_core.pyi`.
+#[pyclass(frozen, module = "fastpush._core")]
+pub struct Transport {
+    slot: Mutex<Slot>,
+    returned: Condvar,
+    /// The fd number while open, so `close` from another thread can shut down a busy socket.
+    fd: AtomicI32,
+    /// Timeout in nanoseconds; `NO_TIMEOUT` for None.
+    timeout_ns: AtomicU64,
+}
+
+/// Exclusive use of the stream for one operation; puts it back when dropped.
+struct Checkout<'t> {
+    transport: &'t Transport,
+    stream: Option<Box<FdStream>>,
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let mut slot = self.transport.lock();
+        if matches!(
+            *slot,
+            Slot::Busy {
+                close_requested: true
+            }
+        ) {
+            *slot = Slot::Closed;
+            drop(slot);
+            drop(stream); // closes the fd
+        } else {
+            *slot = Slot::Idle(stream);
+        }
+        self.transport.returned.notify_one();
+    }
+}
+
+impl Transport {
+    /// The slot lock is only ever held for a few instructions, never across I/O, so taking it
+    /// with the GIL held cannot deadlock; waiting for a busy stream happens with the GIL released.
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn checkout(&self, py: Python<'_>) -> Result<Checkout<'_>> {
+        let stream = py.detach(|| {
+            let mut slot = self.lock();
+            loop {
+                match std::mem::replace(
+                    &mut *slot,
+                    Slot::Busy {
+                        close_requested: false,
+                    },
+                ) {
+                    Slot::Idle(stream) => return Ok(stream),
+                    Slot::Closed => {
+                        *slot = Slot::Closed;
+                        return Err(Error::Closed);
+                    }
+                    busy @ Slot::Busy { .. } => {
+                        *slot = busy;
+                        slot = self.returned.wait(slot).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            }
+        })?;
+        Ok(Checkout {
+            transport: self,
+            stream: Some(stream),
+        })
+    }
+
+    fn pacer(&self) -> Pacer {
+        let ns = self.timeout_ns.load(Ordering::Relaxed);
+        Pacer::new((ns != NO_TIMEOUT).then(|| Duration::from_nanos(ns)))
+    }
+}
+
+#[pymethods]
+impl Transport {
+    #[new]
+    #[pyo3(signature = (fd, timeout=None, nodelay=true))]
+    fn new(fd: i32, timeout: Option<f64>, nodelay: bool) -> PyResult<Self> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let timeout = timeout_arg(timeout)?;
+        if fd < 0 {
+            return Err(Error::InvalidArgument(format!("invalid file descriptor {fd}")).into());
+        }
+        // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let stream = FdStream::new(owned, nodelay).map_err(Error::from)?;
+        Ok(Transport {
+            slot: Mutex::new(Slot::Idle(Box::new(stream))),
+            returned: Condvar::new(),
+            fd: AtomicI32::new(fd),
+            timeout_ns: AtomicU64::new(timeout.map_or(NO_TIMEOUT, |d| {
+                d.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
+            })),
+        })
+    }
+
+    #[getter]
+    fn get_timeout(&self) -> Option<f64> {
+        let ns = self.timeout_ns.load(Ordering::Relaxed);
+        (ns != NO_TIMEOUT).then(|| Duration::from_nanos(ns).as_secs_f64())
+    }
+
+    #[setter]
+    fn set_timeout(&self, value: Option<f64>) -> PyResult<()> {
+        let ns = timeout_arg(value)?.map_or(NO_TIMEOUT, |d| {
+            d.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
+        });
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        matches!(
+            *self.lock(),
+            Slot::Closed
+                | Slot::Busy {
+                    close_requested: true
+                }
+        )
+    }
+
+    /// Write one already-encoded PDU.
+    fn send_pdu(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let data = data.as_bytes();
+        let mut out = self.checkout(py)?;
+        let stream = out.stream.as_deref_mut().expect("checked out");
+        let mut pacer = self.pacer();
+        let mut writer = BufferWriter::new(data);
+        drive(py, || writer.step(stream, &mut pacer))
+    }
+
+    /// Frame and write one DIMSE message; returns the bytes written.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu))]
+    fn send_message(
+        &self,
+        py: Python<'_>,
+        context_id: i64,
+        command: &Bound<'_, PyBytes>,
+        dataset: Option<&Bound<'_, PyAny>>,
+        max_pdu: i64,
+    ) -> PyResult<u64> {
+        let context_id = framing::context_id(context_id)?;
+        let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+        let source = self::dataset(py, dataset)?;
+        let command = command.as_bytes();
+        let ds = source.as_ref().map(Dataset::as_slice);
+        let mapped = source.as_ref().is_some_and(Dataset::is_mapped);
+        let mut out = self.checkout(py)?;
+        let stream = out.stream.as_deref_mut().expect("checked out");
+        let mut pacer = self.pacer();
+        let mut writer = MessageWriter::new(context_id, command, ds, mapped, frag);
+        drive(py, || writer.step(stream, &mut pacer))?;
+        Ok(writer.written())
+    }
+
+    /// Read one whole PDU: `(type, body)`.
+    fn recv_pdu<'py>(
+        &self,
+        py: Python<'py>,
+        max_length: i64,
+    ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+        let max_length = u64::try_from(max_length)
+            .map_err(|_| Error::InvalidArgument(format!("max_length {max_length} is negative")))?;
+        let mut out = self.checkout(py)?;
+        let stream = out.stream.as_deref_mut().expect("checked out");
+        let mut pacer = self.pacer();
+        let mut reader = PduReader::new(max_length);
+        drive(py, || reader.step(stream, &mut pacer))?;
+        drop(out);
+        let (pdu_type, body) = reader.into_pdu();
+        Ok((pdu_type, PyBytes::new(py, &body)))
+    }
+
+    /// Close the socket. Idempotent; a send or receive running in another thread is woken and
+    /// fails, and the socket is closed when it returns.
+    fn close(&self) {
+        let mut slot = self.lock();
+        match &mut *slot {
+            Slot::Idle(_) => {
+                let old = std::mem::replace(&mut *slot, Slot::Closed);
+                drop(slot);
+                drop(old);
+            }
+            Slot::Busy { close_requested } => {
+                if !*close_requested {
+                    *close_requested = true;
+                    stream::shutdown(self.fd.load(Ordering::Relaxed));
+                }
+            }
+            Slot::Closed => {}
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() {
+            "closed".to_string()
+        } else {
+            format!("fd={}", self.fd.load(Ordering::Relaxed))
+        };
+        format!("<fastpush._core.Transport {state}>")
+    }
+}
+
+/// Frame one DIMSE message into P-DATA-TF PDUs, exactly as `Transport.send_message` writes them.
+#[pyfunction]
+#[pyo3(name = "frame_message", signature = (context_id, command, dataset, max_pdu))]
+fn frame_message_py<'py>(
+    py: Python<'py>,
+    context_id: i64,
+    command: &Bound<'py, PyBytes>,
+    dataset: Option<&Bound<'py, PyAny>>,
+    max_pdu: i64,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let context_id = framing::context_id(context_id)?;
+    let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+    let source = self::dataset(py, dataset)?;
+    let command = command.as_bytes();
+    let ds = source.as_ref().map(Dataset::as_slice);
+    let (_, total) = Fragments::new(command.len(), ds.map(<[u8]>::len), frag).totals();
+    PyBytes::new_with(py, total, |out| {
+        framing::frame_into(out, context_id, command, ds, frag);
+        Ok(())
+    })
+}
+
+#[pymodule(gil_used = false)]
+pub mod _core {
+    use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use super::frame_message_py;
+    #[pymodule_export]
+    use super::Transport;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", crate::VERSION)?;
+        m.add("BUILD_PROFILE", crate::BUILD_PROFILE)?;
+        m.add("UNLIMITED_FRAGMENT", crate::UNLIMITED_FRAGMENT)?;
+        Ok(())
+    }
+}
