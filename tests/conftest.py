@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
-from fastpush.synthetic import write_study
 from peers import (
+    DEFAULT_SCP_TRANSFER_SYNTAXES,
     ORTHANC,
     STORESCP,
     Orthanc,
@@ -37,6 +37,8 @@ class PynetdicomSCPFactory(Protocol):
         statuses: Callable[[int], int] | None = None,
         require_called_aet: str | None = None,
         sop_classes: Sequence[str] | None = None,
+        transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
+        max_pdu: int = 16382,
     ) -> PynetdicomSCP: ...
 
 
@@ -92,7 +94,8 @@ def orthanc(orthanc_session: Orthanc) -> Orthanc:
 
 @pytest.fixture
 def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
-    """Factory: ``pynetdicom_scp(statuses=None, require_called_aet=None, sop_classes=None)``.
+    """Factory: ``pynetdicom_scp(statuses=None, require_called_aet=None, sop_classes=None,
+    transfer_syntaxes=DEFAULT_SCP_TRANSFER_SYNTAXES, max_pdu=16382)``.
 
     Returns a :class:`peers.PynetdicomSCP` (``.port``, ``.aet``, ``.received``: one
     :class:`peers.ReceivedStore` per C-STORE with ``.sop_instance_uid``, ``.raw``, ``.status``,
@@ -105,9 +108,15 @@ def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
         statuses: Callable[[int], int] | None = None,
         require_called_aet: str | None = None,
         sop_classes: Sequence[str] | None = None,
+        transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
+        max_pdu: int = 16382,
     ) -> PynetdicomSCP:
         scp = start_pynetdicom_scp(
-            statuses=statuses, require_called_aet=require_called_aet, sop_classes=sop_classes
+            statuses=statuses,
+            require_called_aet=require_called_aet,
+            sop_classes=sop_classes,
+            transfer_syntaxes=transfer_syntaxes,
+            max_pdu=max_pdu,
         )
         started.append(scp)
         return scp
@@ -119,9 +128,13 @@ def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
 
 @pytest.fixture
 def study_dir(tmp_path: Path) -> Path:
-    """A folder holding a 12-file synthetic study (3 SOP classes, Explicit + Implicit VR LE)."""
+    """A folder holding a 12-file synthetic study: CT, MR and Secondary Capture (one study and
+    series each), alternating Explicit and Implicit VR LE, 64 KiB of pixel data per file."""
+    # Imported here so the peer fixtures still load while the package itself is broken.
+    from fastpush.synthetic import write_study
+
     folder = tmp_path / "study"
-    write_study(folder, count=12, pixel_bytes=16 * 1024)
+    write_study(folder, count=12)  # 64 KiB of pixels each: several PDUs at any -pdu
     return folder
 
 
