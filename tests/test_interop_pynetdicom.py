@@ -1,0 +1,97 @@
+"""Status handling, rejection and refused contexts against pynetdicom's storage SCP."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import PynetdicomSCPFactory
+from pydicom import dcmread
+
+import fastpush
+from fastpush import Outcome
+from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
+pytestmark = pytest.mark.interop
+ENGINES = ["rust", "python"]
+CT = "1.2.840.10008.5.1.4.1.1.2"
+SC = "1.2.840.10008.5.1.4.1.1.7"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_statuses_are_reported_and_the_rest_still_sent(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
+) -> None:
+    answers = [0x0000, 0xB000, 0x0111, 0xA700, 0xC000]
+    scp = pynetdicom_scp(statuses=lambda n: answers[n] if n < len(answers) else 0x0000)
+    results = fastpush.push(study, scp.host, scp.port, engine=engine)
+    assert len(scp.received) == len(study)
+    assert [r.status for r in results] == answers + [0] * (len(study) - len(answers))
+    assert [r.outcome for r in results[:5]] == [
+        Outcome.STORED, Outcome.WARNING, Outcome.FAILED, Outcome.FAILED, Outcome.FAILED,
+    ]
+    assert "Duplicate SOP Instance" in results[2].reason
+    assert "Out of resources" in results[3].reason
+    assert "Cannot understand" in results[4].reason
+    assert all(r.outcome is Outcome.STORED for r in results[5:])
+    for received, path in zip(scp.received, study, strict=True):
+        assert received.dataset() == dcmread(path)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refused_abstract_syntax_fails_only_those_files(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
+) -> None:
+    scp = pynetdicom_scp(sop_classes=[CT, SC])
+    results = fastpush.push(study, scp.host, scp.port, engine=engine)
+    for result in results:
+        if result.sop_class_uid in (CT, SC):
+            assert result.outcome is Outcome.STORED
+        else:
+            assert result.outcome is Outcome.FAILED
+            assert "no accepted presentation context for MR Image Storage" in result.reason
+    assert len(scp.received) == sum(r.outcome is Outcome.STORED for r in results) > 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rejection_is_explained_with_exit_code_2(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
+) -> None:
+    scp = pynetdicom_scp(require_called_aet="RIGHT_AE")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastpush", "store", scp.host, str(scp.port), *map(str, study),
+         "-aec", "WRONG_AE", "--engine", engine],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "called AE title not recognized" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    results = fastpush.push(study, scp.host, scp.port, called_ae="WRONG_AE", engine=engine)
+    assert all(r.outcome is Outcome.FAILED and "Rejected" in r.reason for r in results)
+    assert not scp.received
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_association_stores_paths_bytes_and_datasets(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
+) -> None:
+    scp = pynetdicom_scp()
+    events: list[fastpush.Event] = []
+    contexts = [(CT, EXPLICIT_VR_LE), (CT, IMPLICIT_VR_LE)]
+    ct_files = [p for p in study if dcmread(p, stop_before_pixels=True).SOPClassUID == CT]
+    with fastpush.Association(scp.host, scp.port, contexts, engine=engine,
+                              on_event=events.append) as assoc:
+        first = assoc.store(ct_files[0])
+        second = assoc.store(ct_files[1].read_bytes())
+        dataset = dcmread(ct_files[2])
+        dataset.SOPInstanceUID = "1.2.3.999"
+        third = assoc.store(dataset)
+    assert [r.outcome for r in (first, second, third)] == [Outcome.STORED] * 3
+    assert scp.received_uids[2] == "1.2.3.999"
+    assert scp.received[2].dataset().PatientName == dataset.PatientName
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == [fastpush.EventKind.REQUESTING, fastpush.EventKind.ACCEPTED]
+    assert kinds[-1] == fastpush.EventKind.RELEASED
+    assert kinds.count(fastpush.EventKind.RESPONSE) == 3
