@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import StoreSCPFactory
-from peers import dataset_bytes
 
 import fastpush
 from fastpush import Outcome
+
+from conftest import StoreSCPFactory
+from peers import dataset_bytes
 
 pytestmark = pytest.mark.interop
 ENGINES = ["rust", "python"]
@@ -30,9 +31,12 @@ def test_bit_preserving_round_trip(
 ) -> None:
     scp = storescp("+B", *pdu_args)
     events: list[fastpush.Event] = []
-    results = fastpush.push(study, scp.host, scp.port, called_ae=scp.aet, engine=engine,
-                            on_event=events.append)
-    assert [r.outcome for r in results] == [Outcome.STORED] * len(study), [r.reason for r in results]
+    results = fastpush.push(
+        study, scp.host, scp.port, called_ae=scp.aet, engine=engine, on_event=events.append
+    )
+    assert [r.outcome for r in results] == [Outcome.STORED] * len(study), [
+        r.reason for r in results
+    ]
     stored = _stored_by_uid(scp.stored_files())
     assert len(stored) == len(study)
     syntaxes = set()
@@ -60,9 +64,26 @@ def test_cli_reports_every_path_once(
     junk.write_text("not DICOM")
     report = tmp_path / "report.jsonl"
     proc = subprocess.run(
-        [sys.executable, "-m", "fastpush", "store", scp.host, str(scp.port), str(study_dir),
-         "-aec", scp.aet, "-r", "--engine", engine, "--report", str(report), "-v"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fastpush",
+            "store",
+            scp.host,
+            str(scp.port),
+            str(study_dir),
+            "-aec",
+            scp.aet,
+            "-r",
+            "--engine",
+            engine,
+            "--report",
+            str(report),
+            "-v",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 1, proc.stderr  # the junk file was skipped
     lines = [json.loads(line) for line in report.read_text().splitlines()]
@@ -72,7 +93,14 @@ def test_cli_reports_every_path_once(
     assert by_path[str(junk)]["outcome"] == "skipped"
     assert "not a DICOM" in by_path[str(junk)]["reason"]
     assert sum(line["outcome"] == "stored" for line in lines) == len(inputs) - 1
-    for key in ("sop_class_uid", "sop_instance_uid", "transfer_syntax", "status", "bytes", "seconds"):
+    for key in (
+        "sop_class_uid",
+        "sop_instance_uid",
+        "transfer_syntax",
+        "status",
+        "bytes",
+        "seconds",
+    ):
         assert key in lines[0]
     assert "Requesting Association" in proc.stderr
     assert "Association Accepted (Max Send PDV:" in proc.stderr
@@ -87,7 +115,9 @@ def test_cli_connection_refused_exits_2(study: list[Path]) -> None:
 
     proc = subprocess.run(
         [sys.executable, "-m", "fastpush", "store", "127.0.0.1", str(free_port()), str(study[0])],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "Connection refused" in proc.stderr

@@ -6,19 +6,21 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from peers import Orthanc
 from pydicom import dcmread
 
 import fastpush
 from fastpush import Outcome
+
+from peers import Orthanc
 
 pytestmark = pytest.mark.interop
 
 
 @pytest.mark.parametrize("engine", ["rust", "python"])
 def test_push_study_and_read_back(orthanc: Orthanc, study: list[Path], engine: str) -> None:
-    results = fastpush.push(study, "127.0.0.1", orthanc.dicom_port, called_ae=orthanc.aet,
-                            engine=engine)
+    results = fastpush.push(
+        study, "127.0.0.1", orthanc.dicom_port, called_ae=orthanc.aet, engine=engine
+    )
     assert all(r.outcome is Outcome.STORED for r in results), [r.reason for r in results]
     instances = orthanc.instances()
     assert len(instances) == len(study)

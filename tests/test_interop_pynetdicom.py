@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PynetdicomSCPFactory
 from pydicom import dcmread
 
 import fastpush
 from fastpush import Outcome
 from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
+from conftest import PynetdicomSCPFactory
 
 pytestmark = pytest.mark.interop
 ENGINES = ["rust", "python"]
@@ -30,7 +31,11 @@ def test_statuses_are_reported_and_the_rest_still_sent(
     assert len(scp.received) == len(study)
     assert [r.status for r in results] == answers + [0] * (len(study) - len(answers))
     assert [r.outcome for r in results[:5]] == [
-        Outcome.STORED, Outcome.WARNING, Outcome.FAILED, Outcome.FAILED, Outcome.FAILED,
+        Outcome.STORED,
+        Outcome.WARNING,
+        Outcome.FAILED,
+        Outcome.FAILED,
+        Outcome.FAILED,
     ]
     assert "Duplicate SOP Instance" in results[2].reason
     assert "Out of resources" in results[3].reason
@@ -61,9 +66,22 @@ def test_rejection_is_explained_with_exit_code_2(
 ) -> None:
     scp = pynetdicom_scp(require_called_aet="RIGHT_AE")
     proc = subprocess.run(
-        [sys.executable, "-m", "fastpush", "store", scp.host, str(scp.port), *map(str, study),
-         "-aec", "WRONG_AE", "--engine", engine],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fastpush",
+            "store",
+            scp.host,
+            str(scp.port),
+            *map(str, study),
+            "-aec",
+            "WRONG_AE",
+            "--engine",
+            engine,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "called AE title not recognized" in proc.stderr
@@ -81,8 +99,9 @@ def test_association_stores_paths_bytes_and_datasets(
     events: list[fastpush.Event] = []
     contexts = [(CT, EXPLICIT_VR_LE), (CT, IMPLICIT_VR_LE)]
     ct_files = [p for p in study if dcmread(p, stop_before_pixels=True).SOPClassUID == CT]
-    with fastpush.Association(scp.host, scp.port, contexts, engine=engine,
-                              on_event=events.append) as assoc:
+    with fastpush.Association(
+        scp.host, scp.port, contexts, engine=engine, on_event=events.append
+    ) as assoc:
         first = assoc.store(ct_files[0])
         second = assoc.store(ct_files[1].read_bytes())
         dataset = dcmread(ct_files[2])

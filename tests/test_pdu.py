@@ -52,9 +52,12 @@ def test_associate_rq_round_trips_through_our_decoder() -> None:
 
 def test_associate_ac_from_pynetdicom_decodes() -> None:
     ac = pdu.AssociateAC(
-        "STORESCP", "FASTPUSH",
+        "STORESCP",
+        "FASTPUSH",
         (pdu.ContextResult(1, 0, EXPLICIT_VR_LE), pdu.ContextResult(3, 3, IMPLICIT_VR_LE)),
-        4096, "1.2.3", "PEER",
+        4096,
+        "1.2.3",
+        "PEER",
     )
     ours = pdu.encode_associate_ac(ac)
     theirs = A_ASSOCIATE_AC()

@@ -9,6 +9,7 @@ from pydicom import dcmread
 
 from fastpush.scan import FileItem, Skip, describe_buffer, expand, read_file
 from fastpush.synthetic import write_study
+
 from peers import dataset_bytes
 
 
@@ -62,7 +63,9 @@ def test_expand_walks_folders(tmp_path: Path) -> None:
     for name in ("a/1", "a/b/2", "3"):
         (tmp_path / name).write_bytes(b"x")
     assert list(expand([tmp_path], recursive=True)) == [
-        str(tmp_path / "3"), str(tmp_path / "a/1"), str(tmp_path / "a/b/2"),
+        str(tmp_path / "3"),
+        str(tmp_path / "a/1"),
+        str(tmp_path / "a/b/2"),
     ]
     assert list(expand([tmp_path], recursive=False)) == [str(tmp_path / "3")]
     assert list(expand([tmp_path / "nope"])) == [str(tmp_path / "nope")]

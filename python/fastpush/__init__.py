@@ -21,15 +21,13 @@ from .errors import (
 )
 from .results import Event, EventKind, Outcome, Result
 
+__version__: str
 try:
     from ._core import __version__
 except ImportError:  # pragma: no cover - installs without the extension
-    from importlib.metadata import PackageNotFoundError, version
+    from importlib.metadata import version
 
-    try:
-        __version__ = version("fastpush")
-    except PackageNotFoundError:
-        __version__ = "0+unknown"
+    __version__ = version("fastpush")
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -65,8 +65,15 @@ def iter_push(
 
 
 def _unsent(item: FileItem, reason: str) -> Result:
-    return Result(item.path, Outcome.FAILED, item.sop_class_uid, item.sop_instance_uid,
-                  item.transfer_syntax, reason=reason, bytes=item.length)
+    return Result(
+        item.path,
+        Outcome.FAILED,
+        item.sop_class_uid,
+        item.sop_instance_uid,
+        item.transfer_syntax,
+        reason=reason,
+        bytes=item.length,
+    )
 
 
 def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> list[Result]:
@@ -76,5 +83,7 @@ def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> lis
 
 def echo(host: str, port: int, **options: Any) -> int:
     """C-ECHO ``host:port`` on a fresh association; return the status (0 is success)."""
-    with Association(host, port, [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))], **options) as a:
+    with Association(
+        host, port, [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))], **options
+    ) as a:
         return a.echo()

@@ -7,6 +7,7 @@ Owns the association's state and its story (events and log lines). Bytes are bui
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -21,6 +22,8 @@ from .results import Event, EventKind, Outcome, Result
 from .scan import FileItem, Skip, describe_buffer, read_file
 from .transport import Transport, connect
 from .uids import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -92,7 +95,9 @@ class Association:
         self._on_event = on_event
         self._proposed = tuple(
             pdu.ContextProposal(
-                2 * index + 1, abstract, (syntaxes,) if isinstance(syntaxes, str) else tuple(syntaxes)
+                2 * index + 1,
+                abstract,
+                (syntaxes,) if isinstance(syntaxes, str) else tuple(syntaxes),
             )
             for index, (abstract, syntaxes) in enumerate(contexts)
         )
@@ -104,13 +109,13 @@ class Association:
         self._message_id = 0
         self.accepted: dict[int, AcceptedContext] = {}
         self.peer_max_pdu = 0
-        self._recv_limit = (
-            max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
-        )
+        self._recv_limit = max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
 
     # -- the story ---------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, message: str, level: int = logging.INFO, **details: object) -> None:
+    def _emit(
+        self, kind: EventKind, message: str, level: int = logging.INFO, **details: object
+    ) -> None:
         log.log(level, message)
         if self._on_event is not None:
             self._on_event(Event(kind, self.number, message, dict(details)))
@@ -171,15 +176,23 @@ class Association:
                 )
             elif pdu_type == pdu.ABORT:
                 ab = pdu.decode_abort(body)
-                raise AssociationAborted(ab.source, ab.reason, f"Association Aborted: {ab.describe()}")
+                raise AssociationAborted(
+                    ab.source, ab.reason, f"Association Aborted: {ab.describe()}"
+                )
             else:
                 raise ProtocolError(
                     f"expected A-ASSOCIATE-AC, got {pdu.PDU_NAMES.get(pdu_type, hex(pdu_type))}"
                 )
         except BaseException as exc:
             if isinstance(exc, AssociationRejected):
-                self._emit(EventKind.REJECTED, str(exc), logging.ERROR, result=exc.result,
-                           source=exc.source, reason=exc.reason)
+                self._emit(
+                    EventKind.REJECTED,
+                    str(exc),
+                    logging.ERROR,
+                    result=exc.result,
+                    source=exc.source,
+                    reason=exc.reason,
+                )
             else:
                 if isinstance(exc, ProtocolError):
                     _quietly(transport.send_pdu, pdu.encode_abort(2, 0))
@@ -193,17 +206,22 @@ class Association:
         for result in ac.contexts:
             pc = proposed.get(result.context_id)
             if pc is None:
-                log.warning("peer answered presentation context %d that was never proposed",
-                            result.context_id)
+                log.warning(
+                    "peer answered presentation context %d that was never proposed",
+                    result.context_id,
+                )
                 continue
             if result.accepted:
                 self.accepted[result.context_id] = AcceptedContext(
                     result.context_id, pc.abstract_syntax, result.transfer_syntax
                 )
             else:
-                log.info("Presentation context %d (%s) rejected: %s", result.context_id,
-                         uid_name(pc.abstract_syntax),
-                         pdu.CONTEXT_RESULTS.get(result.result, result.result))
+                log.info(
+                    "Presentation context %d (%s) rejected: %s",
+                    result.context_id,
+                    uid_name(pc.abstract_syntax),
+                    pdu.CONTEXT_RESULTS.get(result.result, result.result),
+                )
         self.peer_max_pdu = ac.max_length
         self._transport = transport
         max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
@@ -239,8 +257,11 @@ class Association:
         transport = self._transport
         if transport is None:
             return
-        self._emit(EventKind.ABORTED, f"Aborting Association{': ' + reason if reason else ''}",
-                   logging.WARNING)
+        self._emit(
+            EventKind.ABORTED,
+            f"Aborting Association{': ' + reason if reason else ''}",
+            logging.WARNING,
+        )
         _quietly(transport.send_pdu, pdu.encode_abort(0, 0))
         self._close()
 
@@ -273,17 +294,24 @@ class Association:
 
     def _context_for(self, abstract: str, syntax: str | None) -> AcceptedContext:
         for ctx in self.accepted.values():
-            if ctx.abstract_syntax == abstract and (syntax is None or ctx.transfer_syntax == syntax):
+            if ctx.abstract_syntax == abstract and (
+                syntax is None or ctx.transfer_syntax == syntax
+            ):
                 return ctx
         wanted = f"{uid_name(abstract)}" + (f" in {uid_name(syntax)}" if syntax else "")
         offered = sorted(
-            uid_name(c.transfer_syntax) for c in self.accepted.values() if c.abstract_syntax == abstract
+            uid_name(c.transfer_syntax)
+            for c in self.accepted.values()
+            if c.abstract_syntax == abstract
         )
         detail = f" (accepted only {', '.join(offered)})" if offered else ""
         raise NoAcceptedContext(f"no accepted presentation context for {wanted}{detail}")
 
     def _exchange(
-        self, ctx: AcceptedContext, command: bytes, dataset: bytes | tuple[str, int, int] | None,
+        self,
+        ctx: AcceptedContext,
+        command: bytes,
+        dataset: bytes | tuple[str, int, int] | None,
         message_id: int,
     ) -> dimse.Command:
         transport = self._transport
@@ -309,12 +337,13 @@ class Association:
                 ab = pdu.decode_abort(body)
                 raise AssociationAborted(ab.source, ab.reason, ab.describe())
             if pdu_type != pdu.P_DATA_TF:
-                raise ProtocolError(
-                    f"expected P-DATA-TF, got {pdu.PDU_NAMES.get(pdu_type, f'PDU type 0x{pdu_type:02X}')}"
-                )
+                name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
+                raise ProtocolError(f"expected P-DATA-TF, got {name}")
             for pdv in pdu.decode_pdvs(body):
                 if pdv.context_id not in self.accepted:
-                    raise ProtocolError(f"P-DATA on presentation context {pdv.context_id}, not accepted")
+                    raise ProtocolError(
+                        f"P-DATA on presentation context {pdv.context_id}, not accepted"
+                    )
                 if decoded is None:
                     if not pdv.is_command:
                         raise ProtocolError("dataset fragment received before the response command")
@@ -348,8 +377,11 @@ class Association:
                 self._fail_connection(exc)
             raise
         assert response.status is not None
-        self._emit(EventKind.RESPONSE, f"Received Echo Response ({dimse.describe(response.status)})",
-                   status=response.status)
+        self._emit(
+            EventKind.RESPONSE,
+            f"Received Echo Response ({dimse.describe(response.status)})",
+            status=response.status,
+        )
         return response.status
 
     def store(self, item: str | os.PathLike[str] | bytes | Dataset | FileItem) -> Result:
@@ -376,28 +408,47 @@ class Association:
         sop_class = str(ds.get("SOPClassUID", ""))
         sop_instance = str(ds.get("SOPInstanceUID", ""))
         if not sop_class or not sop_instance:
-            return Result(None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID or SOPInstanceUID")
+            return Result(
+                None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID or SOPInstanceUID"
+            )
         meta = getattr(ds, "file_meta", None)
         own = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
         candidates = [s for s in (own, EXPLICIT_VR_LE, IMPLICIT_VR_LE) if s]
         syntax = next(
-            (s for s in candidates for c in self.accepted.values()
-             if c.abstract_syntax == sop_class and c.transfer_syntax == s),
+            (
+                s
+                for s in candidates
+                for c in self.accepted.values()
+                if c.abstract_syntax == sop_class and c.transfer_syntax == s
+            ),
             candidates[0],
         )
         try:
             data = _encode_dataset(ds, syntax)
         except Exception as exc:  # pydicom raises many types for a dataset it cannot write
-            return Result(None, Outcome.FAILED, sop_class, sop_instance, syntax,
-                          reason=f"cannot encode dataset: {exc}")
+            return Result(
+                None,
+                Outcome.FAILED,
+                sop_class,
+                sop_instance,
+                syntax,
+                reason=f"cannot encode dataset: {exc}",
+            )
         item = FileItem("<dataset>", sop_class, sop_instance, syntax, 0, len(data))
         return self._store(item, data, None)
 
     def _store(
         self, item: FileItem, dataset: bytes | tuple[str, int, int], path: str | None
     ) -> Result:
-        result = Result(path, Outcome.FAILED, item.sop_class_uid, item.sop_instance_uid,
-                        item.transfer_syntax, bytes=item.length, association=self.number)
+        result = Result(
+            path,
+            Outcome.FAILED,
+            item.sop_class_uid,
+            item.sop_instance_uid,
+            item.transfer_syntax,
+            bytes=item.length,
+            association=self.number,
+        )
         try:
             ctx = self._context_for(item.sop_class_uid, item.transfer_syntax)
         except NoAcceptedContext as exc:
@@ -406,8 +457,14 @@ class Association:
             return result
         message_id = self._next_message_id()
         command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
-        self._emit(EventKind.SENDING, f"Sending file: {path or item.sop_instance_uid}",
-                   logging.INFO, path=path, bytes=item.length, context_id=ctx.context_id)
+        self._emit(
+            EventKind.SENDING,
+            f"Sending file: {path or item.sop_instance_uid}",
+            logging.INFO,
+            path=path,
+            bytes=item.length,
+            context_id=ctx.context_id,
+        )
         started = time.perf_counter()
         try:
             response = self._exchange(ctx, command, dataset, message_id)
@@ -435,16 +492,19 @@ class Association:
             result.reason = described
         else:
             result.reason = described
-        self._emit(EventKind.RESPONSE, f"Received Store Response ({described})", logging.INFO,
-                   status=status, path=path)
+        self._emit(
+            EventKind.RESPONSE,
+            f"Received Store Response ({described})",
+            logging.INFO,
+            status=status,
+            path=path,
+        )
         return result
 
 
 def _quietly(send: Callable[[bytes], None], data: bytes) -> None:
-    try:
+    with contextlib.suppress(OSError, ProtocolError):
         send(data)
-    except (OSError, ProtocolError):
-        pass
 
 
 def _reason(exc: BaseException) -> str:
@@ -460,12 +520,12 @@ def _encode_dataset(ds: Dataset, syntax: str) -> bytes:
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_dataset
 
-    if syntax not in (EXPLICIT_VR_LE, IMPLICIT_VR_LE):
-        if ds.get("file_meta") is None or str(ds.file_meta.get("TransferSyntaxUID", "")) != syntax:
-            raise ValueError(f"cannot encode a dataset in {uid_name(syntax)}")
+    if syntax == DEFLATED_EXPLICIT_VR_LE:
+        raise ValueError(f"cannot encode a dataset in {uid_name(syntax)}")
+    # Every other syntax encodes the dataset as Explicit VR LE (compressed ones encapsulate
+    # only the pixel data), but for Implicit VR LE and the retired big-endian one.
     buffer = DicomBytesIO()
-    buffer.is_little_endian = syntax != "1.2.840.10008.1.2.2"
+    buffer.is_little_endian = syntax != EXPLICIT_VR_BE
     buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
     write_dataset(buffer, ds)
     return buffer.getvalue()
-

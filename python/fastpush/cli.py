@@ -62,12 +62,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _sending_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-pdu", type=int, default=DEFAULT_MAX_PDU, metavar="N",
-                        help=f"our Maximum Length Received (default {DEFAULT_MAX_PDU}; 0 = none)")
-    parser.add_argument("--max-send-pdu", type=int, metavar="N",
-                        help="send PDUs no larger than this even if the peer allows more")
-    parser.add_argument("--report", type=Path, metavar="FILE.jsonl",
-                        help="write one JSON line per input path")
+    parser.add_argument(
+        "--max-pdu",
+        type=int,
+        default=DEFAULT_MAX_PDU,
+        metavar="N",
+        help=f"our Maximum Length Received (default {DEFAULT_MAX_PDU}; 0 = none)",
+    )
+    parser.add_argument(
+        "--max-send-pdu",
+        type=int,
+        metavar="N",
+        help="send PDUs no larger than this even if the peer allows more",
+    )
+    parser.add_argument(
+        "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
+    )
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -112,7 +122,9 @@ def _run_push(results: Iterable[Result], report: IO[str] | None, out: IO[str]) -
             sent_bytes += result.bytes
         if result.outcome is not Outcome.STORED:
             status = f" [{result.status:#06x}]" if result.status is not None else ""
-            print(f"{result.outcome.value}: {result.path}{status}: {result.reason}", file=sys.stderr)
+            print(
+                f"{result.outcome.value}: {result.path}{status}: {result.reason}", file=sys.stderr
+            )
         if report is not None:
             report.write(json.dumps(result.to_json()) + "\n")
             report.flush()
@@ -147,8 +159,9 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 def _store(args: argparse.Namespace) -> int:
     story = _Story()
     options = _peer_options(args) | {"max_pdu": args.max_pdu, "max_send_pdu": args.max_send_pdu}
-    results = iter_push(args.paths, args.host, args.port, recursive=args.recursive,
-                        on_event=story, **options)
+    results = iter_push(
+        args.paths, args.host, args.port, recursive=args.recursive, on_event=story, **options
+    )
     if args.report is None:
         counts = _run_push(results, None, sys.stdout)
     else:
@@ -172,13 +185,23 @@ def _demo(args: argparse.Namespace) -> int:
     from .synthetic import write_study
 
     with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
-        paths = write_study(Path(folder), count=args.count, sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
+        paths = write_study(
+            Path(folder), count=args.count, sop_classes=["1.2.840.10008.5.1.4.1.1.2"]
+        )
         with StorageSCP() as scp:
-            print(f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
-                  f"at {scp.host}:{scp.port}")
+            print(
+                f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
+                f"at {scp.host}:{scp.port}"
+            )
             story = _Story()
-            results = iter_push([folder], scp.host, scp.port, called_ae=scp.ae_title,
-                                engine=args.engine, on_event=story)
+            results = iter_push(
+                [folder],
+                scp.host,
+                scp.port,
+                called_ae=scp.ae_title,
+                engine=args.engine,
+                on_event=story,
+            )
             counts = _run_push(results, None, sys.stdout)
             print(f"The SCP received {len(scp.received)} datasets.")
     return _exit_code(counts, story)

@@ -61,7 +61,9 @@ def echo_rq(message_id: int) -> bytes:
     )
 
 
-def store_rq(message_id: int, sop_class_uid: str, sop_instance_uid: str, priority: int = 0) -> bytes:
+def store_rq(
+    message_id: int, sop_class_uid: str, sop_instance_uid: str, priority: int = 0
+) -> bytes:
     return _command(
         [
             (_AFFECTED_SOP_CLASS, sop_class_uid.encode("ascii")),

@@ -333,5 +333,7 @@ def decode_pdvs(body: bytes) -> Iterator[Pdv]:
         if length < 2 or pos + 4 + length > len(view):
             raise ProtocolError(f"PDV item length {length} does not fit the P-DATA-TF")
         header = view[pos + 5]
-        yield Pdv(view[pos + 4], bool(header & 1), bool(header & 2), view[pos + 6 : pos + 4 + length])
+        yield Pdv(
+            view[pos + 4], bool(header & 1), bool(header & 2), view[pos + 6 : pos + 4 + length]
+        )
         pos += 4 + length

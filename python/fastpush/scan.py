@@ -17,7 +17,21 @@ from typing import BinaryIO
 _PREAMBLE = 128
 _MAGIC = b"DICM"
 # VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+_LONG_VRS = {
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"SQ",
+    b"SV",
+    b"UC",
+    b"UN",
+    b"UR",
+    b"UT",
+    b"UV",
+}
 _META_LIMIT = 1 << 20
 
 

@@ -7,6 +7,7 @@ Orthanc and pynetdicom. It speaks through the pure-Python data path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -70,10 +71,8 @@ class StorageSCP:
     def close(self) -> None:
         self._stopping.set()
         # shutdown() wakes the accept() blocked in the server thread.
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
@@ -104,21 +103,32 @@ class StorageSCP:
         results = []
         for pc in rq.contexts:
             syntax = next(
-                (s for s in pc.transfer_syntaxes
-                 if self.any_syntax or s in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)),
+                (
+                    s
+                    for s in pc.transfer_syntaxes
+                    if self.any_syntax or s in (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+                ),
                 "",
             )
             results.append(pdu.ContextResult(pc.context_id, 0 if syntax else 4, syntax))
         transport.send_pdu(
             pdu.encode_associate_ac(
-                pdu.AssociateAC(rq.called_ae, rq.calling_ae, tuple(results), self.max_pdu,
-                                IMPLEMENTATION_CLASS_UID, "FASTPUSH_SCP")
+                pdu.AssociateAC(
+                    rq.called_ae,
+                    rq.calling_ae,
+                    tuple(results),
+                    self.max_pdu,
+                    IMPLEMENTATION_CLASS_UID,
+                    "FASTPUSH_SCP",
+                )
             )
         )
         syntaxes = {r.context_id: r.transfer_syntax for r in results if r.accepted}
         self._serve_messages(transport, syntaxes, rq.max_length)
 
-    def _serve_messages(self, transport: PyTransport, syntaxes: dict[int, str], peer_max: int) -> None:
+    def _serve_messages(
+        self, transport: PyTransport, syntaxes: dict[int, str], peer_max: int
+    ) -> None:
         command = bytearray()
         dataset = bytearray()
         decoded: dimse.Command | None = None
@@ -155,26 +165,29 @@ class StorageSCP:
         if command.command_field == dimse.C_ECHO_RQ:
             return dimse.response(dimse.C_ECHO_RSP, message_id, 0x0000, command.sop_class_uid)
         if command.command_field != dimse.C_STORE_RQ:
-            return dimse.response(command.command_field | 0x8000, message_id, 0x0211,
-                                  command.sop_class_uid)
+            return dimse.response(
+                command.command_field | 0x8000, message_id, 0x0211, command.sop_class_uid
+            )
         received = Received(command.sop_class_uid, command.sop_instance_uid, syntax, len(dataset))
         if self.directory is not None:
             self._write(received, dataset)
         with self._lock:
             self.received.append(received)
-        return dimse.response(dimse.C_STORE_RSP, message_id, 0x0000, command.sop_class_uid,
-                              command.sop_instance_uid)
+        return dimse.response(
+            dimse.C_STORE_RSP, message_id, 0x0000, command.sop_class_uid, command.sop_instance_uid
+        )
 
     def _write(self, received: Received, dataset: bytes) -> None:
         from pydicom.dataset import FileMetaDataset
         from pydicom.filebase import DicomBytesIO
         from pydicom.filewriter import write_file_meta_info
+        from pydicom.uid import UID
 
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = received.sop_class_uid
-        meta.MediaStorageSOPInstanceUID = received.sop_instance_uid
-        meta.TransferSyntaxUID = received.transfer_syntax
-        meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+        meta.MediaStorageSOPClassUID = UID(received.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(received.sop_instance_uid)
+        meta.TransferSyntaxUID = UID(received.transfer_syntax)
+        meta.ImplementationClassUID = UID(IMPLEMENTATION_CLASS_UID)
         buffer = DicomBytesIO()
         buffer.write(b"\0" * 128 + b"DICM")
         write_file_meta_info(buffer, meta, enforce_standard=True)
