@@ -16,6 +16,5 @@ step "pip install . (builds the Rust extension)"
 "$PYTHON" -m pip install .
 
 step "demo"
-# Run outside the source tree so the installed package (with its extension) is the one imported.
-cd /
+# (The package lives under python/, so the repo root does not shadow the installed copy.)
 exec "$PYTHON" -m fastpush demo
