@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+
 from peers import (
     DEFAULT_SCP_TRANSFER_SYNTAXES,
     ORTHANC,

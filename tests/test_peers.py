@@ -13,9 +13,6 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from conftest import PynetdicomSCPFactory, StoreSCPFactory
-from fastpush.synthetic import write_large_file, write_study
-from peers import ECHOSCU, STORESCU, Orthanc, dataset_bytes, dataset_offset
 from pydicom import dcmread
 from pydicom.uid import (
     CTImageStorage,
@@ -24,6 +21,11 @@ from pydicom.uid import (
     MRImageStorage,
     SecondaryCaptureImageStorage,
 )
+
+from fastpush.synthetic import write_large_file, write_study
+
+from conftest import PynetdicomSCPFactory, StoreSCPFactory
+from peers import ECHOSCU, STORESCU, Orthanc, dataset_bytes, dataset_offset
 
 
 def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
