@@ -1,0 +1,124 @@
+"""The four senders compared: how to start each on one dataset, and how to tell it succeeded.
+
+Every sender is a separate process, so its wall time and peak RSS are its own. Success is what
+the sender itself reports (exit code plus its own counts), never assumed from a clean exit.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import Finished
+
+__all__ = ["BASELINE", "SENDERS", "STORESCU", "Data", "Sender", "sender_env"]
+
+STORESCU = "/usr/bin/storescu"
+BASELINE = "storescu"
+"""The sender every ratio is taken against."""
+
+_HERE = Path(__file__).resolve().parent
+_FASTPUSH_COUNTS = re.compile(r"stored: (\d+), warning: (\d+), failed: (\d+), skipped: (\d+)")
+_PYNETDICOM_COUNTS = re.compile(r"stored (\d+), failed (\d+)")
+
+
+@dataclass(frozen=True)
+class Data:
+    """A dataset to push: a folder of files or one file."""
+
+    name: str
+    path: Path
+    files: int
+    bytes: int
+
+    @property
+    def is_folder(self) -> bool:
+        return self.path.is_dir()
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    command: Callable[[Data, str, int, str], list[str]]
+    """``command(data, host, port, called_ae)``: the argv to run."""
+    verify: Callable[[Finished, int], str | None]
+    """``verify(finished, expected_files)``: ``None`` if all were stored, else why not."""
+    nodelay_env: bool = False
+    """Whether to run it with ``TCP_NODELAY=1`` (DCMTK reads it; the others ignore it)."""
+
+
+def sender_env(sender: Sender) -> dict[str, str]:
+    """The sender's environment: ours, minus variables that would change what we measure."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TCP_NODELAY", "FASTPUSH_ENGINE")}
+    if sender.nodelay_env:
+        env["TCP_NODELAY"] = "1"
+    return env
+
+
+def _fastpush(engine: str) -> Callable[[Data, str, int, str], list[str]]:
+    def command(data: Data, host: str, port: int, aet: str) -> list[str]:
+        return [sys.executable, "-m", "fastpush", "store", host, str(port), str(data.path),
+                "-aec", aet, "--engine", engine]
+
+    return command
+
+
+def _verify_fastpush(finished: Finished, expected: int) -> str | None:
+    output = finished.output()
+    counts = _FASTPUSH_COUNTS.search(output)
+    if finished.returncode != 0 or counts is None:
+        return f"exit {finished.returncode}: {_last_lines(output)}"
+    stored, warning, failed, skipped = map(int, counts.groups())
+    if stored + warning != expected:
+        return f"stored {stored + warning} of {expected} (failed {failed}, skipped {skipped})"
+    return None
+
+
+def _pynetdicom(data: Data, host: str, port: int, aet: str) -> list[str]:
+    return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet,
+            str(data.path)]
+
+
+def _verify_pynetdicom(finished: Finished, expected: int) -> str | None:
+    output = finished.output()
+    counts = _PYNETDICOM_COUNTS.search(output)
+    if finished.returncode != 0 or counts is None:
+        return f"exit {finished.returncode}: {_last_lines(output)}"
+    if int(counts.group(1)) != expected:
+        return f"stored {counts.group(1)} of {expected}: {_last_lines(output)}"
+    return None
+
+
+def _storescu(data: Data, host: str, port: int, aet: str) -> list[str]:
+    # +sd scans the folder itself: a thousand paths on argv would hit limits sooner or later.
+    files = ["+sd", str(data.path)] if data.is_folder else [str(data.path)]
+    return [STORESCU, "-aec", aet, host, str(port), *files]
+
+
+def _verify_storescu(finished: Finished, expected: int) -> str | None:
+    # storescu is silent on success; it halts with a non-zero exit and "E:" lines on a failed
+    # store (no -nh), so both must be clean.
+    output = finished.output()
+    errors = [line for line in output.splitlines() if line.startswith(("E:", "F:"))]
+    if finished.returncode != 0 or errors:
+        return f"exit {finished.returncode}: {_last_lines(output)}"
+    return None
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return " | ".join(lines[-count:]) or "(no output)"
+
+
+SENDERS: dict[str, Sender] = {
+    "fastpush-rust": Sender("fastpush-rust", _fastpush("rust"), _verify_fastpush),
+    "fastpush-python": Sender("fastpush-python", _fastpush("python"), _verify_fastpush),
+    "pynetdicom": Sender("pynetdicom", _pynetdicom, _verify_pynetdicom),
+    # DCMTK with TCP_NODELAY=1 on its side too: its best mode, as the issue's baseline was taken.
+    BASELINE: Sender(BASELINE, _storescu, _verify_storescu, nodelay_env=True),
+}
+"""Senders by name, in table order."""
