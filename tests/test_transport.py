@@ -5,6 +5,7 @@ documented exceptions. Includes a bounded-memory check for a 1 GB (sparse) file.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -276,3 +277,30 @@ def test_sending_a_1gb_file_keeps_rss_bounded(engine: str, tmp_path: Path) -> No
     fragments = -(-(size - 132) // 16378) + 1
     assert written == size - 132 + 200 + 12 * fragments
     assert peak_mb < 100, f"peak RSS {peak_mb} MB (before sending: {before_mb} MB)"
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_signal_interrupts_a_wait_without_timeout(engine: str) -> None:
+    """A signal handler's exception surfaces from a receive blocked with no timeout (Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise _Interrupted
+
+    ours, peer = socket.socketpair()
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with peer:
+            transport = make_transport(engine, ours, timeout=None)
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(_Interrupted):
+                transport.recv_pdu(100)
+            transport.close()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -4,14 +4,15 @@ It knows PDUs and PDVs, nothing of DICOM semantics. Python negotiates the associ
 the DIMSE command bytes; this module puts them, and the dataset, on the wire.
 """
 
-from typing import Final
+from typing import Final, final
 
 __version__: Final[str]
 """The crate version from Cargo.toml; the package's version."""
 BUILD_PROFILE: Final[str]
 """``"release"`` or ``"debug"``: benchmarks refuse a debug build."""
 UNLIMITED_FRAGMENT: Final[int]
-"""Fragment size used when the peer's Maximum Length Received is 0 (no limit)."""
+"""Fragment size used when the peer's Maximum Length Received is 0 (no limit): 1 MiB, the same
+as ``fastpush.pytransport.UNLIMITED_FRAGMENT``."""
 
 FileRegion = tuple[str, int, int]
 """``(path, offset, length)``: a dataset read in place from a file, never loaded into Python."""
@@ -22,9 +23,20 @@ def frame_message(
     """Return the P-DATA-TF PDUs for one DIMSE message as one bytes object.
 
     For tests and the in-memory framing benchmark: the bytes are exactly what
-    :meth:`Transport.send_message` writes.
+    :meth:`Transport.send_message` writes, and what ``fastpush.pytransport.frame_message`` returns.
+
+    One PDV per P-DATA-TF PDU: the command first (message control header ``0x01``, ``0x03`` on its
+    last fragment), then the dataset (``0x00`` / ``0x02``). Fragments are at most ``max_pdu - 6``
+    bytes rounded down to even (``UNLIMITED_FRAGMENT`` when ``max_pdu`` is 0). A ``None`` dataset
+    sends no dataset PDV; an empty one sends one empty PDV marked last.
+
+    Raises ``ValueError`` for a ``context_id`` outside 1..255, a ``max_pdu`` that is negative,
+    under 8 or over 2**32 - 1, or a file region past the end of its file; ``TypeError`` for a
+    dataset of another type (``bytearray`` and ``memoryview`` are refused: they are mutable and
+    are read with the GIL released); ``FileNotFoundError`` / ``PermissionError`` for the file.
     """
 
+@final
 class Transport:
     """A connected TCP stream that sends and receives whole PDUs.
 
@@ -32,7 +44,13 @@ class Transport:
     :meth:`close` or when collected. ``TCP_NODELAY`` is set when ``nodelay`` is true;
     ``TCP_QUICKACK`` is set before every receive (Linux), so responses are not held back by a
     delayed ACK. Every blocking wait is bounded by ``timeout`` seconds (``None``: no limit) and
-    done with the GIL released, in short steps that check for signals.
+    done with the GIL released, in short steps that check for signals. The timeout bounds each
+    stall, as a socket timeout does: a call fails once the socket made no progress for
+    ``timeout`` seconds, so a multi-gigabyte send is not cut short by a small timeout.
+
+    Safe to share between threads: operations on one transport are serialized (a second thread
+    waits, GIL released, for the first to finish), and :meth:`close` from another thread wakes a
+    blocked operation, which then fails with an ``OSError``.
 
     Errors: ``TimeoutError`` when a wait exceeds ``timeout``; ``ConnectionResetError`` when the peer
     closed or reset the connection; other ``OSError`` as the OS reports them;
@@ -42,7 +60,7 @@ class Transport:
 
     timeout: float | None
 
-    def __init__(self, fd: int, timeout: float | None = None, nodelay: bool = True) -> None: ...
+    def __new__(cls, fd: int, timeout: float | None = None, nodelay: bool = True) -> Transport: ...
     def send_pdu(self, data: bytes) -> None:
         """Write one already-encoded PDU (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT...)."""
     def send_message(
@@ -51,15 +69,19 @@ class Transport:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
 
         ``max_pdu`` is the peer's Maximum Length Received (0: no limit). Returns the number of
-        bytes written to the socket.
+        bytes written to the socket. Writes go out in ``sendmsg`` batches of many PDUs whose
+        payload buffers point into ``command``, ``dataset`` or the file mapping (no copies); pages
+        of a mapped file are released as soon as they are sent, so memory stays flat whatever
+        the file size. A failure part-way leaves the association unusable: abort it.
         """
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
         """Read one whole PDU; return its type and its body (without the 6-byte header).
 
         A PDU whose length field exceeds ``max_length`` raises ``ProtocolError`` before anything
-        is allocated for it.
+        is allocated for it. End of stream raises ``ConnectionResetError``.
         """
     def close(self) -> None:
-        """Close the socket. Idempotent."""
+        """Close the socket. Idempotent. Later calls raise ``OSError`` (``EBADF``)."""
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
