@@ -28,9 +28,9 @@ from typing import Any
 
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 from report import BIG, STUDY, Run, markdown_table, targets_table
-from runner import run_timed
+from runner import TIME, run_timed
 from senders import SENDERS, STORESCU, Data, Sender, sender_env
-from sinks import ORTHANC, SINKS, start_sink
+from sinks import ORTHANC, SINKS, STORESCP, start_sink
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -100,6 +100,17 @@ def _selected(only: Sequence[str], sender: str, sink: str, dataset: str) -> bool
         if mine and not any(_matches(t, value) for t in mine):
             return False
     return True
+
+
+def _require_tools(plan: Sequence[tuple[Data, str, Sender]]) -> None:
+    """Exit with the fix if a binary some selected run needs is missing."""
+    needed = {TIME: "time", STORESCU: "dcmtk", STORESCP: "dcmtk"}
+    if any(sink == "orthanc" for _, sink, _ in plan):
+        needed[ORTHANC] = "orthanc"
+    missing = sorted({package for path, package in needed.items() if not Path(path).exists()})
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install -y {' '.join(missing)} "
+                 "(or run scripts/bench.sh)")
 
 
 def _check_only(only: Sequence[str]) -> None:
@@ -303,7 +314,8 @@ def _markdown(machine: dict[str, Any], datasets: Sequence[Data], runs: Sequence[
         "association and `STORE_SEND_CHUNKED_DATASET` (benches/pynetdicom_send.py); "
         "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode.",
         "- seconds: from spawn to exit of the sender process (start-up included); peak RSS: "
-        "`ru_maxrss` of that process from `wait4`. One run each.",
+        "its `ru_maxrss` from `wait4`, taken by `/usr/bin/time` so the harness's own memory "
+        "does not leak into it (floor ~1 MB). One run each.",
         "",
         markdown_table(runs),
         "",
@@ -324,6 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (BIG, lambda: _big(root, args.big_size)),
         ) if _wanted(args.only, name)]
         plan = _plan(datasets, args.only)
+        _require_tools(plan)
         for data in {d.name: d for d, _, _ in plan}.values():
             _warm_page_cache(data)
         runs = _run_all(plan, args.timeout)
