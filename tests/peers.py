@@ -17,6 +17,7 @@ import os
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -466,3 +467,18 @@ def start_pynetdicom_scp(
         return PynetdicomSCP(port=port, aet=title, server=server, received=received)
     assert last_error is not None
     raise last_error
+
+
+# --------------------------------------------------------------------------------------------
+# fastpush's own CLI, as a user runs it
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m fastpush ARGS...`` and capture its output as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "fastpush", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

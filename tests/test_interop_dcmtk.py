@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ import fastpush
 from fastpush import Outcome
 
 from conftest import StoreSCPFactory
-from peers import dataset_bytes
+from peers import dataset_bytes, run_cli
 
 pytestmark = pytest.mark.interop
 ENGINES = ["rust", "python"]
@@ -63,27 +61,19 @@ def test_cli_reports_every_path_once(
     junk = study_dir / "README.txt"
     junk.write_text("not DICOM")
     report = tmp_path / "report.jsonl"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastpush",
-            "store",
-            scp.host,
-            str(scp.port),
-            str(study_dir),
-            "-aec",
-            scp.aet,
-            "-r",
-            "--engine",
-            engine,
-            "--report",
-            str(report),
-            "-v",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_cli(
+        "store",
+        scp.host,
+        str(scp.port),
+        str(study_dir),
+        "-aec",
+        scp.aet,
+        "-r",
+        "--engine",
+        engine,
+        "--report",
+        str(report),
+        "-v",
     )
     assert proc.returncode == 1, proc.stderr  # the junk file was skipped
     lines = [json.loads(line) for line in report.read_text().splitlines()]
@@ -113,12 +103,7 @@ def test_cli_reports_every_path_once(
 def test_cli_connection_refused_exits_2(study: list[Path]) -> None:
     from peers import free_port
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "fastpush", "store", "127.0.0.1", str(free_port()), str(study[0])],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli("store", "127.0.0.1", str(free_port()), str(study[0]))
     assert proc.returncode == 2
     assert "Connection refused" in proc.stderr
     assert "Traceback" not in proc.stderr

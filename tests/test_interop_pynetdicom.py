@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ from fastpush import Outcome
 from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 from conftest import PynetdicomSCPFactory
+from peers import run_cli
 
 pytestmark = pytest.mark.interop
 ENGINES = ["rust", "python"]
@@ -65,23 +64,8 @@ def test_rejection_is_explained_with_exit_code_2(
     pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
 ) -> None:
     scp = pynetdicom_scp(require_called_aet="RIGHT_AE")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fastpush",
-            "store",
-            scp.host,
-            str(scp.port),
-            *map(str, study),
-            "-aec",
-            "WRONG_AE",
-            "--engine",
-            engine,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    proc = run_cli(
+        "store", scp.host, str(scp.port), *map(str, study), "-aec", "WRONG_AE", "--engine", engine
     )
     assert proc.returncode == 2
     assert "called AE title not recognized" in proc.stderr

@@ -262,52 +262,59 @@ def _decode_user_info(value: memoryview) -> tuple[int, str, str]:
     return max_length, class_uid, version
 
 
-def _decode_fixed(body: bytes) -> tuple[str, str]:
+@dataclass
+class _Associate:
+    """The parts an A-ASSOCIATE-RQ and -AC share, with each presentation context's fields."""
+
+    called_ae: str
+    calling_ae: str
+    contexts: list[tuple[int, int, list[tuple[int, str]]]]
+    max_length: int = 0
+    class_uid: str = ""
+    version: str = ""
+
+
+def _decode_associate(body: bytes, context_item: int) -> _Associate:
+    """Split an A-ASSOCIATE-RQ/AC body; each context is (ID, result byte, sub-items)."""
     if len(body) < _ASSOC_FIXED.size:
         raise ProtocolError(f"association PDU body of {len(body)} bytes is too short")
     _version, called, calling = _ASSOC_FIXED.unpack_from(body)
-    return _text(memoryview(called)), _text(memoryview(calling))
+    decoded = _Associate(_text(memoryview(called)), _text(memoryview(calling)), [])
+    for item_type, value in _items(body, _ASSOC_FIXED.size):
+        if item_type == context_item:
+            if len(value) < 4:
+                raise ProtocolError("truncated presentation context item")
+            subs = [(sub_type, _text(sub)) for sub_type, sub in _items(value, 4)]
+            decoded.contexts.append((value[0], value[2], subs))
+        elif item_type == _USER_INFO:
+            decoded.max_length, decoded.class_uid, decoded.version = _decode_user_info(value)
+    return decoded
 
 
 def decode_associate_ac(body: bytes) -> AssociateAC:
-    called, calling = _decode_fixed(body)
-    contexts: list[ContextResult] = []
-    max_length = 0
-    class_uid = version = ""
-    for item_type, value in _items(body, _ASSOC_FIXED.size):
-        if item_type == _PC_AC:
-            if len(value) < 4:
-                raise ProtocolError("truncated presentation context item")
-            ts = ""
-            for sub_type, sub in _items(value, 4):
-                if sub_type == _TRANSFER_SYNTAX:
-                    ts = _text(sub)
-            contexts.append(ContextResult(value[0], value[2], ts))
-        elif item_type == _USER_INFO:
-            max_length, class_uid, version = _decode_user_info(value)
-    return AssociateAC(called, calling, tuple(contexts), max_length, class_uid, version)
+    ac = _decode_associate(body, _PC_AC)
+    contexts = tuple(
+        ContextResult(cid, result, next((v for t, v in subs if t == _TRANSFER_SYNTAX), ""))
+        for cid, result, subs in ac.contexts
+    )
+    return AssociateAC(
+        ac.called_ae, ac.calling_ae, contexts, ac.max_length, ac.class_uid, ac.version
+    )
 
 
 def decode_associate_rq(body: bytes) -> AssociateRQ:
-    called, calling = _decode_fixed(body)
-    contexts: list[ContextProposal] = []
-    max_length = 0
-    class_uid = version = ""
-    for item_type, value in _items(body, _ASSOC_FIXED.size):
-        if item_type == _PC_RQ:
-            if len(value) < 4:
-                raise ProtocolError("truncated presentation context item")
-            abstract = ""
-            syntaxes: list[str] = []
-            for sub_type, sub in _items(value, 4):
-                if sub_type == _ABSTRACT_SYNTAX:
-                    abstract = _text(sub)
-                elif sub_type == _TRANSFER_SYNTAX:
-                    syntaxes.append(_text(sub))
-            contexts.append(ContextProposal(value[0], abstract, tuple(syntaxes)))
-        elif item_type == _USER_INFO:
-            max_length, class_uid, version = _decode_user_info(value)
-    return AssociateRQ(called, calling, tuple(contexts), max_length, class_uid, version)
+    rq = _decode_associate(body, _PC_RQ)
+    contexts = tuple(
+        ContextProposal(
+            cid,
+            next((v for t, v in subs if t == _ABSTRACT_SYNTAX), ""),
+            tuple(v for t, v in subs if t == _TRANSFER_SYNTAX),
+        )
+        for cid, _result, subs in rq.contexts
+    )
+    return AssociateRQ(
+        rq.called_ae, rq.calling_ae, contexts, rq.max_length, rq.class_uid, rq.version
+    )
 
 
 def decode_associate_rj(body: bytes) -> AssociateRJ:
