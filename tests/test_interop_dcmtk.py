@@ -107,3 +107,18 @@ def test_cli_connection_refused_exits_2(study: list[Path]) -> None:
     assert proc.returncode == 2
     assert "Connection refused" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("mode", ["--abort-after", "--abort-during"])
+def test_aborting_peer_costs_each_file_its_own_result(
+    storescp: StoreSCPFactory, study: list[Path], engine: str, mode: str
+) -> None:
+    # storescp aborts every association in the middle of its first C-STORE: each file fails
+    # with the reason, and each next file goes over a fresh association.
+    scp = storescp(mode)
+    results = fastpush.push(study[:4], scp.host, scp.port, called_ae=scp.aet, engine=engine)
+    assert [r.outcome for r in results] == [Outcome.FAILED] * 4
+    assert [r.association for r in results] == [1, 2, 3, 4]
+    for result in results:
+        assert result.reason == "association aborted by the peer (A-ABORT from service-user)"

@@ -83,6 +83,9 @@ class Association:
     ) -> None:
         self.host = host
         self.port = port
+        # Checked now so that a bad title fails before any connection is made.
+        pdu.encode_ae_title(calling_ae)
+        pdu.encode_ae_title(called_ae)
         self.calling_ae = calling_ae
         self.called_ae = called_ae
         self.engine = engine
@@ -513,6 +516,8 @@ def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if isinstance(exc, ConnectionError):
         return f"connection lost: {text}"
+    if isinstance(exc, AssociationAborted):
+        return f"association aborted by the peer ({text})"
     return text
 
 

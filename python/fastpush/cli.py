@@ -21,18 +21,31 @@ from . import __version__
 from .api import echo, iter_push
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
+from .pdu import encode_ae_title
 from .results import Event, EventKind, Outcome, Result
 from .transport import ENGINES
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE = 0, 1, 2
 
 
+def _ae_title(text: str) -> str:
+    try:
+        encode_ae_title(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
     if peer:
         parser.add_argument("host", help="the storage SCP's host name or address")
         parser.add_argument("port", type=int, help="its TCP port")
-        parser.add_argument("-aet", "--calling-ae", default="FASTPUSH", help="our AE title")
-        parser.add_argument("-aec", "--called-ae", default="ANY-SCP", help="the peer's AE title")
+        parser.add_argument(
+            "-aet", "--calling-ae", default="FASTPUSH", type=_ae_title, help="our AE title"
+        )
+        parser.add_argument(
+            "-aec", "--called-ae", default="ANY-SCP", type=_ae_title, help="the peer's AE title"
+        )
         parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
         parser.add_argument("--acse-timeout", type=float, default=30.0, metavar="S")
         parser.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S")

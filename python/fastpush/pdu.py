@@ -169,9 +169,10 @@ def _item(item_type: int, value: bytes) -> bytes:
     return _ITEM.pack(item_type, len(value)) + value
 
 
-def _ae(title: str) -> bytes:
-    raw = title.encode("ascii")
-    if not raw.strip() or len(raw) > 16:
+def encode_ae_title(title: str) -> bytes:
+    """The 16-byte field of an AE title; ValueError for a title the standard does not allow."""
+    raw = title.encode("ascii", "replace")
+    if not title.isascii() or not raw.strip() or len(raw) > 16 or b"\\" in raw:
         raise ValueError(f"AE title {title!r} must be 1 to 16 ASCII characters")
     return raw.ljust(16, b" ")
 
@@ -188,9 +189,15 @@ def _user_info(max_length: int, class_uid: str, version_name: str) -> bytes:
     return _item(_USER_INFO, items)
 
 
-def encode_associate_rq(rq: AssociateRQ) -> bytes:
-    body = bytearray(_ASSOC_FIXED.pack(1, _ae(rq.called_ae), _ae(rq.calling_ae)))
+def _associate_start(called_ae: str, calling_ae: str) -> bytearray:
+    """The fixed fields and the application context that open an A-ASSOCIATE-RQ/AC body."""
+    body = bytearray(_ASSOC_FIXED.pack(1, encode_ae_title(called_ae), encode_ae_title(calling_ae)))
     body += _item(_APP_CONTEXT, _uid(APPLICATION_CONTEXT))
+    return body
+
+
+def encode_associate_rq(rq: AssociateRQ) -> bytes:
+    body = _associate_start(rq.called_ae, rq.calling_ae)
     for pc in rq.contexts:
         sub = _item(_ABSTRACT_SYNTAX, _uid(pc.abstract_syntax))
         for ts in pc.transfer_syntaxes:
@@ -201,8 +208,7 @@ def encode_associate_rq(rq: AssociateRQ) -> bytes:
 
 
 def encode_associate_ac(ac: AssociateAC) -> bytes:
-    body = bytearray(_ASSOC_FIXED.pack(1, _ae(ac.called_ae), _ae(ac.calling_ae)))
-    body += _item(_APP_CONTEXT, _uid(APPLICATION_CONTEXT))
+    body = _associate_start(ac.called_ae, ac.calling_ae)
     for pc in ac.contexts:
         sub = _item(_TRANSFER_SYNTAX, _uid(pc.transfer_syntax))
         body += _item(_PC_AC, bytes([pc.context_id, 0, pc.result, 0]) + sub)
