@@ -169,6 +169,16 @@ def _big(root: Path, size: int) -> Data:
     return Data(BIG, path, 1, path.stat().st_size)
 
 
+def _datasets(root: Path, args: argparse.Namespace) -> list[Data]:
+    """The datasets some selected run uses, generated (or found) under ``root``."""
+    datasets = []
+    if _wanted(args.only, STUDY):
+        datasets.append(_study(root, args.files, args.file_size))
+    if _wanted(args.only, BIG):
+        datasets.append(_big(root, args.big_size))
+    return datasets
+
+
 def _warm_page_cache(data: Data) -> None:
     """Read every file once, so the first sender does not pay for the disk and the others not."""
     paths = sorted(data.path.iterdir()) if data.is_folder else [data.path]
@@ -331,10 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = _require_release_build()
     _check_only(args.only)
     with _data_root(args.data) as root:
-        datasets = [make() for name, make in (
-            (STUDY, lambda: _study(root, args.files, args.file_size)),
-            (BIG, lambda: _big(root, args.big_size)),
-        ) if _wanted(args.only, name)]
+        datasets = _datasets(root, args)
         plan = _plan(datasets, args.only)
         _require_tools(plan)
         for data in {d.name: d for d, _, _ in plan}.values():
