@@ -28,6 +28,8 @@ class Run:
     status: str
     """``ok``, ``FAILED`` or ``TIMEOUT``."""
     reason: str | None = None
+    samples: tuple[float, ...] = ()
+    """Seconds of every repetition; ``seconds`` is their median."""
 
     @property
     def ok(self) -> bool:
@@ -77,12 +79,13 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
 
 def markdown_table(runs: Sequence[Run]) -> str:
     """The table of every run; failed runs show their status and a numbered note, no numbers."""
-    head = ("| sender | sink | dataset | files | MB | s | MB/s | files/s | peak RSS MB "
+    head = ("| sender | sink | dataset | files | MB | runs | s | MB/s | files/s | peak RSS MB "
             "| x DCMTK files/s | x DCMTK MB/s |")
-    lines = [head, "|" + "---|" * 3 + "---:|" * 8]
+    lines = [head, "|" + "---|" * 3 + "---:|" * 9]
     notes: list[str] = []
     for run in runs:
-        where = f"| {run.sender} | {run.sink} | {run.dataset} | {run.files} | {run.mb:,.1f} "
+        where = (f"| {run.sender} | {run.sink} | {run.dataset} | {run.files} | {run.mb:,.1f} "
+                 f"| {len(run.samples)} ")
         if not run.ok:
             notes.append(f"{run.status} after {run.seconds:.1f} s: {run.reason}")
             mark = f"**{run.status}** [{len(notes)}]"
