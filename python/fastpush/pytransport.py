@@ -15,6 +15,7 @@ makes no progress for ``timeout`` seconds raises ``TimeoutError``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import operator
@@ -222,6 +223,9 @@ class PyTransport:
         """Close the socket. Idempotent."""
         if not self._closed:
             self._closed = True
+            # shutdown() first: it wakes a send or receive blocked in another thread.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
 
     def __repr__(self) -> str:
