@@ -310,7 +310,11 @@ def _proc_value(path: str, key: str) -> str:
     return "unknown"
 
 
-def _machine(version: str) -> dict[str, Any]:
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _machine(version: str, load_before: str) -> dict[str, Any]:
     import pydicom
     import pynetdicom
 
@@ -321,6 +325,8 @@ def _machine(version: str) -> dict[str, Any]:
         "cpu": f"{_proc_value('/proc/cpuinfo', 'model name')} x {os.cpu_count()}",
         "memory": _proc_value("/proc/meminfo", "MemTotal"),
         "kernel": platform.release(),
+        # Everything shares the cores with the sink; a busy machine shows up here first.
+        "load average (1, 5, 15 min) before / after": f"{load_before} / {_load()}",
         "python": platform.python_version(),
         "fastpush": f"{version} (release build), commit {commit}",
         "dcmtk": _first_line([STORESCU, "--version"]).strip("$ "),
@@ -366,6 +372,7 @@ def _markdown(machine: dict[str, Any], datasets: Sequence[Data], runs: Sequence[
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     version = _require_release_build()
+    load_before = _load()
     _check_only(args.only)
     with _data_root(args.data) as root:
         datasets = _datasets(root, args)
@@ -374,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for data in {d.name: d for d, _, _ in plan}.values():
             _warm_page_cache(data)
         runs = _run_all(plan, args)
-    machine = _machine(version)
+    machine = _machine(version, load_before)
     print(_markdown(machine, datasets, runs, args), end="")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     raw = {"machine": machine, "args": {k: str(v) for k, v in vars(args).items()},
