@@ -208,6 +208,9 @@ def _execute(data: Data, sink_name: str, sender: Sender, workdir: Path, timeout:
         return Run(sender.name, sink_name, data.name, data.files, data.bytes, seconds, rss,
                    status, reason)
 
+    # Flush dirty pages first: writeback of an earlier run's files (Orthanc's storage) must not
+    # compete with this run for the disk and the two cores.
+    os.sync()
     try:
         sink = start_sink(sink_name, workdir)
     except RuntimeError as exc:
