@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runner import Finished
 
-__all__ = ["BASELINE", "SENDERS", "STORESCU", "Data", "Sender", "sender_env"]
+__all__ = ["BASELINE", "PARALLEL_SENDERS", "SENDERS", "STORESCU", "Data", "Sender", "sender_env"]
 
 STORESCU = "/usr/bin/storescu"
 BASELINE = "storescu"
@@ -59,10 +59,23 @@ def sender_env(sender: Sender) -> dict[str, str]:
     return env
 
 
-def _fastpush(engine: str) -> Callable[[Data, str, int, str], list[str]]:
+def _fastpush(engine: str, associations: int = 1) -> Callable[[Data, str, int, str], list[str]]:
     def command(data: Data, host: str, port: int, aet: str) -> list[str]:
-        return [sys.executable, "-m", "fastpush", "store", host, str(port), str(data.path),
-                "-aec", aet, "--engine", engine]
+        return [
+            sys.executable,
+            "-m",
+            "fastpush",
+            "store",
+            host,
+            str(port),
+            str(data.path),
+            "-aec",
+            aet,
+            "--engine",
+            engine,
+            "--associations",
+            str(associations),
+        ]
 
     return command
 
@@ -79,8 +92,7 @@ def _verify_fastpush(finished: Finished, expected: int) -> str | None:
 
 
 def _pynetdicom(data: Data, host: str, port: int, aet: str) -> list[str]:
-    return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet,
-            str(data.path)]
+    return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet, str(data.path)]
 
 
 def _verify_pynetdicom(finished: Finished, expected: int) -> str | None:
@@ -122,3 +134,12 @@ SENDERS: dict[str, Sender] = {
     BASELINE: Sender(BASELINE, _storescu, _verify_storescu, nodelay_env=True),
 }
 """Senders by name, in table order."""
+
+PARALLEL_SENDERS: dict[str, Sender] = {
+    **{
+        f"fastpush-rust-x{n}": Sender(f"fastpush-rust-x{n}", _fastpush("rust", n), _verify_fastpush)
+        for n in (1, 2, 4, 8)
+    },
+    BASELINE: SENDERS[BASELINE],
+}
+"""fastpush with 1, 2, 4 and 8 associations, beside storescu's one (issue 3)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from runner import stop_pid
 
-__all__ = ["ORTHANC", "SINKS", "STORESCP", "Sink", "start_sink"]
+__all__ = ["ORTHANC", "PARALLEL_SINKS", "SINKS", "STORESCP", "Sink", "start_sink"]
 
 STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
@@ -29,6 +29,8 @@ STARTUP_TIMEOUT = 30.0
 
 SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc")
 """Sink names, in table order."""
+PARALLEL_SINKS = ("storescp-fork-nodelay", "storescp-fork-shipped", "orthanc")
+"""Sinks that serve several associations at once (storescp --fork: a process each)."""
 
 # Proxies in the environment must not capture loopback REST calls to our Orthanc.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -92,7 +94,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, http_port: int | None)
             time.sleep(0.05)
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
+def _start_storescp(name: str, workdir: Path, nodelay: bool, fork: bool = False) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -101,9 +103,12 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
     cmd = [STORESCP, "--ignore", "-dhl", "--aetitle", "STORESCP", str(port)]
+    if fork:
+        cmd.insert(1, "--fork")
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     return Sink(name, port, "STORESCP", proc, log_path)
 
 
@@ -129,8 +134,13 @@ def _start_orthanc(workdir: Path) -> Sink:
     config_path.write_text(json.dumps(config, indent=2))
     log_path = workdir / "orthanc.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([ORTHANC, str(config_path)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        proc = subprocess.Popen(
+            [ORTHANC, str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
     return Sink("orthanc", port, "ORTHANC", proc, log_path, http_port=http_port)
 
 
@@ -141,6 +151,10 @@ def start_sink(name: str, workdir: Path) -> Sink:
         sink = _start_storescp(name, workdir, nodelay=True)
     elif name == "storescp-shipped":
         sink = _start_storescp(name, workdir, nodelay=False)
+    elif name == "storescp-fork-nodelay":
+        sink = _start_storescp(name, workdir, nodelay=True, fork=True)
+    elif name == "storescp-fork-shipped":
+        sink = _start_storescp(name, workdir, nodelay=False, fork=True)
     elif name == "orthanc":
         sink = _start_orthanc(workdir)
     else:

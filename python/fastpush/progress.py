@@ -11,14 +11,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import IO, Any
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from typing import IO, TYPE_CHECKING, Any
 
 from .client import ASSOCIATION_FAILED
 from .dimse import describe
 from .results import Outcome, Result
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 _LINE_EVERY = 10.0  # seconds between progress lines when not on a terminal
 
@@ -70,11 +70,14 @@ class Reporter:
         self.tally = tally
         self.report = report
         self.quiet = quiet
-        self._console = Console(file=sys.stderr)
         live = sys.stderr.isatty() if live is None else live
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if live and not quiet:
+            # rich costs a noticeable share of a short run's start-up: only load it for a bar.
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
             self._progress = Progress(
                 BarColumn(),
                 TextColumn("{task.fields[files]}"),
@@ -82,7 +85,7 @@ class Reporter:
                 TextColumn("{task.fields[rate]}"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[failed]}"),
-                console=self._console,
+                console=Console(file=sys.stderr),
                 transient=True,
             )
         self._last_line = time.perf_counter()
@@ -107,7 +110,10 @@ class Reporter:
 
     def say(self, message: str) -> None:
         """A line for the user that does not tear the progress bar."""
-        self._console.print(message, markup=False, highlight=False)
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
     def add(self, result: Result) -> None:
         self.tally.add(result)
