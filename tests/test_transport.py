@@ -153,6 +153,26 @@ def test_send_to_closed_peer_is_connection_error(engine: str) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_peer_closing_mid_file_region_is_connection_error(engine: str, tmp_path: Path) -> None:
+    # The error must be the connection's, not a failure to unmap the file behind it.
+    path = tmp_path / "data"
+    path.write_bytes(b"\x01" * 4_000_000)
+    ours, peer = socket.socketpair()
+    transport = make_transport(engine, ours)
+
+    def read_a_little_then_close() -> None:
+        peer.recv(65536)
+        peer.close()
+
+    reader = threading.Thread(target=read_a_little_then_close)
+    reader.start()
+    with pytest.raises((BrokenPipeError, ConnectionResetError)):
+        transport.send_message(1, b"cmd", (str(path), 0, 4_000_000), 16384)
+    reader.join()
+    transport.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_timeouts(engine: str) -> None:
     ours, peer = socket.socketpair()
     with peer:

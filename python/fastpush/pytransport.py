@@ -247,13 +247,15 @@ class PyTransport:
                 sent = sock.sendmsg(bufs[start : start + _MAX_IOVECS], (), _SEND_FLAGS)
             except BlockingIOError:  # timeout 0 makes the socket non-blocking
                 raise TimeoutError("timed out") from None
+            # No local may hold a view into the mapping: a traceback would keep it alive and
+            # the mapping could not be closed.
             while sent:
-                head = bufs[start]
-                if sent >= len(head):
-                    sent -= len(head)
+                size = len(bufs[start])
+                if sent >= size:
+                    sent -= size
                     start += 1
                 else:
-                    bufs[start] = head[sent:]
+                    bufs[start] = bufs[start][sent:]
                     sent = 0
             while start < len(bufs) and not len(bufs[start]):
                 start += 1
