@@ -4,6 +4,7 @@
 //! module `fastpush._core` over them (the default `python` feature).
 
 pub mod convert;
+pub mod converting;
 pub mod error;
 pub mod framing;
 pub mod io;

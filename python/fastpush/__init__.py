@@ -15,10 +15,12 @@ from .association import Association
 from .errors import (
     AssociationAborted,
     AssociationRejected,
+    ConversionError,
     FastpushError,
     NoAcceptedContext,
     ProtocolError,
 )
+from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
 
 __version__: str
@@ -35,11 +37,13 @@ __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
+    "ConversionError",
     "Event",
     "EventKind",
     "FastpushError",
     "NoAcceptedContext",
     "Outcome",
+    "Proposal",
     "ProtocolError",
     "Result",
     "__version__",

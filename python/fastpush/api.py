@@ -13,7 +13,7 @@ from typing import Any
 
 from .association import Association, EventHandler
 from .errors import AssociationAborted, AssociationRejected, ProtocolError
-from .plan import plan
+from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Outcome, Result
 from .scan import FileItem, Skip, expand, read_file
 from .uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
@@ -28,12 +28,15 @@ def iter_push(
     *,
     recursive: bool = True,
     on_event: EventHandler | None = None,
+    proposal: Proposal = DEFAULT_PROPOSAL,
     **options: Any,
 ) -> Iterator[Result]:
     """Push every file under ``paths``; yield each file's result as soon as it is known.
 
-    ``options`` are ``Association``'s keyword arguments (``calling_ae``, ``called_ae``,
-    ``engine``, ``max_pdu``, ``max_send_pdu``, the timeouts).
+    ``proposal`` says which transfer syntaxes to propose and send (``Proposal``: by default
+    the file's own, then Explicit and Implicit VR LE, converting or decompressing as the peer
+    accepted). ``options`` are ``Association``'s keyword arguments (``calling_ae``,
+    ``called_ae``, ``engine``, ``max_pdu``, ``max_send_pdu``, the timeouts).
     """
     items: list[FileItem] = []
     for name in expand(paths, recursive):
@@ -43,12 +46,18 @@ def iter_push(
         else:
             items.append(described)
     number = 0
-    for group in plan(items):
+    for group in plan(items, proposal):
         queue = deque(group.items)
         while queue:
             number += 1
             association = Association(
-                host, port, group.contexts, on_event=on_event, number=number, **options
+                host,
+                port,
+                group.contexts,
+                on_event=on_event,
+                number=number,
+                proposal=proposal,
+                **options,
             )
             try:
                 association.open()

@@ -22,6 +22,7 @@ from .api import echo, iter_push
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
 from .pdu import encode_ae_title
+from .plan import Proposal, syntax_uid
 from .results import Event, EventKind, Outcome, Result
 from .transport import ENGINES
 
@@ -34,6 +35,13 @@ def _ae_title(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
+
+
+def _syntaxes(text: str) -> list[str]:
+    try:
+        return [syntax_uid(name) for name in text.split(",") if name.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
@@ -90,6 +98,31 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
+    )
+    syntaxes = parser.add_argument_group(
+        "transfer syntaxes",
+        "By default each file is proposed in its own syntax and, as a fallback, in Explicit "
+        "and Implicit VR Little Endian; a file the peer accepted only in another syntax is "
+        "converted (uncompressed) or decompressed (compressed) for sending.",
+    )
+    syntaxes.add_argument(
+        "--no-conversion",
+        action="store_true",
+        help="propose only each file's own transfer syntax; never convert",
+    )
+    syntaxes.add_argument(
+        "--prefer",
+        type=_syntaxes,
+        action="extend",
+        default=[],
+        metavar="SYNTAX[,SYNTAX]",
+        help="propose these first and send uncompressed files in them when accepted: "
+        "implicit, explicit, big, deflated or a UID",
+    )
+    syntaxes.add_argument(
+        "--required-only",
+        action="store_true",
+        help="fall back to Implicit VR Little Endian only (the syntax every SCP accepts)",
     )
 
 
@@ -171,7 +204,12 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _store(args: argparse.Namespace) -> int:
     story = _Story()
-    options = _peer_options(args) | {"max_pdu": args.max_pdu, "max_send_pdu": args.max_send_pdu}
+    proposal = Proposal(not args.no_conversion, tuple(args.prefer), args.required_only)
+    options = _peer_options(args) | {
+        "max_pdu": args.max_pdu,
+        "max_send_pdu": args.max_send_pdu,
+        "proposal": proposal,
+    }
     results = iter_push(
         args.paths, args.host, args.port, recursive=args.recursive, on_event=story, **options
     )

@@ -1,17 +1,79 @@
-"""Grouping scanned files into presentation contexts and associations.
+"""Grouping scanned files into presentation contexts and associations, and choosing, once the
+peer answered, which accepted context carries each file and how (verbatim, converted, decoded).
 
-One presentation context per (SOP Class, transfer syntax) the files need; at most 128 contexts
-fit one association, so a larger plan becomes several associations.
+Per SOP class the plan proposes one context per transfer syntax the files are in (sent verbatim
+when accepted: the fast path), plus, unless conversion is off, one fallback context with the
+uncompressed syntaxes (by default Explicit VR LE, then Implicit VR LE, which every SCP must
+accept). Separate contexts, as DCMTK's storescu does, because an SCP picks one syntax per
+context by its own preference: offered a JPEG file's syntax and Explicit VR LE in one context,
+storescp picks Explicit VR LE and the file would be decompressed for nothing.
+
+At most 128 contexts fit one association, so a larger plan becomes several associations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .rewrite import CONVERTIBLE
 from .scan import FileItem
+from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 MAX_CONTEXTS = 128
+
+SYNTAX_ALIASES = {
+    "implicit": IMPLICIT_VR_LE,
+    "explicit": EXPLICIT_VR_LE,
+    "big": EXPLICIT_VR_BE,
+    "deflated": DEFLATED_EXPLICIT_VR_LE,
+}
+
+
+def syntax_uid(name: str) -> str:
+    """A transfer syntax UID from a UID or one of the aliases (implicit, explicit, big,
+    deflated); only the uncompressed syntaxes can be produced, so only they are accepted."""
+    uid = SYNTAX_ALIASES.get(name.strip().lower(), name.strip())
+    if uid not in CONVERTIBLE:
+        choices = ", ".join(SYNTAX_ALIASES)
+        raise ValueError(f"{name!r} is not an uncompressed transfer syntax ({choices} or a UID)")
+    return uid
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Which transfer syntaxes to propose and send.
+
+    ``conversion=False`` proposes only each file's own syntax (``--no-conversion``).
+    ``prefer`` lists uncompressed syntaxes proposed first in the fallback context and, for
+    uncompressed files, sent in preference to the file's own (``--prefer``).
+    ``required_only`` keeps the fallback to Implicit VR LE, the syntax every SCP supports
+    (``--required-only``).
+    """
+
+    conversion: bool = True
+    prefer: tuple[str, ...] = ()
+    required_only: bool = False
+
+    def fallback(self) -> tuple[str, ...]:
+        """The syntaxes of the fallback context; empty when conversion is off."""
+        if not self.conversion:
+            return ()
+        defaults = (IMPLICIT_VR_LE,) if self.required_only else (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+        return tuple(dict.fromkeys((*self.prefer, *defaults)))
+
+    def send_order(self, file_syntax: str) -> tuple[str, ...]:
+        """Accepted syntaxes in the order a file in ``file_syntax`` would rather be sent in."""
+        if not self.conversion:
+            return (file_syntax,)
+        own_first = (file_syntax, *self.fallback(), *sorted(CONVERTIBLE))
+        if file_syntax in CONVERTIBLE:
+            # Conversion between uncompressed syntaxes is lossless: preferences win.
+            own_first = (*self.prefer, *own_first)
+        return tuple(dict.fromkeys(own_first))
+
+
+DEFAULT_PROPOSAL = Proposal()
 
 
 @dataclass(frozen=True)
@@ -22,28 +84,45 @@ class AssociationPlan:
     items: tuple[FileItem, ...]
 
 
-def proposal(transfer_syntax: str) -> tuple[str, ...]:
-    """The transfer syntaxes proposed for files in ``transfer_syntax``.
-
-    Only the file's own syntax for now: the data is streamed verbatim, and an SCP that chose
-    another syntax from a longer list (DCMTK prefers Explicit VR LE) would leave the file
-    unsendable until conversion exists.
-    """
-    return (transfer_syntax,)
-
-
-def plan(items: Sequence[FileItem]) -> list[AssociationPlan]:
-    keys: dict[tuple[str, str], int] = {}
+def contexts_for(
+    items: Iterable[FileItem], proposal: Proposal = DEFAULT_PROPOSAL
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The presentation contexts ``items`` need, in first-use order, without duplicates."""
+    contexts: dict[tuple[str, tuple[str, ...]], None] = {}
+    fallback = proposal.fallback()
     for item in items:
-        keys.setdefault((item.sop_class_uid, item.transfer_syntax), len(keys))
-    plans = []
-    ordered = list(keys)
-    for start in range(0, len(ordered), MAX_CONTEXTS):
-        chunk = set(ordered[start : start + MAX_CONTEXTS])
-        plans.append(
-            AssociationPlan(
-                tuple((sop, proposal(ts)) for sop, ts in ordered[start : start + MAX_CONTEXTS]),
-                tuple(i for i in items if (i.sop_class_uid, i.transfer_syntax) in chunk),
-            )
-        )
+        contexts.setdefault((item.sop_class_uid, (item.transfer_syntax,)))
+        if fallback:
+            contexts.setdefault((item.sop_class_uid, fallback))
+    return list(contexts)
+
+
+def plan(items: Sequence[FileItem], proposal: Proposal = DEFAULT_PROPOSAL) -> list[AssociationPlan]:
+    """Split ``items`` into associations of at most ``MAX_CONTEXTS`` contexts, keeping the
+    contexts of one (SOP class, syntax) group together."""
+    groups: dict[tuple[str, str], list[FileItem]] = {}
+    for item in items:
+        groups.setdefault((item.sop_class_uid, item.transfer_syntax), []).append(item)
+    plans: list[AssociationPlan] = []
+    chosen: list[list[FileItem]] = []
+    contexts: list[tuple[str, tuple[str, ...]]] = []
+    for group in groups.values():
+        # One item stands for its group: contexts depend only on (SOP class, syntax).
+        grown = contexts_for([*(g[0] for g in chosen), group[0]], proposal)
+        if chosen and len(grown) > MAX_CONTEXTS:
+            plans.append(_association(chosen, contexts, items))
+            chosen, grown = [], contexts_for(group[:1], proposal)
+        chosen.append(group)
+        contexts = grown
+    if chosen:
+        plans.append(_association(chosen, contexts, items))
     return plans
+
+
+def _association(
+    groups: list[list[FileItem]],
+    contexts: list[tuple[str, tuple[str, ...]]],
+    items: Sequence[FileItem],
+) -> AssociationPlan:
+    members = {id(i) for g in groups for i in g}
+    return AssociationPlan(tuple(contexts), tuple(i for i in items if id(i) in members))

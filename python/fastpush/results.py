@@ -19,7 +19,12 @@ class Outcome(str, enum.Enum):
 
 @dataclass
 class Result:
-    """The one result every input gets: stored, stored with a warning, failed or skipped."""
+    """The one result every input gets: stored, stored with a warning, failed or skipped.
+
+    ``transfer_syntax`` is the file's; ``sent_syntax`` the one chosen to send it in (None
+    when no accepted context could carry it), different when the peer accepted another syntax
+    and the file was converted or decompressed.
+    """
 
     path: str | None
     outcome: Outcome
@@ -31,6 +36,7 @@ class Result:
     bytes: int = 0
     seconds: float = 0.0
     association: int | None = None
+    sent_syntax: str | None = None
 
     @property
     def ok(self) -> bool:
