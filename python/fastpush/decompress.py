@@ -10,6 +10,7 @@ are only as good as the lossy ones.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 from . import rewrite
@@ -59,19 +60,23 @@ def decompress(source: str | bytes, transfer_syntax: str, target: str) -> Decomp
     if target not in rewrite.CONVERTIBLE:
         raise ConversionError(f"cannot decompress into {uid_name(target)}")
     name = uid_name(transfer_syntax)
-    ds = pydicom.dcmread(BytesIO(source) if isinstance(source, bytes) else source)
-    lossy = is_lossy(transfer_syntax) or ds.get("LossyImageCompression") == "01"
     try:
-        # as_rgb=False keeps the photometric interpretation: the pixels as stored, decoded.
-        ds.decompress(as_rgb=False, generate_instance_uid=False)
+        with warnings.catch_warnings():
+            # pydicom warns about oddities it works around (excess padding, VR guessing); they
+            # are logged by pydicom itself and must not fail the file.
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(BytesIO(source) if isinstance(source, bytes) else source)
+            lossy = is_lossy(transfer_syntax) or ds.get("LossyImageCompression") == "01"
+            # as_rgb=False keeps the photometric interpretation: the pixels as stored, decoded.
+            ds.decompress(as_rgb=False, generate_instance_uid=False)
+            buffer = DicomBytesIO()
+            buffer.is_little_endian = True
+            buffer.is_implicit_VR = target == IMPLICIT_VR_LE
+            write_dataset(buffer, ds)
     except Exception as exc:  # pydicom raises many types for a missing or failing codec
         raise ConversionError(
             f"cannot decompress {name}: {exc} (install the codecs: pip install fastpush[codecs])"
         ) from exc
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = target == IMPLICIT_VR_LE
-    write_dataset(buffer, ds)
     data = buffer.getvalue()
     if target in (EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE):
         data = rewrite.convert_bytes(data, EXPLICIT_VR_LE, target)

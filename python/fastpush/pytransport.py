@@ -15,6 +15,7 @@ makes no progress for ``timeout`` seconds raises ``TimeoutError``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import operator
@@ -145,7 +146,10 @@ class _Source:
         if self.view is not None:
             self.view.release()
         if self.map is not None:
-            self.map.close()
+            # A view may still be alive, held by the traceback of the error that ends the send
+            # (a converter's input): the mapping then closes when that is collected.
+            with contextlib.suppress(BufferError):
+                self.map.close()
 
     def release(self, start: int, end: int) -> None:
         """Drop the mapped pages holding dataset bytes ``[start, end)`` (already sent)."""

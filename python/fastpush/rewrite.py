@@ -223,6 +223,7 @@ class Converter:
             zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS) if deflate else None
         )
         self._stage = bytearray()
+        self._deflated = 0
         self.done = False
 
     def _err(self, message: str) -> ConversionError:
@@ -237,10 +238,16 @@ class Converter:
                 continue
             self.done = self._step(self._stage)
             if self.done or len(self._stage) >= _DEFLATE_STAGE:
+                before = len(out)
                 out += self._z.compress(self._stage)
                 self._stage.clear()
                 if self.done:
                     out += self._z.flush()
+                    self._deflated += len(out) - before
+                    if self._deflated % 2:
+                        out += b"\0"  # PS3.5 A.5: pad an odd-length deflated stream
+                else:
+                    self._deflated += len(out) - before
         return self.done
 
     def _need(self, n: int) -> memoryview:
@@ -359,7 +366,11 @@ class Converter:
         vr = vr or "UN"
         too_long = frame.dst.explicit and vr not in _LONG_VRS and length > 0xFFFF
         vr_out = "UN" if too_long else vr
-        swap = _SWAP.get(vr, 1) if frame.src.big != frame.dst.big and vr_out != "UN" else 1
+        swap = 1
+        if frame.src.big != frame.dst.big and vr_out != "UN":
+            bits = frame.ctx.bits_allocated
+            whole_pixels = tag == _PIXEL_DATA and vr == "OW" and bits in (32, 64)
+            swap = bits // 8 if whole_pixels and bits else _SWAP.get(vr, 1)
         if length % swap:
             raise self._err(
                 f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} value of {length} bytes is not a whole "

@@ -57,6 +57,16 @@ pub fn swap_width(vr: Vr) -> usize {
     }
 }
 
+/// The swap width of one value: its VR's, except OW Pixel Data of 32- or 64-bit pixels, which
+/// swap as whole pixels (as DCMTK and pydicom read them; a 16-bit swap would exchange the
+/// halves of every pixel).
+pub fn value_swap_width(tag: u32, vr: Vr, ctx: &Context) -> usize {
+    match (tag, vr, ctx.bits_allocated) {
+        (PIXEL_DATA, OW, Some(bits @ (32 | 64))) => usize::from(bits / 8),
+        _ => swap_width(vr),
+    }
+}
+
 /// What the dataset told us so far that decides an ambiguous VR ("US or SS", "OB or OW").
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Context {

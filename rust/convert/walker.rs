@@ -151,6 +151,11 @@ impl<'a> Converter<'a> {
                 break;
             }
         }
+        // PS3.5 A.5: an odd-length deflated stream gets one trailing zero byte, so that the
+        // value, and the PDV fragments that carry it, stay even.
+        if self.done && z.total_out() % 2 == 1 {
+            out.push(0);
+        }
         self.stage.clear();
         Ok(())
     }
@@ -384,7 +389,7 @@ impl<'a> Converter<'a> {
             vr
         };
         let swap = if frame.src.big != frame.dst.big && vr_out != vr::UN {
-            vr::swap_width(vr)
+            vr::value_swap_width(h.tag, vr, &frame.ctx)
         } else {
             1
         };
