@@ -38,7 +38,11 @@ HOST = "127.0.0.1"
 
 # Which sinks each dataset goes into. The big file also goes into the as-shipped storescp: a
 # single large message barely meets Nagle, and it shows that the RSS and speed hold there too.
-SINKS_FOR = {STUDY: SINKS, BIG: ("storescp-nodelay", "storescp-shipped")}
+# storescp-implicit accepts Implicit VR LE only: every sender converts Explicit -> Implicit.
+SINKS_FOR = {
+    STUDY: SINKS,
+    BIG: ("storescp-nodelay", "storescp-shipped", "storescp-implicit"),
+}
 
 FULL = {"files": 1000, "file_size": 512 * 1024, "big_size": 1 << 30, "timeout": 300.0}
 QUICK = {"files": 100, "file_size": 64 * 1024, "big_size": 64 << 20, "timeout": 60.0}
@@ -308,8 +312,9 @@ def _markdown(machine: dict[str, Any], datasets: Sequence[Data], runs: Sequence[
               f"{described[d.name]}" for d in datasets]
     lines += [
         "- sinks: DCMTK `storescp --ignore -dhl` with `TCP_NODELAY=1` (storescp-nodelay) and "
-        "without it (storescp-shipped, Nagle on); Orthanc (study only); the big file goes into "
-        "both storescp sinks. Each run starts a fresh sink.",
+        "without it (storescp-shipped, Nagle on); the same with `+xi` and `TCP_NODELAY=1` "
+        "(storescp-implicit: Implicit VR LE only, so every sender converts Explicit -> Implicit "
+        "on the way); Orthanc (study only). Each run starts a fresh sink.",
         "- senders: `python -m fastpush store --engine rust|python`; pynetdicom with one "
         "association and `STORE_SEND_CHUNKED_DATASET` (benches/pynetdicom_send.py); "
         "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode.",

@@ -145,6 +145,19 @@ def _rust_ahead(runs: Sequence[Run]) -> _Verdict:
     return _Verdict(text, measured, not behind)
 
 
+def _conversion_cost(runs: Sequence[Run], dataset: str) -> _Verdict:
+    """Converting Explicit -> Implicit (storescp-implicit) against verbatim (storescp-nodelay)."""
+    text = f"{dataset}: converting costs < 20% of verbatim MB/s (fastpush-rust)"
+    converted = _find(runs, RUST, "storescp-implicit", dataset)
+    verbatim = _find(runs, RUST, "storescp-nodelay", dataset)
+    if converted is None or verbatim is None:
+        return _Verdict(text, "not measured", None)
+    ratio = converted.mb_per_s / verbatim.mb_per_s
+    measured = (f"{ratio:.2f}x of verbatim ({converted.mb_per_s:,.1f} vs "
+                f"{verbatim.mb_per_s:,.1f} MB/s)")
+    return _Verdict(text, measured, ratio >= 0.8)
+
+
 def targets_table(runs: Sequence[Run], big_label: str) -> str:
     """The issue's targets, each a ratio within this run, with met / missed."""
     verdicts = [
@@ -158,6 +171,12 @@ def targets_table(runs: Sequence[Run], big_label: str) -> str:
         _ratio_target(runs, "orthanc", STUDY, "files_per_s", 5.0,
                       "study into Orthanc: ≥ 5x DCMTK files/s"),
         _rust_ahead(runs),
+        _conversion_cost(runs, BIG),
+        _conversion_cost(runs, STUDY),
+        _ratio_target(runs, "storescp-implicit", BIG, "mb_per_s", 1.0,
+                      f"{big_label} file converted into storescp-implicit: ≥ 1.0x DCMTK MB/s"),
+        _ratio_target(runs, "storescp-implicit", STUDY, "files_per_s", 1.0,
+                      "study converted into storescp-implicit: ≥ 1.0x DCMTK files/s"),
     ]
     lines = ["| target | measured | |", "|---|---|---|"]
     for v in verdicts:

@@ -27,7 +27,7 @@ STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
 STARTUP_TIMEOUT = 30.0
 
-SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc")
+SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc", "storescp-implicit")
 """Sink names, in table order."""
 
 # Proxies in the environment must not capture loopback REST calls to our Orthanc.
@@ -92,7 +92,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, http_port: int | None)
             time.sleep(0.05)
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
+def _start_storescp(name: str, workdir: Path, nodelay: bool, *options: str) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -100,7 +100,7 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
     log_path = workdir / f"{name}.log"
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
-    cmd = [STORESCP, "--ignore", "-dhl", "--aetitle", "STORESCP", str(port)]
+    cmd = [STORESCP, "--ignore", "-dhl", *options, "--aetitle", "STORESCP", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
@@ -141,6 +141,9 @@ def start_sink(name: str, workdir: Path) -> Sink:
         sink = _start_storescp(name, workdir, nodelay=True)
     elif name == "storescp-shipped":
         sink = _start_storescp(name, workdir, nodelay=False)
+    elif name == "storescp-implicit":
+        # +xi: Implicit VR LE only, so every Explicit VR file must be converted by the sender.
+        sink = _start_storescp(name, workdir, True, "+xi")
     elif name == "orthanc":
         sink = _start_orthanc(workdir)
     else:

@@ -10,7 +10,8 @@ use std::io::IoSlice;
 use crate::convert::{self, Converter, Syntax};
 use crate::error::{Error, Result};
 use crate::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
-use crate::io::{try_write, Attempt, MessageWriter, Pacer, Progress, BATCH_BYTES};
+use crate::io::{try_write, Attempt, MessageWriter, Pacer, Progress, BATCH_BYTES, RELEASE_BYTES};
+use crate::source;
 use crate::stream::{Stream, MAX_IOVECS};
 
 impl From<convert::ConvertError> for Error {
@@ -32,6 +33,10 @@ pub struct ConvertingWriter<'a> {
     frag: usize,
     converter: Converter<'a>,
     converted_all: bool,
+    dataset: &'a [u8],
+    /// Whether `dataset` lies in a read-only file mapping, whose read pages are released.
+    mapped: bool,
+    released: usize,
     /// Converted bytes not yet sent; the current batch covers `buf[..batch_len]`.
     buf: Vec<u8>,
     headers: Vec<[u8; PDU_OVERHEAD]>,
@@ -46,12 +51,12 @@ pub struct ConvertingWriter<'a> {
 impl<'a> ConvertingWriter<'a> {
     /// Check the whole dataset first ([`convert::check`]) so that a bad one fails before a byte
     /// is written and the association survives; the caller does that with the GIL released.
+    /// Set `mapped` only when `dataset` lies in a read-only file mapping.
     pub fn new(
         context_id: u8,
         command: &'a [u8],
-        dataset: &'a [u8],
-        from: Syntax,
-        to: Syntax,
+        (dataset, mapped): (&'a [u8], bool),
+        (from, to): (Syntax, Syntax),
         frag: usize,
     ) -> Self {
         ConvertingWriter {
@@ -61,6 +66,9 @@ impl<'a> ConvertingWriter<'a> {
             frag: converted_fragment(frag),
             converter: Converter::new(dataset, from, to),
             converted_all: false,
+            dataset,
+            mapped,
+            released: 0,
             buf: Vec::new(),
             headers: Vec::new(),
             frags: Vec::new(),
@@ -79,6 +87,14 @@ impl<'a> ConvertingWriter<'a> {
     fn plan_batch(&mut self) -> Result<()> {
         while !self.converted_all && self.buf.len() <= BATCH_BYTES {
             self.converted_all = self.converter.fill(&mut self.buf, BATCH_BYTES + 1)?;
+        }
+        // Pages of the mapped file already converted would otherwise stay resident until
+        // unmapped: a 1 GB file would cost 1 GB of RSS.
+        let consumed = self.converter.source_consumed();
+        if self.mapped && (consumed - self.released >= RELEASE_BYTES || self.converted_all) {
+            // SAFETY: `mapped` promises a read-only file mapping.
+            unsafe { source::release_pages(self.dataset, self.released, consumed) };
+            self.released = consumed;
         }
         let mut offset = 0;
         self.headers.clear();
@@ -201,7 +217,7 @@ mod tests {
             });
             let frag = fragment_size(max_pdu).unwrap();
             let mut stream = FdStream::new(a, true).unwrap();
-            let mut w = ConvertingWriter::new(3, b"command!", &ds, from, to, frag);
+            let mut w = ConvertingWriter::new(3, b"command!", (&ds, false), (from, to), frag);
             let mut pacer = Pacer::new(Some(Duration::from_secs(20)));
             run_to_end(|| w.step(&mut stream, &mut pacer), || Ok(())).unwrap();
             let written = w.written();

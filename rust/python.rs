@@ -283,7 +283,8 @@ impl Transport {
             let mut out = self.checkout(py)?;
             let stream = out.stream.as_deref_mut().expect("checked out");
             let mut pacer = self.pacer();
-            let mut writer = ConvertingWriter::new(context_id, command, ds, from, to, frag);
+            let mut writer =
+                ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag);
             drive(py, || writer.step(stream, &mut pacer))?;
             return Ok(writer.written());
         }

@@ -232,7 +232,9 @@ class Association:
                 self.accepted[result.context_id] = AcceptedContext(
                     result.context_id, pc.abstract_syntax, result.transfer_syntax
                 )
-            else:
+            elif log.isEnabledFor(logging.INFO):
+                # uid_name imports pydicom (~0.2 s): only when the line is wanted. With the
+                # fallback contexts a rejected context is routine, not an error.
                 log.info(
                     "Presentation context %d (%s) rejected: %s",
                     result.context_id,
@@ -516,7 +518,8 @@ class Association:
             context_id=ctx.context_id,
             transfer_syntax=ctx.transfer_syntax,
         )
-        if ctx.transfer_syntax != item.transfer_syntax:
+        if ctx.transfer_syntax != item.transfer_syntax and log.isEnabledFor(logging.DEBUG):
+            # uid_name imports pydicom: only when the line is wanted.
             log.debug(
                 "Converting from %s to %s",
                 uid_name(item.transfer_syntax),

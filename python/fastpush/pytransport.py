@@ -211,13 +211,22 @@ def frame_message(
 
 
 def _converted_pdvs(
-    view: memoryview, conversion: tuple[str, str], frag: int
+    source: _Source, conversion: tuple[str, str], frag: int
 ) -> Iterator[tuple[bytes | memoryview, bool]]:
     """Yield ``(fragment, last)`` of a dataset converted as it goes: a fragment is surely not
-    the last while more bytes follow it, so one fragment is held back until the end."""
+    the last while more bytes follow it, so one fragment is held back until the end. Pages of
+    the mapping already converted are released as it goes (as the Rust writer does)."""
+    assert source.view is not None
+    conv = rewrite.Converter(source.view, *conversion)
     pending = bytearray()
-    for chunk in rewrite.convert_chunks(view, *conversion, chunk=_BATCH_BYTES + 1):
-        pending += chunk
+    released = 0
+    done = False
+    while not done:
+        done = conv.fill(pending, _BATCH_BYTES + 1)
+        consumed = conv.source_consumed
+        if consumed - released >= _RELEASE_BYTES or done:
+            source.release(released, consumed)
+            released = consumed
         cut = 0
         while len(pending) - cut > frag:
             yield bytes(pending[cut : cut + frag]), False
@@ -389,7 +398,7 @@ class PyTransport:
             written = self.send_message(context_id, command, None, frag + 6)
             batch: list[bytes | memoryview] = []
             batch_bytes = 0
-            for payload, last in _converted_pdvs(view, conversion, converted_fragment(frag)):
+            for payload, last in _converted_pdvs(source, conversion, converted_fragment(frag)):
                 n = len(payload)
                 mch = 0x02 if last else 0x00
                 batch.append(_HEADER.pack(_P_DATA_TF, n + 6, n + 2, context_id, mch))

@@ -175,6 +175,11 @@ class _Input:
         self._fill(n)
         return memoryview(self._buf)[self._start : self._start + n]
 
+    @property
+    def source_consumed(self) -> int:
+        """Bytes of the source read so far (compressed bytes for a deflated source)."""
+        return self.pos if self._z is None else self._src_pos
+
     def consume(self, n: int) -> None:
         self.pos += n
         if self._z is not None:
@@ -225,6 +230,11 @@ class Converter:
         self._stage = bytearray()
         self._deflated = 0
         self.done = False
+
+    @property
+    def source_consumed(self) -> int:
+        """Bytes of the source read so far: what a mapped source may release."""
+        return self._input.source_consumed
 
     def _err(self, message: str) -> ConversionError:
         return ConversionError(f"{message} (at dataset offset {self._input.pos})")

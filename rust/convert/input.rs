@@ -50,6 +50,14 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// Bytes of the source slice read so far (compressed bytes for a deflated source).
+    pub(super) fn source_consumed(&self) -> usize {
+        match self {
+            Input::Slice { pos, .. } => *pos,
+            Input::Inflate { src_pos, .. } => *src_pos,
+        }
+    }
+
     /// Up to `n` bytes from the position, fewer only at the end of the data.
     pub(super) fn peek(&mut self, n: usize) -> Result<&[u8], ConvertError> {
         match self {

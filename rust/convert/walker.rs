@@ -102,6 +102,11 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// Bytes of the source slice read so far: what a mapped source may release.
+    pub fn source_consumed(&self) -> usize {
+        self.input.source_consumed()
+    }
+
     /// Walk without output (value bytes are still read, so truncation is found).
     pub(super) fn dry(mut self) -> Self {
         self.dry = true;
