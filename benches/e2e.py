@@ -324,7 +324,7 @@ def _markdown(machine: dict[str, Any], datasets: Sequence[Data], runs: Sequence[
         "",
         markdown_table(runs),
         "",
-        "## Targets (issue 2), ratios within this run",
+        "## Targets (issues 2 and 4), ratios within this run",
         "",
         targets_table(runs, big_label),
     ]

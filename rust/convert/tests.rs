@@ -252,24 +252,24 @@ fn implicit_vr_choices() {
         src.extend(value);
     }
     let got = convert_to_vec(&src, Syntax::ImplicitLittle, Syntax::ExplicitLittle).unwrap();
-    let x = Encoding::EXPLICIT_LE;
     let mut want = Vec::new();
-    x.put_tag(&mut want, 0x0009_1001);
-    want.extend_from_slice(b"UN\0\0");
-    x.put_u32(&mut want, 2);
-    want.extend([1, 2]);
-    x.put_tag(&mut want, 0x0010_0010);
-    want.extend_from_slice(b"UN\0\0");
-    x.put_u32(&mut want, 70_000);
-    want.extend(vec![b'A'; 70_000]);
-    x.put_tag(&mut want, 0x0028_0100);
-    want.extend_from_slice(b"US");
-    x.put_u16(&mut want, 2);
-    want.extend([8, 0]);
-    x.put_tag(&mut want, 0x7FE0_0010);
-    want.extend_from_slice(b"OB\0\0");
-    x.put_u32(&mut want, 4);
-    want.extend([1, 2, 3, 4]);
+    for (tag, vr, value) in [
+        (0x0009_1001u32, b"UN", vec![1u8, 2]),
+        (0x0010_0010, b"UN", vec![b'A'; 70_000]),
+        (0x0028_0100, b"US", vec![8, 0]),
+        (0x7FE0_0010, b"OB", vec![1, 2, 3, 4]),
+    ] {
+        let x = Encoding::EXPLICIT_LE;
+        x.put_tag(&mut want, tag);
+        want.extend_from_slice(vr);
+        if has_long_length(*vr) {
+            x.put_u16(&mut want, 0);
+            x.put_u32(&mut want, value.len() as u32);
+        } else {
+            x.put_u16(&mut want, value.len() as u16);
+        }
+        want.extend(value);
+    }
     assert_eq!(got, want);
 }
 
