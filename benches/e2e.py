@@ -39,7 +39,11 @@ HOST = "127.0.0.1"
 
 # Which sinks each dataset goes into. The big file also goes into the as-shipped storescp: a
 # single large message barely meets Nagle, and it shows that the RSS and speed hold there too.
-SINKS_FOR = {STUDY: SINKS, BIG: ("storescp-nodelay", "storescp-shipped")}
+# storescp-implicit accepts Implicit VR LE only: every sender converts Explicit -> Implicit.
+SINKS_FOR = {
+    STUDY: SINKS,
+    BIG: ("storescp-nodelay", "storescp-shipped", "storescp-implicit"),
+}
 
 
 @dataclass(frozen=True)
@@ -456,8 +460,10 @@ def _markdown(
     else:
         lines += [
             "- sinks: DCMTK `storescp --ignore -dhl` with `TCP_NODELAY=1` (storescp-nodelay) "
-            "and without it (storescp-shipped, Nagle on); Orthanc (study only); the big file "
-            "goes into both storescp sinks. Each run starts a fresh sink.",
+            "and without it (storescp-shipped, Nagle on); the same with `+xi` and "
+            "`TCP_NODELAY=1` (storescp-implicit: Implicit VR LE only, so every sender converts "
+            "Explicit -> Implicit on the way); Orthanc (study only). Each run starts a fresh "
+            "sink.",
             "- senders: `python -m fastpush store --engine rust|python`; pynetdicom with one "
             "association and `STORE_SEND_CHUNKED_DATASET` (benches/pynetdicom_send.py); "
             "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode.",
@@ -471,7 +477,7 @@ def _markdown(
         "",
         markdown_table(runs),
         "",
-        f"## Targets (issue {3 if parallel else 2}), ratios within this run",
+        f"## Targets (issue{' 3' if parallel else 's 2 and 4'}), ratios within this run",
         "",
         parallel_targets_table(runs) if parallel else targets_table(runs, big_label),
     ]

@@ -27,7 +27,7 @@ STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
 STARTUP_TIMEOUT = 30.0
 
-SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc")
+SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc", "storescp-implicit")
 """Sink names, in table order."""
 PARALLEL_SINKS = ("storescp-fork-nodelay", "storescp-fork-shipped", "orthanc")
 """Sinks that serve several associations at once (storescp --fork: a process each)."""
@@ -94,7 +94,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, http_port: int | None)
             time.sleep(0.05)
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool, fork: bool = False) -> Sink:
+def _start_storescp(name: str, workdir: Path, nodelay: bool, *options: str) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -102,9 +102,7 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool, fork: bool = False)
     log_path = workdir / f"{name}.log"
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
-    cmd = [STORESCP, "--ignore", "-dhl", "--aetitle", "STORESCP", str(port)]
-    if fork:
-        cmd.insert(1, "--fork")
+    cmd = [STORESCP, "--ignore", "-dhl", *options, "--aetitle", "STORESCP", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -152,9 +150,12 @@ def start_sink(name: str, workdir: Path) -> Sink:
     elif name == "storescp-shipped":
         sink = _start_storescp(name, workdir, nodelay=False)
     elif name == "storescp-fork-nodelay":
-        sink = _start_storescp(name, workdir, nodelay=True, fork=True)
+        sink = _start_storescp(name, workdir, True, "--fork")
     elif name == "storescp-fork-shipped":
-        sink = _start_storescp(name, workdir, nodelay=False, fork=True)
+        sink = _start_storescp(name, workdir, False, "--fork")
+    elif name == "storescp-implicit":
+        # +xi: Implicit VR LE only, so every Explicit VR file must be converted by the sender.
+        sink = _start_storescp(name, workdir, True, "+xi")
     elif name == "orthanc":
         sink = _start_orthanc(workdir)
     else:

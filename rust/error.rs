@@ -20,6 +20,9 @@ pub enum Error {
     PduTooLarge { pdu_type: u8, length: u32, max: u64 },
     /// A bad argument (max_pdu, context ID, file region): `ValueError`.
     InvalidArgument(String),
+    /// A dataset that cannot be converted to the accepted transfer syntax:
+    /// `fastpush.errors.ConversionError`.
+    Convert(String),
     /// The transport was closed: `OSError(EBADF)`, like a closed Python socket.
     Closed,
     /// A Python exception raised while we held the GIL (a signal handler's `KeyboardInterrupt`).
@@ -53,6 +56,7 @@ impl fmt::Display for Error {
                 "peer sent a PDU of type 0x{pdu_type:02X} and length {length}, over the limit of {max}"
             ),
             Error::InvalidArgument(msg) => f.write_str(msg),
+            Error::Convert(msg) => write!(f, "cannot convert the dataset: {msg}"),
             Error::Closed => f.write_str("transport is closed"),
             #[cfg(feature = "python")]
             Error::Python(e) => write!(f, "{e}"),
@@ -79,6 +83,7 @@ mod py {
     use pyo3::PyErr;
 
     pyo3::import_exception!(fastpush.errors, ProtocolError);
+    pyo3::import_exception!(fastpush.errors, ConversionError);
 
     impl From<Error> for PyErr {
         fn from(err: Error) -> PyErr {
@@ -102,6 +107,7 @@ mod py {
                 e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
                 e @ Error::PduTooLarge { .. } => ProtocolError::new_err(e.to_string()),
                 Error::InvalidArgument(msg) => PyValueError::new_err(msg),
+                e @ Error::Convert(_) => ConversionError::new_err(e.to_string()),
                 e @ Error::Closed => PyOSError::new_err((libc::EBADF, e.to_string())),
                 Error::Python(e) => e,
             }

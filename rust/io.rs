@@ -68,12 +68,12 @@ impl Pacer {
 }
 
 /// How a write attempt went.
-enum Attempt {
+pub(crate) enum Attempt {
     Wrote(usize),
     Retry,
 }
 
-fn try_write<S: Stream + ?Sized>(
+pub(crate) fn try_write<S: Stream + ?Sized>(
     stream: &mut S,
     iov: &[IoSlice<'_>],
     pacer: &mut Pacer,

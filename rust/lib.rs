@@ -3,6 +3,8 @@
 //! The modules below are plain Rust, tested with `cargo test`; [`python`] is the thin PyO3
 //! module `fastpush._core` over them (the default `python` feature).
 
+pub mod convert;
+pub mod converting;
 pub mod error;
 pub mod framing;
 pub mod io;

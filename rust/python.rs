@@ -11,6 +11,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 
+use crate::convert::{self, Syntax};
+use crate::converting::{converted_fragment, ConvertingWriter};
 use crate::error::{Error, Result};
 use crate::framing::{self, Fragments};
 use crate::io::{BufferWriter, MessageWriter, Pacer, PduReader, Progress};
@@ -60,6 +62,29 @@ fn dataset<'py>(
         "dataset must be bytes, a (path, offset, length) tuple or None, not {}",
         obj.get_type().name()?
     )))
+}
+
+/// `(from_uid, to_uid)` to a conversion; `None` when the syntaxes are equal (sent verbatim).
+fn conversion(convert: Option<(String, String)>) -> Result<Option<(Syntax, Syntax)>> {
+    let Some((from, to)) = convert else {
+        return Ok(None);
+    };
+    let syntax = |uid: &str| {
+        Syntax::from_uid(uid).ok_or_else(|| {
+            Error::Convert(format!(
+                "{uid} is not an uncompressed transfer syntax the converter handles"
+            ))
+        })
+    };
+    let (from, to) = (syntax(&from)?, syntax(&to)?);
+    Ok((from != to).then_some((from, to)))
+}
+
+/// The dataset bytes a conversion needs, checked whole (GIL released) before anything is sent.
+fn checked<'a>(py: Python<'_>, ds: Option<&'a [u8]>, from: Syntax) -> Result<&'a [u8]> {
+    let ds = ds.ok_or_else(|| Error::InvalidArgument("convert needs a dataset".into()))?;
+    py.detach(|| convert::check(ds, from))?;
+    Ok(ds)
 }
 
 fn max_pdu(value: i64) -> Result<u64> {
@@ -234,8 +259,9 @@ impl Transport {
         drive(py, || writer.step(stream, &mut pacer))
     }
 
-    /// Frame and write one DIMSE message; returns the bytes written.
-    #[pyo3(signature = (context_id, command, dataset, max_pdu))]
+    /// Frame and write one DIMSE message, its dataset converted when `convert` names two
+    /// different syntaxes; returns the bytes written.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None))]
     fn send_message(
         &self,
         py: Python<'_>,
@@ -243,13 +269,25 @@ impl Transport {
         command: &Bound<'_, PyBytes>,
         dataset: Option<&Bound<'_, PyAny>>,
         max_pdu: i64,
+        convert: Option<(String, String)>,
     ) -> PyResult<u64> {
         let context_id = framing::context_id(context_id)?;
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+        let conversion = conversion(convert)?;
         let source = self::dataset(py, dataset)?;
         let command = command.as_bytes();
         let ds = source.as_ref().map(Dataset::as_slice);
         let mapped = source.as_ref().is_some_and(Dataset::is_mapped);
+        if let Some((from, to)) = conversion {
+            let ds = checked(py, ds, from)?;
+            let mut out = self.checkout(py)?;
+            let stream = out.stream.as_deref_mut().expect("checked out");
+            let mut pacer = self.pacer();
+            let mut writer =
+                ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag);
+            drive(py, || writer.step(stream, &mut pacer))?;
+            return Ok(writer.written());
+        }
         let mut out = self.checkout(py)?;
         let stream = out.stream.as_deref_mut().expect("checked out");
         let mut pacer = self.pacer();
@@ -308,19 +346,30 @@ impl Transport {
 
 /// Frame one DIMSE message into P-DATA-TF PDUs, exactly as `Transport.send_message` writes them.
 #[pyfunction]
-#[pyo3(name = "frame_message", signature = (context_id, command, dataset, max_pdu))]
+#[pyo3(name = "frame_message", signature = (context_id, command, dataset, max_pdu, convert=None))]
 fn frame_message_py<'py>(
     py: Python<'py>,
     context_id: i64,
     command: &Bound<'py, PyBytes>,
     dataset: Option<&Bound<'py, PyAny>>,
     max_pdu: i64,
+    convert: Option<(String, String)>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let context_id = framing::context_id(context_id)?;
-    let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+    let mut frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+    let conversion = conversion(convert)?;
     let source = self::dataset(py, dataset)?;
     let command = command.as_bytes();
-    let ds = source.as_ref().map(Dataset::as_slice);
+    let mut ds = source.as_ref().map(Dataset::as_slice);
+    let converted;
+    if let Some((from, to)) = conversion {
+        let whole = checked(py, ds, from)?;
+        converted = py
+            .detach(|| convert::convert_to_vec(whole, from, to))
+            .map_err(Error::from)?;
+        ds = Some(&converted);
+        frag = converted_fragment(frag);
+    }
     let (_, total) = Fragments::new(command.len(), ds.map(<[u8]>::len), frag).totals();
     PyBytes::new_with(py, total, |out| {
         framing::frame_into(out, context_id, command, ds, frag);
@@ -328,10 +377,33 @@ fn frame_message_py<'py>(
     })
 }
 
+/// Convert a whole dataset between uncompressed transfer syntaxes (tests and tools; sending
+/// streams instead).
+#[pyfunction]
+#[pyo3(name = "convert_dataset")]
+fn convert_dataset_py<'py>(
+    py: Python<'py>,
+    dataset: &Bound<'py, PyAny>,
+    from_syntax: String,
+    to_syntax: String,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let source = self::dataset(py, Some(dataset))?.expect("a dataset was given");
+    let data = source.as_slice();
+    let out = match conversion(Some((from_syntax, to_syntax)))? {
+        Some((from, to)) => py
+            .detach(|| convert::convert_to_vec(data, from, to))
+            .map_err(Error::from)?,
+        None => data.to_vec(),
+    };
+    Ok(PyBytes::new(py, &out))
+}
+
 #[pymodule(gil_used = false)]
 pub mod _core {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use super::convert_dataset_py;
     #[pymodule_export]
     use super::frame_message_py;
     #[pymodule_export]

@@ -6,7 +6,8 @@ step() {
     printf '\n==> %s\n' "$*" >&2
 }
 
-# Install the real DICOM peers (DCMTK storescp/storescu, Orthanc) from Debian when missing.
+# Install the real DICOM peers (DCMTK storescp/storescu, Orthanc) and the system zlib headers
+# from Debian when missing.
 # Idempotent: apt is only touched if /usr/bin/storescp or /usr/sbin/Orthanc is absent, and
 # `apt-get update` runs at most once per shell. Without root, prints what to install and fails.
 _fastpush_apt_updated=0
@@ -14,8 +15,11 @@ ensure_peers() {
     local missing=()
     [[ -x /usr/bin/storescp ]] || missing+=(dcmtk)
     [[ -x /usr/sbin/Orthanc ]] || missing+=(orthanc)
+    # The Rust core links the system zlib (flate2's zlib backend) so that it deflates exactly
+    # as Python's zlib module does; without the headers libz-sys would build its own copy.
+    [[ -f /usr/include/zlib.h ]] || missing+=(zlib1g-dev pkg-config)
     if ((${#missing[@]} == 0)); then
-        echo "DCMTK and Orthanc already installed" >&2
+        echo "DCMTK, Orthanc and zlib headers already installed" >&2
         return 0
     fi
     if [[ $(id -u) -ne 0 ]]; then

@@ -126,6 +126,15 @@ def dataset_offset(data: bytes) -> int:
     return pos
 
 
+def pydicom_test_files() -> list[Path]:
+    """The Part-10 test files pydicom ships (no download: ``get_testdata_files`` tries the
+    network for its extra files and waits for it to fail)."""
+    import pydicom.data
+
+    folder = Path(pydicom.data.__file__).parent / "test_files"
+    return sorted(folder.glob("*.dcm"))
+
+
 def dataset_bytes(path: Path | str) -> bytes:
     """The bytes of the dataset that follows the file meta of the Part-10 file at ``path``."""
     with open(path, "rb") as f:

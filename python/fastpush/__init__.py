@@ -18,10 +18,12 @@ from .client import StoreClient
 from .errors import (
     AssociationAborted,
     AssociationRejected,
+    ConversionError,
     FastpushError,
     NoAcceptedContext,
     ProtocolError,
 )
+from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
 
 __version__: str
@@ -38,11 +40,13 @@ __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
+    "ConversionError",
     "Event",
     "EventKind",
     "FastpushError",
     "NoAcceptedContext",
     "Outcome",
+    "Proposal",
     "ProtocolError",
     "Push",
     "Result",

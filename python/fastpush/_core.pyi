@@ -17,8 +17,16 @@ as ``fastpush.pytransport.UNLIMITED_FRAGMENT``."""
 FileRegion = tuple[str, int, int]
 """``(path, offset, length)``: a dataset read in place from a file, never loaded into Python."""
 
+Conversion = tuple[str, str]
+"""``(from_syntax, to_syntax)``: two uncompressed transfer syntax UIDs (Implicit VR LE,
+Explicit VR LE, Explicit VR BE, Deflated Explicit VR LE)."""
+
 def frame_message(
-    context_id: int, command: bytes, dataset: bytes | FileRegion | None, max_pdu: int
+    context_id: int,
+    command: bytes,
+    dataset: bytes | FileRegion | None,
+    max_pdu: int,
+    convert: Conversion | None = None,
 ) -> bytes:
     """Return the P-DATA-TF PDUs for one DIMSE message as one bytes object.
 
@@ -34,6 +42,19 @@ def frame_message(
     under 8 or over 2**32 - 1, or a file region past the end of its file; ``TypeError`` for a
     dataset of another type (``bytearray`` and ``memoryview`` are refused: they are mutable and
     are read with the GIL released); ``FileNotFoundError`` / ``PermissionError`` for the file.
+
+    With ``convert``, the dataset is framed as :func:`convert_dataset` returns it, in fragments
+    capped at ``UNLIMITED_FRAGMENT``, as :meth:`Transport.send_message` sends it.
+    """
+
+def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: str) -> bytes:
+    """Convert a whole dataset between uncompressed transfer syntaxes (GIL released).
+
+    Sequences and items come out with undefined length, group lengths are dropped, values are
+    byte-swapped per VR when the byte order changes; Implicit VR gets VRs from the data
+    dictionary (UN for unknown private tags). Raises ``fastpush.errors.ConversionError`` for a
+    malformed dataset, encapsulated pixel data or a syntax it does not handle. Sending streams
+    the same bytes (``Transport.send_message(..., convert=...)``); this is for tests and tools.
     """
 
 @final
@@ -64,7 +85,12 @@ class Transport:
     def send_pdu(self, data: bytes) -> None:
         """Write one already-encoded PDU (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT...)."""
     def send_message(
-        self, context_id: int, command: bytes, dataset: bytes | FileRegion | None, max_pdu: int
+        self,
+        context_id: int,
+        command: bytes,
+        dataset: bytes | FileRegion | None,
+        max_pdu: int,
+        convert: Conversion | None = None,
     ) -> int:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
 
@@ -73,6 +99,10 @@ class Transport:
         payload buffers point into ``command``, ``dataset`` or the file mapping (no copies); pages
         of a mapped file are released as soon as they are sent, so memory stays flat whatever
         the file size. A failure part-way leaves the association unusable: abort it.
+
+        ``convert=(from_syntax, to_syntax)`` with two different syntaxes sends the dataset
+        converted while it is sent (bounded memory, output framed as produced); the whole dataset
+        is checked first, so ``ConversionError`` comes before any byte is written.
         """
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
         """Read one whole PDU; return its type and its body (without the 6-byte header).

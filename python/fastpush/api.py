@@ -19,7 +19,7 @@ from typing import Any
 
 from .association import Association, EventHandler
 from .client import StoreClient
-from .plan import plan
+from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Outcome, Result
 from .retry import RetryPolicy
 from .scan import FileItem, Skip, expand, read_file
@@ -35,8 +35,10 @@ class Push:
 
     Every input path gets exactly one result. ``associations`` workers share one queue;
     transient failures are retried ``retries`` times with exponential ``backoff``; paths in
-    ``skip`` (absolute, e.g. from ``stored_paths(report)``) are left out. The other keyword
-    arguments are ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
+    ``skip`` (absolute, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
+    transfer syntaxes to propose and send (by default the file's own, then Explicit and Implicit
+    VR LE, converting or decompressing as the peer accepted). The other keyword arguments are
+    ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
 
     ``cancel()`` may be called from any thread (or a signal handler's caller): no new file is
     started, files in flight finish and associations are released; ``cancel(abort=True)`` cuts
@@ -55,6 +57,7 @@ class Push:
         backoff: float = 0.5,
         max_per_association: int | None = None,
         skip: Collection[str] = (),
+        proposal: Proposal = DEFAULT_PROPOSAL,
         on_event: EventHandler | None = None,
         **options: Any,
     ) -> None:
@@ -70,7 +73,7 @@ class Push:
                 self._ready.append(Result(described.path, Outcome.SKIPPED, reason=described.reason))
             else:
                 items.append(described)
-        groups = plan(items)
+        groups = plan(items, proposal)
         self._queue = deque(item for group in groups for item in group.items)
         self.total_files = len(self._ready) + len(items)
         self.total_bytes = sum(item.length for item in items)
@@ -82,6 +85,7 @@ class Push:
             groups=[group.pairs for group in groups],
             retry=RetryPolicy(retries, backoff),
             max_per_association=max_per_association,
+            proposal=proposal,
             fail_fast=True,
             on_event=on_event,
             **options,

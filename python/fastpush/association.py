@@ -17,8 +17,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 
 from . import dimse, pdu
-from .errors import AssociationAborted, AssociationRejected, NoAcceptedContext, ProtocolError
+from .decompress import decompress
+from .errors import (
+    AssociationAborted,
+    AssociationRejected,
+    ConversionError,
+    NoAcceptedContext,
+    ProtocolError,
+)
+from .plan import DEFAULT_PROPOSAL, Proposal
 from .results import Event, EventKind, Outcome, Result
+from .rewrite import CONVERTIBLE
 from .scan import FileItem, Skip, describe_buffer, read_file
 from .transport import Transport, connect
 from .uids import (
@@ -62,7 +71,10 @@ class Association:
     """An association to one storage SCP; a context manager that releases on exit.
 
     ``contexts`` lists ``(abstract syntax, transfer syntax or syntaxes)`` to propose, one
-    presentation context each. Not thread-safe: use one association from one thread at a time.
+    presentation context each. A file goes over the accepted context whose syntax comes first
+    in ``proposal.send_order`` (its own syntax, unless ``prefer`` says otherwise), converted
+    or decompressed when that is not the file's syntax. Not thread-safe: use one association
+    from one thread at a time.
     """
 
     def __init__(
@@ -81,6 +93,7 @@ class Association:
         dimse_timeout: float | None = 60.0,
         on_event: EventHandler | None = None,
         number: int = 1,
+        proposal: Proposal = DEFAULT_PROPOSAL,
     ) -> None:
         self.host = host
         self.port = port
@@ -96,6 +109,7 @@ class Association:
         self.acse_timeout = acse_timeout
         self.dimse_timeout = dimse_timeout
         self.number = number
+        self.proposal = proposal
         self._on_event = on_event
         self._proposed = tuple(
             pdu.ContextProposal(
@@ -220,7 +234,9 @@ class Association:
                 self.accepted[result.context_id] = AcceptedContext(
                     result.context_id, pc.abstract_syntax, result.transfer_syntax
                 )
-            else:
+            elif log.isEnabledFor(logging.INFO):
+                # uid_name imports pydicom (~0.2 s): only when the line is wanted. With the
+                # fallback contexts a rejected context is routine, not an error.
                 log.info(
                     "Presentation context %d (%s) rejected: %s",
                     result.context_id,
@@ -329,13 +345,14 @@ class Association:
         command: bytes,
         dataset: bytes | tuple[str, int, int] | None,
         message_id: int,
+        convert: tuple[str, str] | None = None,
     ) -> dimse.Command:
         transport = self._transport
         if transport is None:
             raise ProtocolError("the association is not open")
         transport.timeout = self.dimse_timeout
         self._message_sent = False
-        transport.send_message(ctx.context_id, command, dataset, self.send_limit)
+        transport.send_message(ctx.context_id, command, dataset, self.send_limit, convert)
         # A failure from here on lost only the response: the peer may have stored the data.
         self._message_sent = True
         response = self._receive_command(transport)
@@ -420,7 +437,7 @@ class Association:
             described = describe_buffer(data)
             if isinstance(described, Skip):
                 return Result(None, Outcome.SKIPPED, reason=described.reason)
-            return self._store(described, data[described.offset :], None)
+            return self._store(described, data[described.offset :], None, data)
         return self._store_dataset(item)
 
     def _store_dataset(self, ds: Dataset) -> Result:
@@ -456,8 +473,23 @@ class Association:
         item = FileItem("<dataset>", sop_class, sop_instance, syntax, 0, len(data))
         return self._store(item, data, None)
 
+    def _route(self, item: FileItem) -> AcceptedContext:
+        """The accepted context to send ``item`` over: see ``Proposal.send_order``."""
+        by_syntax: dict[str, AcceptedContext] = {}
+        for ctx in self.accepted.values():
+            if ctx.abstract_syntax == item.sop_class_uid:
+                by_syntax.setdefault(ctx.transfer_syntax, ctx)
+        for syntax in self.proposal.send_order(item.transfer_syntax):
+            if syntax in by_syntax:
+                return by_syntax[syntax]
+        return self._context_for(item.sop_class_uid, item.transfer_syntax)
+
     def _store(
-        self, item: FileItem, dataset: bytes | tuple[str, int, int], path: str | None
+        self,
+        item: FileItem,
+        dataset: bytes | tuple[str, int, int],
+        path: str | None,
+        source: bytes | None = None,
     ) -> Result:
         result = Result(
             path,
@@ -470,11 +502,28 @@ class Association:
             attempts=1,
         )
         try:
-            ctx = self._context_for(item.sop_class_uid, item.transfer_syntax)
+            ctx = self._route(item)
         except NoAcceptedContext as exc:
             result.reason = str(exc)
             result.association = None
             return result
+        result.sent_syntax = ctx.transfer_syntax
+        convert: tuple[str, str] | None = None
+        warning = ""
+        if ctx.transfer_syntax != item.transfer_syntax:
+            if item.transfer_syntax in CONVERTIBLE:
+                convert = (item.transfer_syntax, ctx.transfer_syntax)
+            else:
+                try:
+                    unpacked = decompress(
+                        source if source is not None else item.path,
+                        item.transfer_syntax,
+                        ctx.transfer_syntax,
+                    )
+                except ConversionError as exc:
+                    result.reason = str(exc)
+                    return result
+                dataset, warning = unpacked.data, unpacked.warning
         message_id = self._next_message_id()
         command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
         self._emit(
@@ -484,10 +533,23 @@ class Association:
             path=path,
             bytes=item.length,
             context_id=ctx.context_id,
+            transfer_syntax=ctx.transfer_syntax,
         )
+        if ctx.transfer_syntax != item.transfer_syntax and log.isEnabledFor(logging.DEBUG):
+            # uid_name imports pydicom: only when the line is wanted.
+            log.debug(
+                "Converting from %s to %s",
+                uid_name(item.transfer_syntax),
+                uid_name(ctx.transfer_syntax),
+            )
         started = time.perf_counter()
         try:
-            response = self._exchange(ctx, command, dataset, message_id)
+            response = self._exchange(ctx, command, dataset, message_id, convert)
+        except ConversionError as exc:
+            # Raised by the transport's check before any byte went out: the association is fine.
+            result.seconds = time.perf_counter() - started
+            result.reason = str(exc)
+            return result
         except BaseException as exc:
             result.seconds = time.perf_counter() - started
             # Whatever broke (peer, socket, a file vanishing mid-read), the message may be half
@@ -507,10 +569,11 @@ class Association:
         if response.error_comment:
             described += f": {response.error_comment}"
         if category is dimse.StatusCategory.SUCCESS:
-            result.outcome = Outcome.STORED
+            result.outcome = Outcome.WARNING if warning else Outcome.STORED
+            result.reason = warning
         elif category is dimse.StatusCategory.WARNING:
             result.outcome = Outcome.WARNING
-            result.reason = described
+            result.reason = "; ".join(r for r in (described, warning) if r)
         else:
             result.reason = described
         self._emit(

@@ -22,6 +22,7 @@ from .api import Push, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
 from .pdu import encode_ae_title
+from .plan import Proposal, syntax_uid
 from .progress import Reporter, Tally, summary
 from .transport import ENGINES
 
@@ -41,6 +42,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _syntaxes(text: str) -> list[str]:
+    try:
+        return [syntax_uid(name) for name in text.split(",") if name.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
@@ -114,6 +122,31 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
         "--retries", type=int, default=3, metavar="R", help="retries of a transient failure"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    syntaxes = parser.add_argument_group(
+        "transfer syntaxes",
+        "By default each file is proposed in its own syntax and, as a fallback, in Explicit "
+        "and Implicit VR Little Endian; a file the peer accepted only in another syntax is "
+        "converted (uncompressed) or decompressed (compressed) for sending.",
+    )
+    syntaxes.add_argument(
+        "--no-conversion",
+        action="store_true",
+        help="propose only each file's own transfer syntax; never convert",
+    )
+    syntaxes.add_argument(
+        "--prefer",
+        type=_syntaxes,
+        action="extend",
+        default=[],
+        metavar="SYNTAX[,SYNTAX]",
+        help="propose these first and send uncompressed files in them when accepted: "
+        "implicit, explicit, big, deflated or a UID",
+    )
+    syntaxes.add_argument(
+        "--required-only",
+        action="store_true",
+        help="fall back to Implicit VR Little Endian only (the syntax every SCP accepts)",
+    )
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -190,6 +223,7 @@ def _store(args: argparse.Namespace) -> int:
         retries=args.retries,
         max_per_association=args.max_per_association,
         skip=skip,
+        proposal=Proposal(not args.no_conversion, tuple(args.prefer), args.required_only),
         max_pdu=args.max_pdu,
         max_send_pdu=args.max_send_pdu,
         **_peer_options(args),

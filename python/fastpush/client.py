@@ -21,7 +21,7 @@ from typing import Any
 
 from .association import Association, EventHandler, Storable
 from .errors import AssociationAborted, AssociationRejected, ProtocolError
-from .plan import MAX_CONTEXTS, Pair, contexts
+from .plan import DEFAULT_PROPOSAL, Pair, Proposal, contexts, fitting
 from .results import Outcome, Result
 from .retry import RetryPolicy, transient_error, transient_status
 from .scan import FileItem, Skip, describe_buffer, read_file
@@ -54,9 +54,11 @@ class StoreClient:
 
     ``associations`` caps the pool. ``groups`` (from ``plan``) fixes which (SOP class, transfer
     syntax) pairs each association proposes; without it an association proposes every pair
-    seen so far (the last 128). ``max_per_association`` releases an association after that
-    many stores. With ``fail_fast``, a destination that could not be associated with after
-    the retries fails every later item of the same group at once instead of trying again.
+    seen so far (as many of the most recent as fit 128 contexts). ``proposal`` says which
+    transfer syntaxes to propose and send. ``max_per_association`` releases an association
+    after that many stores. With ``fail_fast``, a destination that could not be associated
+    with after the retries fails every later item of the same group at once instead of trying
+    again.
     The other keyword arguments are ``Association``'s.
     """
 
@@ -69,6 +71,7 @@ class StoreClient:
         groups: Iterable[Iterable[Pair]] | None = None,
         retry: RetryPolicy | None = None,
         max_per_association: int | None = None,
+        proposal: Proposal = DEFAULT_PROPOSAL,
         fail_fast: bool = False,
         on_event: EventHandler | None = None,
         **options: Any,
@@ -83,6 +86,7 @@ class StoreClient:
         self.retry = retry or RetryPolicy()
         self.max_per_association = max_per_association
         self.fail_fast = fail_fast
+        self.proposal = proposal
         self._on_event = on_event
         self._options = options
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
@@ -210,7 +214,8 @@ class StoreClient:
         with self._cond:
             self._seen.pop(pair, None)
             self._seen[pair] = None
-            return frozenset(list(self._seen)[-MAX_CONTEXTS:])
+            recent = list(reversed(self._seen))  # this pair first, then the most recent
+        return frozenset(recent[: fitting(recent, self.proposal)])
 
     def _checkout(self, pair: Pair) -> _Member:
         victim: _Member | None = None
@@ -243,9 +248,10 @@ class StoreClient:
             association = Association(
                 self.host,
                 self.port,
-                contexts(sorted(group)),
+                contexts(sorted(group), self.proposal),
                 on_event=self._on_event,
                 number=next(self._numbers),
+                proposal=self.proposal,
                 **self._options,
             )
             association.open()

@@ -37,3 +37,8 @@ class AssociationAborted(FastpushError):
 
 class NoAcceptedContext(FastpushError):
     """No accepted presentation context can carry this SOP class and transfer syntax."""
+
+
+class ConversionError(FastpushError):
+    """A dataset cannot be converted to the transfer syntax the peer accepted (malformed, or
+    compressed pixel data with no codec). Raised before any byte of the message is sent."""

@@ -1,54 +1,124 @@
-"""Grouping scanned files into presentation contexts and associations.
+"""Grouping scanned files into presentation contexts and associations, and choosing, once the
+peer answered, which accepted context carries each file and how (verbatim, converted, decoded).
 
-One presentation context per (SOP Class, transfer syntax) the files need; at most 128 contexts
-fit one association, so a larger plan becomes several groups, each with its own associations.
+Per SOP class the plan proposes one context per transfer syntax the files are in (sent verbatim
+when accepted: the fast path), plus, unless conversion is off, one fallback context with the
+uncompressed syntaxes (by default Explicit VR LE, then Implicit VR LE, which every SCP must
+accept). Separate contexts, as DCMTK's storescu does, because an SCP picks one syntax per
+context by its own preference: offered a JPEG file's syntax and Explicit VR LE in one context,
+storescp picks Explicit VR LE and the file would be decompressed for nothing.
+
+At most 128 contexts fit one association, so a larger plan becomes several groups, each with
+associations of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .rewrite import CONVERTIBLE
 from .scan import FileItem
+from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 MAX_CONTEXTS = 128
 
 Pair = tuple[str, str]
 """(SOP Class UID, transfer syntax UID)"""
 
+SYNTAX_ALIASES = {
+    "implicit": IMPLICIT_VR_LE,
+    "explicit": EXPLICIT_VR_LE,
+    "big": EXPLICIT_VR_BE,
+    "deflated": DEFLATED_EXPLICIT_VR_LE,
+}
+
+
+def syntax_uid(name: str) -> str:
+    """A transfer syntax UID from a UID or one of the aliases (implicit, explicit, big,
+    deflated); only the uncompressed syntaxes can be produced, so only they are accepted."""
+    uid = SYNTAX_ALIASES.get(name.strip().lower(), name.strip())
+    if uid not in CONVERTIBLE:
+        choices = ", ".join(SYNTAX_ALIASES)
+        raise ValueError(f"{name!r} is not an uncompressed transfer syntax ({choices} or a UID)")
+    return uid
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """Which transfer syntaxes to propose and send.
+
+    ``conversion=False`` proposes only each file's own syntax (``--no-conversion``).
+    ``prefer`` lists uncompressed syntaxes proposed first in the fallback context and, for
+    uncompressed files, sent in preference to the file's own (``--prefer``).
+    ``required_only`` keeps the fallback to Implicit VR LE, the syntax every SCP supports
+    (``--required-only``).
+    """
+
+    conversion: bool = True
+    prefer: tuple[str, ...] = ()
+    required_only: bool = False
+
+    def fallback(self) -> tuple[str, ...]:
+        """The syntaxes of the fallback context; empty when conversion is off."""
+        if not self.conversion:
+            return ()
+        defaults = (IMPLICIT_VR_LE,) if self.required_only else (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+        return tuple(dict.fromkeys((*self.prefer, *defaults)))
+
+    def send_order(self, file_syntax: str) -> tuple[str, ...]:
+        """Accepted syntaxes in the order a file in ``file_syntax`` would rather be sent in."""
+        if not self.conversion:
+            return (file_syntax,)
+        own_first = (file_syntax, *self.fallback(), *sorted(CONVERTIBLE))
+        if file_syntax in CONVERTIBLE:
+            # Conversion between uncompressed syntaxes is lossless: preferences win.
+            own_first = (*self.prefer, *own_first)
+        return tuple(dict.fromkeys(own_first))
+
+
+DEFAULT_PROPOSAL = Proposal()
+
 
 @dataclass(frozen=True)
 class Group:
-    """The pairs one association proposes and the files it carries, in input order."""
+    """The (SOP class, syntax) pairs one association serves and the files it carries, in input
+    order."""
 
     pairs: tuple[Pair, ...]
     items: tuple[FileItem, ...]
 
 
-def proposal(transfer_syntax: str) -> tuple[str, ...]:
-    """The transfer syntaxes proposed for files in ``transfer_syntax``.
-
-    Only the file's own syntax for now: the data is streamed verbatim, and an SCP that chose
-    another syntax from a longer list (DCMTK prefers Explicit VR LE) would leave the file
-    unsendable until conversion exists.
-    """
-    return (transfer_syntax,)
-
-
-def contexts(pairs: Sequence[Pair]) -> list[tuple[str, tuple[str, ...]]]:
-    """The presentation contexts an association proposes for ``pairs``."""
-    return [(sop_class, proposal(syntax)) for sop_class, syntax in pairs]
+def contexts(
+    pairs: Iterable[Pair], proposal: Proposal = DEFAULT_PROPOSAL
+) -> list[tuple[str, tuple[str, ...]]]:
+    """The presentation contexts ``pairs`` need, in first-use order, without duplicates."""
+    found: dict[tuple[str, tuple[str, ...]], None] = {}
+    fallback = proposal.fallback()
+    for sop_class, syntax in pairs:
+        found.setdefault((sop_class, (syntax,)))
+        if fallback:
+            found.setdefault((sop_class, fallback))
+    return list(found)
 
 
-def plan(items: Sequence[FileItem]) -> list[Group]:
-    keys: dict[Pair, None] = {}
-    for item in items:
-        keys.setdefault((item.sop_class_uid, item.transfer_syntax), None)
-    ordered = list(keys)
+def fitting(pairs: Sequence[Pair], proposal: Proposal = DEFAULT_PROPOSAL) -> int:
+    """How many of ``pairs``, from the first, one association can propose (at least one)."""
+    count = 1
+    while count < len(pairs) and len(contexts(pairs[: count + 1], proposal)) <= MAX_CONTEXTS:
+        count += 1
+    return count
+
+
+def plan(items: Sequence[FileItem], proposal: Proposal = DEFAULT_PROPOSAL) -> list[Group]:
+    """Split ``items`` into groups of at most ``MAX_CONTEXTS`` contexts, keeping the contexts of
+    one (SOP class, syntax) pair together."""
+    pairs = list(dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in items))
     groups = []
-    for start in range(0, len(ordered), MAX_CONTEXTS):
-        pairs = tuple(ordered[start : start + MAX_CONTEXTS])
-        wanted = set(pairs)
+    while pairs:
+        count = fitting(pairs, proposal)
+        chosen, pairs = pairs[:count], pairs[count:]
+        wanted = set(chosen)
         members = tuple(i for i in items if (i.sop_class_uid, i.transfer_syntax) in wanted)
-        groups.append(Group(pairs, members))
+        groups.append(Group(tuple(chosen), members))
     return groups

@@ -25,7 +25,8 @@ import struct
 from collections.abc import Iterator
 from typing import Final, TypeAlias
 
-from .errors import ProtocolError
+from . import rewrite
+from .errors import ConversionError, ProtocolError
 
 __all__ = ["UNLIMITED_FRAGMENT", "FileRegion", "PyTransport", "fragment_size", "frame_message"]
 
@@ -36,6 +37,8 @@ FileRegion: TypeAlias = tuple[str, int, int]
 """``(path, offset, length)``: a dataset read in place from a file."""
 
 Dataset: TypeAlias = "bytes | FileRegion | None"
+Conversion: TypeAlias = "tuple[str, str] | None"
+"""``(from_syntax, to_syntax)``: send the dataset converted (see :mod:`fastpush.rewrite`)."""
 
 _P_DATA_TF: Final = 0x04
 _OVERHEAD: Final = 12  # PDU header (6) + PDV header (6 = length 4, context 1, MCH 1)
@@ -143,7 +146,10 @@ class _Source:
         if self.view is not None:
             self.view.release()
         if self.map is not None:
-            self.map.close()
+            # A view may still be alive, held by the traceback of the error that ends the send
+            # (a converter's input): the mapping then closes when that is collected.
+            with contextlib.suppress(BufferError):
+                self.map.close()
 
     def release(self, start: int, end: int) -> None:
         """Drop the mapped pages holding dataset bytes ``[start, end)`` (already sent)."""
@@ -156,15 +162,40 @@ class _Source:
             self.map.madvise(_DONTNEED, lo, hi - lo)
 
 
-def frame_message(context_id: int, command: bytes, dataset: Dataset, max_pdu: int) -> bytes:
+def _conversion(convert: Conversion) -> tuple[str, str] | None:
+    if convert is None or convert[0] == convert[1]:
+        return None
+    for uid in convert:
+        if uid not in rewrite.CONVERTIBLE:
+            raise ConversionError(
+                f"{uid} is not an uncompressed transfer syntax the converter handles"
+            )
+    return convert
+
+
+def converted_fragment(frag: int) -> int:
+    """The fragment size for converted datasets (the Rust ``converted_fragment``): capped, so a
+    peer announcing a 4 GB maximum does not make us buffer 4 GB."""
+    return min(frag, UNLIMITED_FRAGMENT)
+
+
+def frame_message(
+    context_id: int, command: bytes, dataset: Dataset, max_pdu: int, convert: Conversion = None
+) -> bytes:
     """Return the P-DATA-TF PDUs for one DIMSE message, exactly as
     :meth:`PyTransport.send_message` writes them."""
     context_id = _context_id(context_id)
     frag = fragment_size(max_pdu)
     if not isinstance(command, bytes):
         raise TypeError(f"command must be bytes, not {type(command).__name__}")
+    conversion = _conversion(convert)
     with _Source(dataset) as source:
         ds = source.view
+        if conversion is not None:
+            if ds is None:
+                raise ValueError("convert needs a dataset")
+            ds = memoryview(rewrite.convert_bytes(ds, *conversion))
+            frag = converted_fragment(frag)
         cmd = memoryview(command)
         pieces: list[bytes | memoryview] = []
         for is_command, offset, length, mch in _fragments(
@@ -177,6 +208,31 @@ def frame_message(context_id: int, command: bytes, dataset: Dataset, max_pdu: in
         out = b"".join(pieces)
         pieces.clear()  # drop the views before the mapping closes
         return out
+
+
+def _converted_pdvs(
+    source: _Source, conversion: tuple[str, str], frag: int
+) -> Iterator[tuple[bytes | memoryview, bool]]:
+    """Yield ``(fragment, last)`` of a dataset converted as it goes: a fragment is surely not
+    the last while more bytes follow it, so one fragment is held back until the end. Pages of
+    the mapping already converted are released as it goes (as the Rust writer does)."""
+    assert source.view is not None
+    conv = rewrite.Converter(source.view, *conversion)
+    pending = bytearray()
+    released = 0
+    done = False
+    while not done:
+        done = conv.fill(pending, _BATCH_BYTES + 1)
+        consumed = conv.source_consumed
+        if consumed - released >= _RELEASE_BYTES or done:
+            source.release(released, consumed)
+            released = consumed
+        cut = 0
+        while len(pending) - cut > frag:
+            yield bytes(pending[cut : cut + frag]), False
+            cut += frag
+        del pending[:cut]
+    yield bytes(pending), True
 
 
 class PyTransport:
@@ -265,17 +321,28 @@ class PyTransport:
         self._check_open()
         self._send_all([memoryview(data)])
 
-    def send_message(self, context_id: int, command: bytes, dataset: Dataset, max_pdu: int) -> int:
+    def send_message(
+        self,
+        context_id: int,
+        command: bytes,
+        dataset: Dataset,
+        max_pdu: int,
+        convert: Conversion = None,
+    ) -> int:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
 
-        ``max_pdu`` is the peer's Maximum Length Received (0: no limit). Returns the number of
-        bytes written.
+        ``max_pdu`` is the peer's Maximum Length Received (0: no limit). With ``convert``, the
+        dataset is checked whole (``ConversionError`` before anything is sent), then converted
+        while it is sent. Returns the number of bytes written.
         """
         context_id = _context_id(context_id)
         frag = fragment_size(max_pdu)
         if not isinstance(command, bytes):
             raise TypeError(f"command must be bytes, not {type(command).__name__}")
+        conversion = _conversion(convert)
         self._check_open()
+        if conversion is not None:
+            return self._send_converted(context_id, command, dataset, frag, conversion)
         headers = self._headers
         header_view = memoryview(headers)
         cmd = memoryview(command)
@@ -319,6 +386,35 @@ class PyTransport:
                 batch.clear()  # drop views into the mapping before it closes
                 header_view.release()
         return written
+
+    def _send_converted(
+        self,
+        context_id: int,
+        command: bytes,
+        dataset: Dataset,
+        frag: int,
+        conversion: tuple[str, str],
+    ) -> int:
+        with _Source(dataset) as source:
+            view = source.view
+            if view is None:
+                raise ValueError("convert needs a dataset")
+            rewrite.check(view, conversion[0])
+            written = self.send_message(context_id, command, None, frag + 6)
+            batch: list[bytes | memoryview] = []
+            batch_bytes = 0
+            for payload, last in _converted_pdvs(source, conversion, converted_fragment(frag)):
+                n = len(payload)
+                mch = 0x02 if last else 0x00
+                batch.append(_HEADER.pack(_P_DATA_TF, n + 6, n + 2, context_id, mch))
+                batch.append(payload)
+                batch_bytes += _OVERHEAD + n
+                if last or len(batch) + 2 > _MAX_IOVECS or batch_bytes >= _BATCH_BYTES:
+                    self._send_all([memoryview(b) for b in batch])
+                    written += batch_bytes
+                    batch.clear()
+                    batch_bytes = 0
+            return written
 
     # -- receiving -------------------------------------------------------------------------
 

@@ -19,7 +19,12 @@ class Outcome(str, enum.Enum):
 
 @dataclass
 class Result:
-    """The one result every input gets: stored, stored with a warning, failed or skipped."""
+    """The one result every input gets: stored, stored with a warning, failed or skipped.
+
+    ``transfer_syntax`` is the file's; ``sent_syntax`` the one chosen to send it in (None
+    when no accepted context could carry it), different when the peer accepted another syntax
+    and the file was converted or decompressed.
+    """
 
     path: str | None
     outcome: Outcome
@@ -34,6 +39,7 @@ class Result:
     attempts: int = 0
     maybe_duplicate: bool = False
     """The file was fully sent but its response was lost: the peer may hold it already."""
+    sent_syntax: str | None = None
 
     @property
     def ok(self) -> bool:
