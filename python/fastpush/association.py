@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING
 
 from . import dimse, pdu
 from .errors import AssociationAborted, AssociationRejected, NoAcceptedContext, ProtocolError
+from .identity import UserIdentity
 from .results import Event, EventKind, Outcome, Result
 from .scan import FileItem, Skip, describe_buffer, read_file
+from .tls import TLSOptions
 from .transport import Transport, connect
 from .uids import (
     DEFLATED_EXPLICIT_VR_LE,
@@ -80,6 +82,8 @@ class Association:
         dimse_timeout: float | None = 60.0,
         on_event: EventHandler | None = None,
         number: int = 1,
+        tls: TLSOptions | None = None,
+        identity: UserIdentity | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -95,6 +99,8 @@ class Association:
         self.acse_timeout = acse_timeout
         self.dimse_timeout = dimse_timeout
         self.number = number
+        self.tls = tls
+        self.identity = identity
         self._on_event = on_event
         self._proposed = tuple(
             pdu.ContextProposal(
@@ -151,6 +157,7 @@ class Association:
                 engine=self.engine,
                 connect_timeout=self.connect_timeout,
                 timeout=self.acse_timeout,
+                tls=self.tls,
             )
         except OSError as exc:
             self._emit(
@@ -159,6 +166,8 @@ class Association:
                 logging.ERROR,
             )
             raise
+        if transport.tls is not None:
+            log.info("TLS connection established (%s, %s)", *transport.tls)
         rq = pdu.AssociateRQ(
             self.called_ae,
             self.calling_ae,
@@ -166,7 +175,10 @@ class Association:
             self.max_pdu,
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
+            self.identity,
         )
+        if self.identity is not None:
+            log.debug("Offering user identity: %s", self.identity.describe())
         try:
             transport.send_pdu(pdu.encode_associate_rq(rq))
             pdu_type, body = transport.recv_pdu(self._recv_limit)
@@ -174,8 +186,10 @@ class Association:
                 ac = pdu.decode_associate_ac(body)
             elif pdu_type == pdu.ASSOCIATE_RJ:
                 rj = pdu.decode_associate_rj(body)
+                # pynetdicom and others refuse an identity with a plain service-user rejection.
+                hint = "" if self.identity is None else " (was the user identity refused?)"
                 raise AssociationRejected(
-                    rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}"
+                    rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}{hint}"
                 )
             elif pdu_type == pdu.ABORT:
                 ab = pdu.decode_abort(body)
@@ -228,14 +242,31 @@ class Association:
         self.peer_max_pdu = ac.max_length
         self._transport = transport
         max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
+        identity = self._identity_story(ac)
         self._emit(
             EventKind.ACCEPTED,
             f"Association Accepted (Max Send PDV: {max_pdv}; "
-            f"{len(self.accepted)} of {len(self._proposed)} contexts accepted)",
+            f"{len(self.accepted)} of {len(self._proposed)} contexts accepted{identity})",
             peer_max_pdu=ac.max_length,
             accepted=len(self.accepted),
             implementation=ac.implementation_version_name or ac.implementation_class_uid,
+            identity_response=ac.user_identity_response,
         )
+
+    def _identity_story(self, ac: pdu.AssociateAC) -> str:
+        """What the acceptor said about our user identity, for the accepted line."""
+        if self.identity is None:
+            return ""
+        response = ac.user_identity_response
+        if response is not None:
+            return f"; user identity confirmed, server response of {len(response)} bytes"
+        if self.identity.positive_response:
+            log.warning(
+                "The peer accepted the association without confirming the user identity "
+                "(it may not support user identity negotiation)"
+            )
+            return "; user identity not confirmed"
+        return ""
 
     def release(self) -> None:
         """Ask the peer to release, wait for its answer (ACSE timeout), close."""

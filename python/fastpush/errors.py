@@ -37,3 +37,11 @@ class AssociationAborted(FastpushError):
 
 class NoAcceptedContext(FastpushError):
     """No accepted presentation context can carry this SOP class and transfer syntax."""
+
+
+class TLSError(FastpushError, OSError):
+    """TLS failed: the handshake (an untrusted, expired or wrong-host certificate, a client
+    certificate the server wanted), an alert from the server, or the TLS options themselves.
+
+    An ``OSError`` like every connection failure, so code that handles a lost connection
+    handles this one too; both data paths raise it with the same wording."""

@@ -11,6 +11,10 @@ dropped from the process with ``MADV_DONTNEED`` so memory stays flat whatever th
 
 Waits are bounded by ``timeout`` per blocking call (``socket.settimeout``): a send or receive that
 makes no progress for ``timeout`` seconds raises ``TimeoutError``.
+
+Over TLS (an ``ssl.SSLSocket``, which has no ``sendmsg``) the same batches are coalesced into one
+staging buffer and written with ``sendall``, so each TLS record is full rather than one per
+12-byte PDV header; ``ssl`` errors become ``fastpush.errors.TLSError``.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import mmap
 import operator
 import os
 import socket
+import ssl
 import struct
 from collections.abc import Iterator
 from typing import Final, TypeAlias
 
 from .errors import ProtocolError
+from .tls import describe_ssl_error
 
 __all__ = ["UNLIMITED_FRAGMENT", "FileRegion", "PyTransport", "fragment_size", "frame_message"]
 
@@ -46,6 +52,7 @@ _MAX_PDU_LIMIT: Final = 0xFFFFFFFF
 _SEND_FLAGS: Final = getattr(socket, "MSG_NOSIGNAL", 0)
 _QUICKACK: Final[int | None] = getattr(socket, "TCP_QUICKACK", None)
 _DONTNEED: Final[int | None] = getattr(mmap, "MADV_DONTNEED", None)
+_TLS_STAGING: Final = 256 << 10  # bytes coalesced per TLS sendall: 16 full records
 
 
 def fragment_size(max_pdu: int) -> int:
@@ -196,6 +203,7 @@ class PyTransport:
         if self._tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if nodelay else 0)
         self._headers = bytearray(_OVERHEAD * (_MAX_IOVECS // 2))
+        self._staging = bytearray(_TLS_STAGING) if isinstance(sock, ssl.SSLSocket) else None
         self._closed = False
 
     @property
@@ -218,6 +226,15 @@ class PyTransport:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
+        sock = self._sock
+        if not isinstance(sock, ssl.SSLSocket):
+            return None
+        cipher = sock.cipher()
+        return sock.version() or "", cipher[0] if cipher else ""
+
     def close(self) -> None:
         """Close the socket. Idempotent."""
         if not self._closed:
@@ -236,6 +253,9 @@ class PyTransport:
 
     def _send_all(self, bufs: list[memoryview]) -> None:
         """Send every buffer, resuming after partial sends; ``sendmsg`` takes many at once."""
+        if self._staging is not None:
+            self._send_tls(bufs)
+            return
         sock = self._sock
         start = 0
         while start < len(bufs):
@@ -253,6 +273,32 @@ class PyTransport:
                     sent = 0
             while start < len(bufs) and not len(bufs[start]):
                 start += 1
+
+    def _send_tls(self, bufs: list[memoryview]) -> None:
+        """Send buffers over TLS: small ones coalesced into the staging buffer, large ones as
+        they are (``SSLSocket`` has no ``sendmsg``; one ``sendall`` per header would make one
+        tiny TLS record per PDU)."""
+        staging = self._staging
+        assert staging is not None
+        sock = self._sock
+        filled = 0
+        try:
+            with memoryview(staging) as stage:
+                for buf in bufs:
+                    if filled and filled + len(buf) > len(stage):
+                        sock.sendall(stage[:filled])
+                        filled = 0
+                    if len(buf) >= len(stage):
+                        sock.sendall(buf)
+                    else:
+                        stage[filled : filled + len(buf)] = buf
+                        filled += len(buf)
+                if filled:
+                    sock.sendall(stage[:filled])
+        except ssl.SSLError as exc:
+            raise describe_ssl_error(exc) from exc
+        except BlockingIOError:  # timeout 0 makes the socket non-blocking
+            raise TimeoutError("timed out") from None
 
     def send_pdu(self, data: bytes) -> None:
         """Write one already-encoded PDU (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT...)."""
@@ -325,6 +371,8 @@ class PyTransport:
             return self._sock.recv_into(buf, n)
         except BlockingIOError:  # timeout 0 makes the socket non-blocking
             raise TimeoutError("timed out") from None
+        except ssl.SSLError as exc:
+            raise describe_ssl_error(exc) from exc
 
     def _recv_exact(self, n: int, mid_pdu: bool) -> bytes:
         """Read exactly ``n`` bytes; EOF raises ``ConnectionResetError``."""
