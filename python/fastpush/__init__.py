@@ -18,8 +18,11 @@ from .errors import (
     FastpushError,
     NoAcceptedContext,
     ProtocolError,
+    TLSError,
 )
+from .identity import IdentityType, UserIdentity
 from .results import Event, EventKind, Outcome, Result
+from .tls import TLSOptions
 
 __version__: str
 try:
@@ -38,10 +41,14 @@ __all__ = [
     "Event",
     "EventKind",
     "FastpushError",
+    "IdentityType",
     "NoAcceptedContext",
     "Outcome",
     "ProtocolError",
     "Result",
+    "TLSError",
+    "TLSOptions",
+    "UserIdentity",
     "__version__",
     "echo",
     "iter_push",
