@@ -43,6 +43,11 @@ DEFAULT_MAX_PDU = 16384
 # An A-ASSOCIATE-AC is not bound by our Maximum Length; this caps what a peer can make us read.
 _MIN_RECV_LIMIT = 1 << 20
 _UNLIMITED_RECV_LIMIT = 64 << 20
+# A C-STORE/C-ECHO response is a command set of a few hundred bytes: a peer that keeps sending
+# fragments (or PDUs) past this is refused rather than buffered or waited on forever.
+_MAX_RESPONSE_BYTES = 1 << 20
+# The smallest Maximum Length Received that carries a PDV (6 bytes of header, 2 of payload).
+_MIN_PEER_MAX_PDU = 8
 
 EventHandler = Callable[[Event], None]
 ContextSpec = tuple[str, str | Sequence[str]]
@@ -184,6 +189,8 @@ class Association:
             pdu_type, body = transport.recv_pdu(self._recv_limit)
             if pdu_type == pdu.ASSOCIATE_AC:
                 ac = pdu.decode_associate_ac(body)
+                if 0 < ac.max_length < _MIN_PEER_MAX_PDU:
+                    raise ProtocolError(f"peer's maximum PDU length {ac.max_length} is too small")
             elif pdu_type == pdu.ASSOCIATE_RJ:
                 rj = pdu.decode_associate_rj(body)
                 # pynetdicom and others refuse an identity with a plain service-user rejection.
@@ -277,10 +284,14 @@ class Association:
         try:
             transport.timeout = self.acse_timeout
             transport.send_pdu(pdu.encode_release_rq())
+            # Whatever else arrives first is dropped, for at most the ACSE timeout in all.
+            deadline = None if self.acse_timeout is None else time.monotonic() + self.acse_timeout
             while True:
                 pdu_type, _ = transport.recv_pdu(self._recv_limit)
                 if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
                     break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("no A-RELEASE-RP within the ACSE timeout")
         except (OSError, ProtocolError) as exc:
             log.warning("Release did not complete cleanly: %s", exc)
         finally:
@@ -365,8 +376,12 @@ class Association:
     def _receive_command(self, transport: Transport) -> dimse.Command:
         command = bytearray()
         decoded: dimse.Command | None = None
+        received = 0
         while True:
             pdu_type, body = transport.recv_pdu(self._recv_limit)
+            received += 6 + len(body)
+            if received > _MAX_RESPONSE_BYTES:
+                raise ProtocolError(f"response runs past {_MAX_RESPONSE_BYTES} bytes")
             if pdu_type == pdu.ABORT:
                 ab = pdu.decode_abort(body)
                 raise AssociationAborted(ab.source, ab.reason, ab.describe())

@@ -263,13 +263,14 @@ class PyTransport:
                 sent = sock.sendmsg(bufs[start : start + _MAX_IOVECS], (), _SEND_FLAGS)
             except BlockingIOError:  # timeout 0 makes the socket non-blocking
                 raise TimeoutError("timed out") from None
+            # No local names for the views: a traceback (a timeout here) would keep them, and
+            # with them the file mapping, alive past the caller's cleanup.
             while sent:
-                head = bufs[start]
-                if sent >= len(head):
-                    sent -= len(head)
+                if sent >= len(bufs[start]):
+                    sent -= len(bufs[start])
                     start += 1
                 else:
-                    bufs[start] = head[sent:]
+                    bufs[start] = bufs[start][sent:]
                     sent = 0
             while start < len(bufs) and not len(bufs[start]):
                 start += 1
@@ -284,15 +285,17 @@ class PyTransport:
         filled = 0
         try:
             with memoryview(staging) as stage:
-                for buf in bufs:
-                    if filled and filled + len(buf) > len(stage):
+                # Indexes, not a loop variable: see _send_all on views and tracebacks.
+                for index in range(len(bufs)):
+                    size = len(bufs[index])
+                    if filled and filled + size > len(stage):
                         sock.sendall(stage[:filled])
                         filled = 0
-                    if len(buf) >= len(stage):
-                        sock.sendall(buf)
+                    if size >= len(stage):
+                        sock.sendall(bufs[index])
                     else:
-                        stage[filled : filled + len(buf)] = buf
-                        filled += len(buf)
+                        stage[filled : filled + size] = bufs[index]
+                        filled += size
                 if filled:
                     sock.sendall(stage[:filled])
         except ssl.SSLError as exc:
