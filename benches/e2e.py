@@ -30,7 +30,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 from report import BIG, STUDY, Run, markdown_table, targets_table
 from runner import TIME, run_timed
 from senders import SENDERS, STORESCU, Data, Sender, sender_env
-from sinks import ORTHANC, SINKS, STORESCP, start_sink
+from sinks import OPENSSL, ORTHANC, SINKS, STORESCP, TLS_SINK, start_sink
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -38,7 +38,7 @@ HOST = "127.0.0.1"
 
 # Which sinks each dataset goes into. The big file also goes into the as-shipped storescp: a
 # single large message barely meets Nagle, and it shows that the RSS and speed hold there too.
-SINKS_FOR = {STUDY: SINKS, BIG: ("storescp-nodelay", "storescp-shipped")}
+SINKS_FOR = {STUDY: SINKS, BIG: ("storescp-nodelay", "storescp-shipped", TLS_SINK)}
 
 FULL = {"files": 1000, "file_size": 512 * 1024, "big_size": 1 << 30, "timeout": 300.0}
 QUICK = {"files": 100, "file_size": 64 * 1024, "big_size": 64 << 20, "timeout": 60.0}
@@ -107,6 +107,8 @@ def _require_tools(plan: Sequence[tuple[Data, str, Sender]]) -> None:
     needed = {TIME: "time", STORESCU: "dcmtk", STORESCP: "dcmtk"}
     if any(sink == "orthanc" for _, sink, _ in plan):
         needed[ORTHANC] = "orthanc"
+    if any(sink == TLS_SINK for _, sink, _ in plan):
+        needed[OPENSSL] = "openssl"
     missing = sorted({package for path, package in needed.items() if not Path(path).exists()})
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install -y {' '.join(missing)} "
@@ -132,7 +134,7 @@ def _plan(datasets: Sequence[Data], only: Sequence[str]) -> list[tuple[Data, str
         for data in datasets
         for sink in SINKS_FOR[data.name]
         for sender in SENDERS.values()
-        if _selected(only, sender.name, sink, data.name)
+        if _selected(only, sender.name, sink, data.name) and (sender.tls or sink != TLS_SINK)
     ]
 
 
@@ -198,7 +200,7 @@ def _execute(data: Data, sink_name: str, sender: Sender, workdir: Path, timeout:
     except RuntimeError as exc:
         return result(0.0, 0, "FAILED", f"sink did not start: {exc}")
     try:
-        command = sender.command(data, HOST, sink.port, sink.aet)
+        command = sender.command(data, HOST, sink.port, sink.aet, sink.ca)
         finished = run_timed(command, timeout=timeout, log_path=workdir / f"{sender.name}.log",
                              env=sender_env(sender), cwd=workdir)
         rss = finished.peak_rss_kib
@@ -308,8 +310,11 @@ def _markdown(machine: dict[str, Any], datasets: Sequence[Data], runs: Sequence[
               f"{described[d.name]}" for d in datasets]
     lines += [
         "- sinks: DCMTK `storescp --ignore -dhl` with `TCP_NODELAY=1` (storescp-nodelay) and "
-        "without it (storescp-shipped, Nagle on); Orthanc (study only); the big file goes into "
-        "both storescp sinks. Each run starts a fresh sink.",
+        "without it (storescp-shipped, Nagle on); the same as nodelay over TLS "
+        "(storescp-tls: `+tls KEY CERT -ic`, a fresh self-signed RSA 2048 certificate that the "
+        "senders verify: fastpush `--tls-ca`, storescu `+tla +cf`; pynetdicom not run); "
+        "Orthanc (study only); the big file goes into the three storescp sinks. Each run starts "
+        "a fresh sink.",
         "- senders: `python -m fastpush store --engine rust|python`; pynetdicom with one "
         "association and `STORE_SEND_CHUNKED_DATASET` (benches/pynetdicom_send.py); "
         "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode.",

@@ -157,6 +157,10 @@ def targets_table(runs: Sequence[Run], big_label: str) -> str:
                       "study into storescp-shipped: ≥ 20x DCMTK files/s"),
         _ratio_target(runs, "orthanc", STUDY, "files_per_s", 5.0,
                       "study into Orthanc: ≥ 5x DCMTK files/s"),
+        _ratio_target(runs, "storescp-tls", BIG, "mb_per_s", 1.0,
+                      f"{big_label} file over TLS (issue 5): ≥ 1.0x DCMTK MB/s"),
+        _ratio_target(runs, "storescp-tls", STUDY, "files_per_s", 1.0,
+                      "study over TLS (issue 5): ≥ 1.0x DCMTK files/s"),
         _rust_ahead(runs),
     ]
     lines = ["| target | measured | |", "|---|---|---|"]

@@ -43,12 +43,15 @@ class Data:
 @dataclass(frozen=True)
 class Sender:
     name: str
-    command: Callable[[Data, str, int, str], list[str]]
-    """``command(data, host, port, called_ae)``: the argv to run."""
+    command: Callable[[Data, str, int, str, Path | None], list[str]]
+    """``command(data, host, port, called_ae, ca)``: the argv to run; with a ``ca`` (the TLS
+    sink's certificate, PEM) it connects with TLS and verifies the sink against it."""
     verify: Callable[[Finished, int], str | None]
     """``verify(finished, expected_files)``: ``None`` if all were stored, else why not."""
     nodelay_env: bool = False
     """Whether to run it with ``TCP_NODELAY=1`` (DCMTK reads it; the others ignore it)."""
+    tls: bool = True
+    """Whether it can push into the TLS sink."""
 
 
 def sender_env(sender: Sender) -> dict[str, str]:
@@ -59,10 +62,11 @@ def sender_env(sender: Sender) -> dict[str, str]:
     return env
 
 
-def _fastpush(engine: str) -> Callable[[Data, str, int, str], list[str]]:
-    def command(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _fastpush(engine: str) -> Callable[[Data, str, int, str, Path | None], list[str]]:
+    def command(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
+        tls = [] if ca is None else ["--tls-ca", str(ca)]
         return [sys.executable, "-m", "fastpush", "store", host, str(port), str(data.path),
-                "-aec", aet, "--engine", engine]
+                "-aec", aet, "--engine", engine, *tls]
 
     return command
 
@@ -78,7 +82,7 @@ def _verify_fastpush(finished: Finished, expected: int) -> str | None:
     return None
 
 
-def _pynetdicom(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _pynetdicom(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
     return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet,
             str(data.path)]
 
@@ -93,10 +97,12 @@ def _verify_pynetdicom(finished: Finished, expected: int) -> str | None:
     return None
 
 
-def _storescu(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _storescu(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
     # +sd scans the folder itself: a thousand paths on argv would hit limits sooner or later.
     files = ["+sd", str(data.path)] if data.is_folder else [str(data.path)]
-    return [STORESCU, "-aec", aet, host, str(port), *files]
+    # +tla: TLS without a client certificate (as fastpush); +cf: verify the sink against ca.
+    tls = [] if ca is None else ["+tla", "+cf", str(ca)]
+    return [STORESCU, "-aec", aet, *tls, host, str(port), *files]
 
 
 def _verify_storescu(finished: Finished, expected: int) -> str | None:
@@ -117,7 +123,7 @@ def _last_lines(text: str, count: int = 3) -> str:
 SENDERS: dict[str, Sender] = {
     "fastpush-rust": Sender("fastpush-rust", _fastpush("rust"), _verify_fastpush),
     "fastpush-python": Sender("fastpush-python", _fastpush("python"), _verify_fastpush),
-    "pynetdicom": Sender("pynetdicom", _pynetdicom, _verify_pynetdicom),
+    "pynetdicom": Sender("pynetdicom", _pynetdicom, _verify_pynetdicom, tls=False),
     # DCMTK with TCP_NODELAY=1 on its side too: its best mode, as the issue's baseline was taken.
     BASELINE: Sender(BASELINE, _storescu, _verify_storescu, nodelay_env=True),
 }

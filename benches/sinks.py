@@ -1,4 +1,5 @@
-"""The receiving ends: DCMTK ``storescp --ignore`` (Nagle off or as shipped) and Orthanc.
+"""The receiving ends: DCMTK ``storescp --ignore`` (Nagle off or as shipped, or over TLS with
+Nagle off) and Orthanc.
 
 Each run gets a fresh sink on a free loopback port, stopped by PID afterwards, so no run inherits
 another's state (Orthanc's database, a half-closed association). Only binaries from the Debian
@@ -21,13 +22,15 @@ from typing import Any
 
 from runner import stop_pid
 
-__all__ = ["ORTHANC", "SINKS", "STORESCP", "Sink", "start_sink"]
+__all__ = ["OPENSSL", "ORTHANC", "SINKS", "STORESCP", "TLS_SINK", "Sink", "start_sink"]
 
 STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
 STARTUP_TIMEOUT = 30.0
 
-SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc")
+SINKS = ("storescp-nodelay", "storescp-shipped", "storescp-tls", "orthanc")
+TLS_SINK = "storescp-tls"
+OPENSSL = "/usr/bin/openssl"
 """Sink names, in table order."""
 
 # Proxies in the environment must not capture loopback REST calls to our Orthanc.
@@ -44,6 +47,8 @@ class Sink:
     proc: subprocess.Popen[bytes]
     log_path: Path
     http_port: int | None = None
+    ca: Path | None = None
+    """TLS sinks: the PEM certificate senders must verify the sink against."""
 
     def stop(self) -> None:
         stop_pid(self.proc)
@@ -92,7 +97,21 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, http_port: int | None)
             time.sleep(0.05)
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
+def _self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1 (RSA 2048, as DCMTK's BCP 195 profile
+    and every client take): the certificate is also the one CA the senders trust."""
+    key, cert = workdir / "sink.key", workdir / "sink.pem"
+    subprocess.run(
+        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=fastpush-bench",
+         "-addext", "subjectAltName=IP:127.0.0.1",
+         "-addext", "basicConstraints=critical,CA:FALSE"],
+        check=True, capture_output=True,
+    )
+    return key, cert
+
+
+def _start_storescp(name: str, workdir: Path, nodelay: bool, tls: bool = False) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -101,10 +120,15 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool) -> Sink:
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
     cmd = [STORESCP, "--ignore", "-dhl", "--aetitle", "STORESCP", str(port)]
+    ca = None
+    if tls:
+        # -ic: no client certificate asked for (senders authenticate the sink, not vice versa).
+        key, ca = _self_signed(workdir)
+        cmd[1:1] = ["+tls", str(key), str(ca), "-ic"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
-    return Sink(name, port, "STORESCP", proc, log_path)
+    return Sink(name, port, "STORESCP", proc, log_path, ca=ca)
 
 
 def _start_orthanc(workdir: Path) -> Sink:
@@ -141,6 +165,8 @@ def start_sink(name: str, workdir: Path) -> Sink:
         sink = _start_storescp(name, workdir, nodelay=True)
     elif name == "storescp-shipped":
         sink = _start_storescp(name, workdir, nodelay=False)
+    elif name == TLS_SINK:
+        sink = _start_storescp(name, workdir, nodelay=True, tls=True)
     elif name == "orthanc":
         sink = _start_orthanc(workdir)
     else:

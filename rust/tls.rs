@@ -21,9 +21,10 @@ use crate::error::{Error, Result};
 use crate::io::{Pacer, Progress};
 use crate::stream::{Direction, FdStream, Stream};
 
-/// Ciphertext rustls may hold before a write reports `WouldBlock`: one batch of records per
-/// `writev`, large enough that a multi-megabyte message takes few syscalls.
-const BUFFER_LIMIT: usize = 1 << 20;
+/// Ciphertext rustls may hold before a write reports `WouldBlock`: 16 full records per `writev`.
+/// Measured on a 1 GiB push: 1 MiB made the allocator grow and trim the heap on every batch
+/// (thousands of `brk` calls, twice the system time) for no gain in throughput.
+const BUFFER_LIMIT: usize = 256 << 10;
 
 /// Where trust comes from, and whether we present a certificate.
 #[derive(Debug, Default, Clone)]
