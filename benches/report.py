@@ -8,7 +8,7 @@ from typing import Any
 
 from senders import BASELINE
 
-__all__ = ["Run", "markdown_table", "targets_table"]
+__all__ = ["Run", "markdown_table", "parallel_targets_table", "targets_table", "tls_targets_table"]
 
 RUST, PYTHON = "fastpush-rust", "fastpush-python"
 STUDY, BIG = "study", "big"
@@ -28,6 +28,8 @@ class Run:
     status: str
     """``ok``, ``FAILED`` or ``TIMEOUT``."""
     reason: str | None = None
+    samples: tuple[float, ...] = ()
+    """Seconds of every repetition; ``seconds`` is their median."""
 
     @property
     def ok(self) -> bool:
@@ -77,12 +79,17 @@ def _fmt(value: float | None, digits: int = 1, suffix: str = "") -> str:
 
 def markdown_table(runs: Sequence[Run]) -> str:
     """The table of every run; failed runs show their status and a numbered note, no numbers."""
-    head = ("| sender | sink | dataset | files | MB | s | MB/s | files/s | peak RSS MB "
-            "| x DCMTK files/s | x DCMTK MB/s |")
-    lines = [head, "|" + "---|" * 3 + "---:|" * 8]
+    head = (
+        "| sender | sink | dataset | files | MB | runs | s | MB/s | files/s | peak RSS MB "
+        "| x DCMTK files/s | x DCMTK MB/s |"
+    )
+    lines = [head, "|" + "---|" * 3 + "---:|" * 9]
     notes: list[str] = []
     for run in runs:
-        where = f"| {run.sender} | {run.sink} | {run.dataset} | {run.files} | {run.mb:,.1f} "
+        where = (
+            f"| {run.sender} | {run.sink} | {run.dataset} | {run.files} | {run.mb:,.1f} "
+            f"| {len(run.samples)} "
+        )
         if not run.ok:
             notes.append(f"{run.status} after {run.seconds:.1f} s: {run.reason}")
             mark = f"**{run.status}** [{len(notes)}]"
@@ -108,15 +115,21 @@ class _Verdict:
     """``None``: not measured in this run (selected out, or a run failed)."""
 
 
-def _ratio_target(runs: Sequence[Run], sink: str, dataset: str, metric: str,
-                  goal: float, text: str) -> _Verdict:
-    rust, base = _find(runs, RUST, sink, dataset), _find(runs, BASELINE, sink, dataset)
+def _ratio_target(
+    runs: Sequence[Run],
+    sink: str,
+    dataset: str,
+    metric: str,
+    goal: float,
+    text: str,
+    sender: str = RUST,
+) -> _Verdict:
+    rust, base = _find(runs, sender, sink, dataset), _find(runs, BASELINE, sink, dataset)
     if rust is None or base is None:
         return _Verdict(text, "not measured (a run failed or was not selected)", None)
     ratio = getattr(rust, metric) / getattr(base, metric)
     unit = "MB/s" if metric == "mb_per_s" else "files/s"
-    measured = (f"{ratio:.2f}x ({getattr(rust, metric):,.1f} vs "
-                f"{getattr(base, metric):,.1f} {unit})")
+    measured = f"{ratio:.2f}x ({getattr(rust, metric):,.1f} vs {getattr(base, metric):,.1f} {unit})"
     return _Verdict(text, measured, ratio >= goal)
 
 
@@ -138,33 +151,115 @@ def _rust_ahead(runs: Sequence[Run]) -> _Verdict:
             pairs.append((rust, python))
     if not pairs:
         return _Verdict(text, "not measured", None)
-    behind = [f"{r.sink}/{r.dataset} {r.mb_per_s / p.mb_per_s:.2f}x" for r, p in pairs
-              if r.mb_per_s < p.mb_per_s]
+    behind = [
+        f"{r.sink}/{r.dataset} {r.mb_per_s / p.mb_per_s:.2f}x"
+        for r, p in pairs
+        if r.mb_per_s < p.mb_per_s
+    ]
     ratios = ", ".join(f"{r.sink}/{r.dataset} {r.mb_per_s / p.mb_per_s:.2f}x" for r, p in pairs)
     measured = ratios if not behind else f"behind on {'; '.join(behind)} (all: {ratios})"
     return _Verdict(text, measured, not behind)
 
 
-def targets_table(runs: Sequence[Run], big_label: str) -> str:
-    """The issue's targets, each a ratio within this run, with met / missed."""
-    verdicts = [
-        _ratio_target(runs, "storescp-nodelay", BIG, "mb_per_s", 1.0,
-                      f"{big_label} file into storescp-nodelay: ≥ 1.0x DCMTK MB/s"),
-        _rss_target(runs, 100.0, big_label),
-        _ratio_target(runs, "storescp-nodelay", STUDY, "files_per_s", 1.5,
-                      "study into storescp-nodelay: ≥ 1.5x DCMTK files/s"),
-        _ratio_target(runs, "storescp-shipped", STUDY, "files_per_s", 20.0,
-                      "study into storescp-shipped: ≥ 20x DCMTK files/s"),
-        _ratio_target(runs, "orthanc", STUDY, "files_per_s", 5.0,
-                      "study into Orthanc: ≥ 5x DCMTK files/s"),
-        _ratio_target(runs, "storescp-tls", BIG, "mb_per_s", 1.0,
-                      f"{big_label} file over TLS (issue 5): ≥ 1.0x DCMTK MB/s"),
-        _ratio_target(runs, "storescp-tls", STUDY, "files_per_s", 1.0,
-                      "study over TLS (issue 5): ≥ 1.0x DCMTK files/s"),
-        _rust_ahead(runs),
-    ]
+def _verdicts_table(verdicts: Sequence[_Verdict]) -> str:
     lines = ["| target | measured | |", "|---|---|---|"]
     for v in verdicts:
         verdict = "not measured" if v.met is None else "**met**" if v.met else "**MISSED**"
         lines.append(f"| {v.target} | {v.measured} | {verdict} |")
     return "\n".join(lines)
+
+
+def parallel_targets_table(runs: Sequence[Run]) -> str:
+    """Issue 3's targets: four associations against storescu's one, within this run."""
+    x4 = "fastpush-rust-x4"
+    return _verdicts_table(
+        [
+            _ratio_target(
+                runs,
+                "storescp-fork-nodelay",
+                STUDY,
+                "files_per_s",
+                2.0,
+                "4 associations into storescp --fork (nodelay): ≥ 2x DCMTK files/s",
+                x4,
+            ),
+            _ratio_target(
+                runs,
+                "storescp-fork-shipped",
+                STUDY,
+                "files_per_s",
+                50.0,
+                "4 associations into storescp --fork (as shipped): ≥ 50x DCMTK files/s",
+                x4,
+            ),
+            _ratio_target(
+                runs,
+                "orthanc",
+                STUDY,
+                "files_per_s",
+                8.0,
+                "4 associations into Orthanc: ≥ 8x DCMTK files/s",
+                x4,
+            ),
+        ]
+    )
+
+
+def tls_targets_table(runs: Sequence[Run], big_label: str) -> str:
+    """Issue 5's targets: fastpush over TLS at least as fast as DCMTK over TLS."""
+    return _verdicts_table(
+        [
+            _ratio_target(
+                runs,
+                "storescp-tls",
+                BIG,
+                "mb_per_s",
+                1.0,
+                f"{big_label} file over TLS: ≥ 1.0x DCMTK MB/s",
+            ),
+            _ratio_target(
+                runs,
+                "storescp-tls",
+                STUDY,
+                "files_per_s",
+                1.0,
+                "study over TLS: ≥ 1.0x DCMTK files/s",
+            ),
+        ]
+    )
+
+
+def targets_table(runs: Sequence[Run], big_label: str) -> str:
+    """The issue's targets, each a ratio within this run, with met / missed."""
+    verdicts = [
+        _ratio_target(
+            runs,
+            "storescp-nodelay",
+            BIG,
+            "mb_per_s",
+            1.0,
+            f"{big_label} file into storescp-nodelay: ≥ 1.0x DCMTK MB/s",
+        ),
+        _rss_target(runs, 100.0, big_label),
+        _ratio_target(
+            runs,
+            "storescp-nodelay",
+            STUDY,
+            "files_per_s",
+            1.5,
+            "study into storescp-nodelay: ≥ 1.5x DCMTK files/s",
+        ),
+        _ratio_target(
+            runs,
+            "storescp-shipped",
+            STUDY,
+            "files_per_s",
+            20.0,
+            "study into storescp-shipped: ≥ 20x DCMTK files/s",
+        ),
+        _ratio_target(
+            runs, "orthanc", STUDY, "files_per_s", 5.0, "study into Orthanc: ≥ 5x DCMTK files/s"
+        ),
+        _rust_ahead(runs),
+    ]
+    return _verdicts_table(verdicts)

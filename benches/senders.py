@@ -15,7 +15,16 @@ from pathlib import Path
 
 from runner import Finished
 
-__all__ = ["BASELINE", "SENDERS", "STORESCU", "Data", "Sender", "sender_env"]
+__all__ = [
+    "BASELINE",
+    "PARALLEL_SENDERS",
+    "SENDERS",
+    "STORESCU",
+    "TLS_SENDERS",
+    "Data",
+    "Sender",
+    "sender_env",
+]
 
 STORESCU = "/usr/bin/storescu"
 BASELINE = "storescu"
@@ -50,8 +59,6 @@ class Sender:
     """``verify(finished, expected_files)``: ``None`` if all were stored, else why not."""
     nodelay_env: bool = False
     """Whether to run it with ``TCP_NODELAY=1`` (DCMTK reads it; the others ignore it)."""
-    tls: bool = True
-    """Whether it can push into the TLS sink."""
 
 
 def sender_env(sender: Sender) -> dict[str, str]:
@@ -62,11 +69,27 @@ def sender_env(sender: Sender) -> dict[str, str]:
     return env
 
 
-def _fastpush(engine: str) -> Callable[[Data, str, int, str, Path | None], list[str]]:
+def _fastpush(
+    engine: str, associations: int = 1
+) -> Callable[[Data, str, int, str, Path | None], list[str]]:
     def command(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
         tls = [] if ca is None else ["--tls-ca", str(ca)]
-        return [sys.executable, "-m", "fastpush", "store", host, str(port), str(data.path),
-                "-aec", aet, "--engine", engine, *tls]
+        return [
+            sys.executable,
+            "-m",
+            "fastpush",
+            "store",
+            host,
+            str(port),
+            str(data.path),
+            "-aec",
+            aet,
+            "--engine",
+            engine,
+            "--associations",
+            str(associations),
+            *tls,
+        ]
 
     return command
 
@@ -83,8 +106,7 @@ def _verify_fastpush(finished: Finished, expected: int) -> str | None:
 
 
 def _pynetdicom(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
-    return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet,
-            str(data.path)]
+    return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet, str(data.path)]
 
 
 def _verify_pynetdicom(finished: Finished, expected: int) -> str | None:
@@ -123,8 +145,22 @@ def _last_lines(text: str, count: int = 3) -> str:
 SENDERS: dict[str, Sender] = {
     "fastpush-rust": Sender("fastpush-rust", _fastpush("rust"), _verify_fastpush),
     "fastpush-python": Sender("fastpush-python", _fastpush("python"), _verify_fastpush),
-    "pynetdicom": Sender("pynetdicom", _pynetdicom, _verify_pynetdicom, tls=False),
+    "pynetdicom": Sender("pynetdicom", _pynetdicom, _verify_pynetdicom),
     # DCMTK with TCP_NODELAY=1 on its side too: its best mode, as the issue's baseline was taken.
     BASELINE: Sender(BASELINE, _storescu, _verify_storescu, nodelay_env=True),
 }
 """Senders by name, in table order."""
+
+PARALLEL_SENDERS: dict[str, Sender] = {
+    **{
+        f"fastpush-rust-x{n}": Sender(f"fastpush-rust-x{n}", _fastpush("rust", n), _verify_fastpush)
+        for n in (1, 2, 4, 8)
+    },
+    BASELINE: SENDERS[BASELINE],
+}
+"""fastpush with 1, 2, 4 and 8 associations, beside storescu's one (issue 3)."""
+
+TLS_SENDERS: dict[str, Sender] = {
+    name: SENDERS[name] for name in ("fastpush-rust", "fastpush-python", BASELINE)
+}
+"""The senders that speak DICOM TLS, into the TLS sink (issue 5); pynetdicom's is not wired."""

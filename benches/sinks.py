@@ -22,16 +22,28 @@ from typing import Any
 
 from runner import stop_pid
 
-__all__ = ["OPENSSL", "ORTHANC", "SINKS", "STORESCP", "TLS_SINK", "Sink", "start_sink"]
+__all__ = [
+    "OPENSSL",
+    "ORTHANC",
+    "PARALLEL_SINKS",
+    "SINKS",
+    "STORESCP",
+    "TLS_SINK",
+    "Sink",
+    "start_sink",
+]
 
 STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
 STARTUP_TIMEOUT = 30.0
 
-SINKS = ("storescp-nodelay", "storescp-shipped", "storescp-tls", "orthanc")
-TLS_SINK = "storescp-tls"
-OPENSSL = "/usr/bin/openssl"
+SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc")
 """Sink names, in table order."""
+PARALLEL_SINKS = ("storescp-fork-nodelay", "storescp-fork-shipped", "orthanc")
+TLS_SINK = "storescp-tls"
+"""storescp with Nagle off over DICOM TLS (issue 5)."""
+OPENSSL = "/usr/bin/openssl"
+"""Sinks that serve several associations at once (storescp --fork: a process each)."""
 
 # Proxies in the environment must not capture loopback REST calls to our Orthanc.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -101,17 +113,17 @@ def _self_signed(workdir: Path) -> tuple[Path, Path]:
     """A key and a self-signed certificate for 127.0.0.1 (RSA 2048, as DCMTK's BCP 195 profile
     and every client take): the certificate is also the one CA the senders trust."""
     key, cert = workdir / "sink.key", workdir / "sink.pem"
-    subprocess.run(
-        [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=fastpush-bench",
-         "-addext", "subjectAltName=IP:127.0.0.1",
-         "-addext", "basicConstraints=critical,CA:FALSE"],
-        check=True, capture_output=True,
-    )
+    command = [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=fastpush-bench"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    command += ["-addext", "basicConstraints=critical,CA:FALSE"]
+    subprocess.run(command, check=True, capture_output=True)
     return key, cert
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool, tls: bool = False) -> Sink:
+def _start_storescp(
+    name: str, workdir: Path, nodelay: bool, fork: bool = False, tls: bool = False
+) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -120,14 +132,17 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool, tls: bool = False) 
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
     cmd = [STORESCP, "--ignore", "-dhl", "--aetitle", "STORESCP", str(port)]
+    if fork:
+        cmd.insert(1, "--fork")
     ca = None
     if tls:
         # -ic: no client certificate asked for (senders authenticate the sink, not vice versa).
         key, ca = _self_signed(workdir)
         cmd[1:1] = ["+tls", str(key), str(ca), "-ic"]
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     return Sink(name, port, "STORESCP", proc, log_path, ca=ca)
 
 
@@ -153,8 +168,13 @@ def _start_orthanc(workdir: Path) -> Sink:
     config_path.write_text(json.dumps(config, indent=2))
     log_path = workdir / "orthanc.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([ORTHANC, str(config_path)], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        proc = subprocess.Popen(
+            [ORTHANC, str(config_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
     return Sink("orthanc", port, "ORTHANC", proc, log_path, http_port=http_port)
 
 
@@ -165,6 +185,10 @@ def start_sink(name: str, workdir: Path) -> Sink:
         sink = _start_storescp(name, workdir, nodelay=True)
     elif name == "storescp-shipped":
         sink = _start_storescp(name, workdir, nodelay=False)
+    elif name == "storescp-fork-nodelay":
+        sink = _start_storescp(name, workdir, nodelay=True, fork=True)
+    elif name == "storescp-fork-shipped":
+        sink = _start_storescp(name, workdir, nodelay=False, fork=True)
     elif name == TLS_SINK:
         sink = _start_storescp(name, workdir, nodelay=True, tls=True)
     elif name == "orthanc":

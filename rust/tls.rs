@@ -42,18 +42,24 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A TLS error even for a missing file: a configuration problem, never worth a retry.
 fn pem_error(path: &Path, what: &str, err: rustls::pki_types::pem::Error) -> Error {
     use rustls::pki_types::pem::Error as Pem;
-    match err {
-        Pem::Io(source) => Error::File {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => Error::Tls(format!(
-            "cannot read {what} from {}: {other}",
-            path.display()
-        )),
-    }
+    let detail = match err {
+        // "No such file or directory", without Rust's " (os error 2)".
+        Pem::Io(source) => {
+            let text = source.to_string();
+            text.split(" (os error ")
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        }
+        other => other.to_string(),
+    };
+    Error::Tls(format!(
+        "TLS error: cannot read {what} from {}: {detail}",
+        path.display()
+    ))
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
@@ -63,7 +69,7 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         .map_err(|e| pem_error(path, "certificates", e))?;
     if certs.is_empty() {
         return Err(Error::Tls(format!(
-            "no PEM certificate in {}",
+            "TLS error: no PEM certificate in {}",
             path.display()
         )));
     }
@@ -76,7 +82,10 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore> {
         Some(path) => {
             for cert in load_certs(path)? {
                 store.add(cert).map_err(|e| {
-                    Error::Tls(format!("bad CA certificate in {}: {e}", path.display()))
+                    Error::Tls(format!(
+                        "TLS error: bad CA certificate in {}: {e}",
+                        path.display()
+                    ))
                 })?;
             }
         }
@@ -86,7 +95,7 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore> {
             store.add_parsable_certificates(found.certs);
             if store.is_empty() {
                 return Err(Error::Tls(
-                    "no CA certificate found in the system store: give a CA file".into(),
+                    "TLS error: no CA certificate found in the system store: give a CA file".into(),
                 ));
             }
         }
@@ -100,7 +109,7 @@ pub fn client_config(settings: &TlsSettings<'_>) -> Result<Arc<ClientConfig>> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(|e| Error::Tls(format!("TLS error: {e}")))?;
     let builder = if settings.no_verify {
         builder
             .dangerous()
@@ -116,7 +125,7 @@ pub fn client_config(settings: &TlsSettings<'_>) -> Result<Arc<ClientConfig>> {
                 .map_err(|e| pem_error(key, "a private key", e))?;
             builder
                 .with_client_auth_cert(chain, key_der)
-                .map_err(|e| Error::Tls(format!("client certificate and key: {e}")))?
+                .map_err(|e| Error::Tls(format!("TLS error: client certificate and key: {e}")))?
         }
         _ => {
             return Err(Error::InvalidArgument(
@@ -219,8 +228,8 @@ impl TlsStream {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
             Error::InvalidArgument(format!("{server_name:?} is not a valid TLS server name"))
         })?;
-        let mut conn =
-            ClientConnection::new(config, name).map_err(|e| Error::Tls(e.to_string()))?;
+        let mut conn = ClientConnection::new(config, name)
+            .map_err(|e| Error::Tls(format!("TLS error: {e}")))?;
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         Ok(TlsStream { tcp, conn })
     }

@@ -2,7 +2,7 @@
 # Run every test: the README's test command (and CI's, via .ci/run).
 #   - installs the real DICOM peers (Debian dcmtk, orthanc) if missing;
 #   - installs the package editable with its test extras (tests run against this tree);
-#   - cargo test, then pytest (unit and interop tests).
+#   - lint (scripts/lint.sh), cargo test, then pytest (unit and interop tests).
 # Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +14,8 @@ ensure_peers
 
 step "pip install -e '.[test]' (builds the Rust extension)"
 "$PYTHON" -m pip install -e '.[test]'
+
+bash scripts/lint.sh
 
 step "cargo test"
 cargo test

@@ -117,7 +117,9 @@ def test_aborting_peer_costs_each_file_its_own_result(
     # storescp aborts every association in the middle of its first C-STORE: each file fails
     # with the reason, and each next file goes over a fresh association.
     scp = storescp(mode)
-    results = fastpush.push(study[:4], scp.host, scp.port, called_ae=scp.aet, engine=engine)
+    results = fastpush.push(
+        study[:4], scp.host, scp.port, called_ae=scp.aet, engine=engine, retries=0
+    )
     assert [r.outcome for r in results] == [Outcome.FAILED] * 4
     assert [r.association for r in results] == [1, 2, 3, 4]
     for result in results:

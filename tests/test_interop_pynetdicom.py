@@ -26,7 +26,7 @@ def test_statuses_are_reported_and_the_rest_still_sent(
 ) -> None:
     answers = [0x0000, 0xB000, 0x0111, 0xA700, 0xC000]
     scp = pynetdicom_scp(statuses=lambda n: answers[n] if n < len(answers) else 0x0000)
-    results = fastpush.push(study, scp.host, scp.port, engine=engine)
+    results = fastpush.push(study, scp.host, scp.port, engine=engine, retries=0)
     assert len(scp.received) == len(study)
     assert [r.status for r in results] == answers + [0] * (len(study) - len(answers))
     assert [r.outcome for r in results[:5]] == [
@@ -98,3 +98,23 @@ def test_association_stores_paths_bytes_and_datasets(
     assert kinds[:2] == [fastpush.EventKind.REQUESTING, fastpush.EventKind.ACCEPTED]
     assert kinds[-1] == fastpush.EventKind.RELEASED
     assert kinds.count(fastpush.EventKind.RESPONSE) == 3
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_out_of_resources_is_retried_and_then_stored(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], engine: str
+) -> None:
+    answers = {1: 0xA700, 2: 0x0213, 5: 0x0122}  # by the order the SCP receives them
+    scp = pynetdicom_scp(statuses=lambda n: answers.get(n, 0x0000))
+    results = fastpush.push(study[:4], scp.host, scp.port, engine=engine, backoff=0.01)
+    # File 1 met A700, then 0213, then got stored; file 3's 0122 is permanent: not retried.
+    assert [r.outcome for r in results] == [
+        Outcome.STORED,
+        Outcome.STORED,
+        Outcome.STORED,
+        Outcome.FAILED,
+    ]
+    assert [r.attempts for r in results] == [1, 3, 1, 1]
+    assert "SOP class not supported" in results[3].reason
+    assert scp.received_uids.count(results[1].sop_instance_uid) == 3
+    assert not any(r.maybe_duplicate for r in results)

@@ -28,7 +28,10 @@ P_DATA_HUGE = struct.pack(">BxI", pdu.P_DATA_TF, 0xFFFFFFF0)
 UNKNOWN_PDU = struct.pack(">BxI", 0x55, 4) + bytes(4)
 
 
-def _push(peer: FakePeer, files: list[Path], engine: str) -> tuple[list[Result], float]:
+def _push(
+    peer: FakePeer, files: list[Path], engine: str, retries: int = 0
+) -> tuple[list[Result], float]:
+    """Push with short timeouts and, unless asked, no retries: what each fault costs, alone."""
     started = time.monotonic()
     results = fastpush.push(
         files,
@@ -38,6 +41,8 @@ def _push(peer: FakePeer, files: list[Path], engine: str) -> tuple[list[Result],
         connect_timeout=2,
         acse_timeout=TIMEOUT,
         dimse_timeout=TIMEOUT,
+        retries=retries,
+        backoff=0,
     )
     elapsed = time.monotonic() - started
     assert sorted(str(r.path) for r in results) == sorted(map(str, files))  # one result each
@@ -290,3 +295,17 @@ def test_release_answered_with_endless_data(study: list[Path], engine: str) -> N
         results, elapsed = _push(peer, study[:3], engine)
     assert all(r.outcome is Outcome.STORED for r in results)
     assert elapsed < 4 * TIMEOUT + 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_retry_recovers_the_file_that_met_the_fault(study: list[Path], engine: str) -> None:
+    def fault(conn: Conn) -> None:
+        conn.accept()
+        conn.read_command()
+        conn.read_pdu()
+        conn.reset()
+
+    with FakePeer(_on_first(fault)) as peer:
+        results, _ = _push(peer, study[:3], engine, retries=1)
+    assert all(r.outcome is Outcome.STORED for r in results), [r.reason for r in results]
+    assert peer.connections == 2

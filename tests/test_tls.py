@@ -181,7 +181,7 @@ def test_bad_tls_files(certs: Certificates, tmp_path: Path, engine: str) -> None
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
     for options, error in [
-        (TLSOptions(ca_file=str(tmp_path / "missing.pem")), FileNotFoundError),
+        (TLSOptions(ca_file=str(tmp_path / "missing.pem")), TLSError),
         (TLSOptions(ca_file=str(garbage)), TLSError),
         (TLSOptions(str(certs.ca), str(certs.client.cert), str(certs.server.key)), TLSError),
     ]:

@@ -1,21 +1,25 @@
 """fastpush: push DICOM to a PACS with C-STORE, fast.
 
-``push()`` sends files and folders and returns one result per file; ``Association`` keeps one
-association open and stores files, bytes or pydicom Datasets one after another; ``echo()`` checks
-that a peer answers. The bytes move through the Rust core (``fastpush._core``) when it is built,
-else through the pure-Python data path.
+``push()`` sends files and folders and returns one result per file (``Push`` is the same as a
+cancellable iterator, with parallel associations and retries); ``StoreClient`` is the long-lived,
+thread-safe sender for routers; ``Association`` keeps one association open and stores files,
+bytes or pydicom Datasets one after another; ``echo()`` checks that a peer answers. The bytes
+move through the Rust core (``fastpush._core``) when it is built, else through the pure-Python
+data path.
 """
 
 from __future__ import annotations
 
 import logging
 
-from .api import echo, iter_push, push
+from .api import Push, echo, iter_push, push, stored_paths
 from .association import Association
+from .client import StoreClient
 from .errors import (
     AssociationAborted,
     AssociationRejected,
     FastpushError,
+    IdentityRejected,
     NoAcceptedContext,
     ProtocolError,
     TLSError,
@@ -41,11 +45,14 @@ __all__ = [
     "Event",
     "EventKind",
     "FastpushError",
+    "IdentityRejected",
     "IdentityType",
     "NoAcceptedContext",
     "Outcome",
     "ProtocolError",
+    "Push",
     "Result",
+    "StoreClient",
     "TLSError",
     "TLSOptions",
     "UserIdentity",
@@ -53,4 +60,5 @@ __all__ = [
     "echo",
     "iter_push",
     "push",
+    "stored_paths",
 ]

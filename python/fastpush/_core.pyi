@@ -45,9 +45,9 @@ class TlsConfig:
     ``cert_file`` and ``key_file`` (PEM, both or neither) are the client certificate chain and its
     key. ``no_verify`` accepts any server certificate and name (handshake signatures are still
     checked): insecure, for tests and labs only. Built once, shared by every transport made with
-    it (and their TLS session cache). Files are read here: ``FileNotFoundError`` /
-    ``PermissionError`` for a missing file, ``fastpush.errors.TLSError`` for one without
-    usable PEM content or a key that does not match the certificate.
+    it (and their TLS session cache). Files are read here: ``fastpush.errors.TLSError`` for a
+    missing or unreadable file, one without usable PEM content, or a key that does not match the
+    certificate (a configuration problem: never retried).
     """
 
     def __new__(

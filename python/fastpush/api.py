@@ -1,84 +1,160 @@
-"""The one-call API: push paths to a storage SCP and get one result per input.
+"""Pushing paths to a storage SCP: one result per input, however the push goes.
 
-Scanning is ``scan``'s, grouping ``plan``'s, the protocol ``association``'s; this module runs
-the plan, opens a fresh association when one is lost, and makes sure every input gets a result.
+``Push`` scans the inputs, plans the associations, and runs N workers over one shared queue
+through a ``StoreClient`` (pool, retries). Iterating it yields each result as it arrives;
+``cancel()`` stops it gracefully or at once. ``push()`` and ``echo()`` are the one-call forms.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import queue
+import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from .association import Association, EventHandler
-from .errors import AssociationAborted, AssociationRejected, ProtocolError
+from .client import StoreClient
 from .plan import plan
 from .results import Outcome, Result
+from .retry import RetryPolicy
 from .scan import FileItem, Skip, expand, read_file
 from .uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
+
+log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
 
 
-def iter_push(
-    paths: Iterable[PathLike],
-    host: str,
-    port: int,
-    *,
-    recursive: bool = True,
-    on_event: EventHandler | None = None,
-    **options: Any,
-) -> Iterator[Result]:
-    """Push every file under ``paths``; yield each file's result as soon as it is known.
+class Push:
+    """A push of files and folders to ``host:port``; an iterator of results.
 
-    ``options`` are ``Association``'s keyword arguments (``calling_ae``, ``called_ae``,
-    ``engine``, ``max_pdu``, ``max_send_pdu``, the timeouts).
+    Every input path gets exactly one result. ``associations`` workers share one queue;
+    transient failures are retried ``retries`` times with exponential ``backoff``; paths in
+    ``skip`` (absolute, e.g. from ``stored_paths(report)``) are left out. The other keyword
+    arguments are ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
+
+    ``cancel()`` may be called from any thread (or a signal handler's caller): no new file is
+    started, files in flight finish and associations are released; ``cancel(abort=True)`` cuts
+    the connections at once. Files not sent are reported ``skipped`` with the reason.
     """
-    items: list[FileItem] = []
-    for name in expand(paths, recursive):
-        described = read_file(name)
-        if isinstance(described, Skip):
-            yield Result(described.path, Outcome.SKIPPED, reason=described.reason)
-        else:
-            items.append(described)
-    number = 0
-    for group in plan(items):
-        queue = deque(group.items)
-        while queue:
-            number += 1
-            association = Association(
-                host, port, group.contexts, on_event=on_event, number=number, **options
+
+    def __init__(
+        self,
+        paths: Iterable[PathLike],
+        host: str,
+        port: int,
+        *,
+        recursive: bool = True,
+        associations: int = 1,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_per_association: int | None = None,
+        skip: Collection[str] = (),
+        on_event: EventHandler | None = None,
+        **options: Any,
+    ) -> None:
+        self._ready: deque[Result] = deque()
+        items: list[FileItem] = []
+        self.resumed = 0
+        for name in expand(paths, recursive):
+            if skip and os.path.abspath(name) in skip:
+                self.resumed += 1
+                continue
+            described = read_file(name)
+            if isinstance(described, Skip):
+                self._ready.append(Result(described.path, Outcome.SKIPPED, reason=described.reason))
+            else:
+                items.append(described)
+        groups = plan(items)
+        self._queue = deque(item for group in groups for item in group.items)
+        self.total_files = len(self._ready) + len(items)
+        self.total_bytes = sum(item.length for item in items)
+        self._outstanding = len(items)
+        self._client = StoreClient(
+            host,
+            port,
+            associations=associations,
+            groups=[group.pairs for group in groups],
+            retry=RetryPolicy(retries, backoff),
+            max_per_association=max_per_association,
+            fail_fast=True,
+            on_event=on_event,
+            **options,
+        )
+        self._workers = min(associations, len(items))
+        self._results: queue.Queue[Result] = queue.Queue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    def __iter__(self) -> Iterator[Result]:
+        return self
+
+    def __next__(self) -> Result:
+        # Not a generator: a KeyboardInterrupt raised while waiting here leaves the push
+        # usable, so the caller can cancel() and go on collecting results.
+        if self._ready:
+            return self._ready.popleft()
+        if self._outstanding == 0:
+            self._finish()
+            raise StopIteration
+        self._start()
+        result = self._results.get()
+        self._outstanding -= 1
+        return result
+
+    def cancel(self, abort: bool = False) -> None:
+        self._client.cancel(abort=abort)
+
+    def _start(self) -> None:
+        if self._threads:
+            return
+        for number in range(self._workers):
+            thread = threading.Thread(
+                target=self._work, name=f"fastpush-worker-{number + 1}", daemon=True
             )
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                item = self._queue.popleft()
             try:
-                association.open()
-            except (OSError, AssociationRejected, AssociationAborted, ProtocolError) as exc:
-                reason = f"association failed: {exc}"
-                while queue:
-                    yield _unsent(queue.popleft(), reason)
-                break
-            try:
-                while queue and association.is_open:
-                    yield association.store(queue.popleft())
-            finally:
-                association.release()
+                result = self._client.store(item)
+            except BaseException as exc:  # a bug must not cost the file its result
+                log.exception("internal error while sending %s", item.path)
+                result = Result(
+                    item.path,
+                    Outcome.FAILED,
+                    item.sop_class_uid,
+                    item.sop_instance_uid,
+                    item.transfer_syntax,
+                    reason=f"internal error: {exc!r}",
+                    bytes=item.length,
+                )
+            self._results.put(result)
+
+    def _finish(self) -> None:
+        for thread in self._threads:
+            thread.join()
+        self._client.close()
 
 
-def _unsent(item: FileItem, reason: str) -> Result:
-    return Result(
-        item.path,
-        Outcome.FAILED,
-        item.sop_class_uid,
-        item.sop_instance_uid,
-        item.transfer_syntax,
-        reason=reason,
-        bytes=item.length,
-    )
+def iter_push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> Push:
+    """Push files and folders; iterate the returned ``Push`` for results as they arrive."""
+    return Push(paths, host, port, **options)
 
 
 def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> list[Result]:
     """Push files and folders to ``host:port``; return one result per input file."""
-    return list(iter_push(paths, host, port, **options))
+    return list(Push(paths, host, port, **options))
 
 
 def echo(host: str, port: int, **options: Any) -> int:
@@ -87,3 +163,21 @@ def echo(host: str, port: int, **options: Any) -> int:
         host, port, [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))], **options
     ) as a:
         return a.echo()
+
+
+def stored_paths(report: Path) -> set[str]:
+    """The absolute paths a JSON Lines report shows as stored (or stored with a warning).
+
+    The last line for a path wins; a line cut short by a crash is ignored.
+    """
+    outcomes: dict[str, str] = {}
+    with report.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(entry, dict) and entry.get("path"):
+                outcomes[os.path.abspath(entry["path"])] = str(entry.get("outcome"))
+    ok = {Outcome.STORED.value, Outcome.WARNING.value}
+    return {path for path, outcome in outcomes.items() if outcome in ok}

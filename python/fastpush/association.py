@@ -14,10 +14,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from . import dimse, pdu
-from .errors import AssociationAborted, AssociationRejected, NoAcceptedContext, ProtocolError
+from .errors import (
+    AssociationAborted,
+    AssociationRejected,
+    IdentityRejected,
+    NoAcceptedContext,
+    ProtocolError,
+)
 from .identity import UserIdentity
 from .results import Event, EventKind, Outcome, Result
 from .scan import FileItem, Skip, describe_buffer, read_file
@@ -50,6 +56,7 @@ _MAX_RESPONSE_BYTES = 1 << 20
 _MIN_PEER_MAX_PDU = 8
 
 EventHandler = Callable[[Event], None]
+Storable: TypeAlias = "str | os.PathLike[str] | bytes | Dataset | FileItem"
 ContextSpec = tuple[str, str | Sequence[str]]
 
 
@@ -121,6 +128,7 @@ class Association:
             raise ValueError(f"{len(self._proposed)} presentation contexts; at most 128 fit")
         self._transport: Transport | None = None
         self._message_id = 0
+        self._message_sent = False
         self.accepted: dict[int, AcceptedContext] = {}
         self.peer_max_pdu = 0
         self._recv_limit = max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
@@ -193,9 +201,12 @@ class Association:
                     raise ProtocolError(f"peer's maximum PDU length {ac.max_length} is too small")
             elif pdu_type == pdu.ASSOCIATE_RJ:
                 rj = pdu.decode_associate_rj(body)
-                # pynetdicom and others refuse an identity with a plain service-user rejection.
-                hint = "" if self.identity is None else " (was the user identity refused?)"
-                raise AssociationRejected(
+                # Peers refuse an identity with a plain rejection (no reason code says so).
+                kind = AssociationRejected
+                hint = ""
+                if self.identity is not None and rj.source in (1, 2):
+                    kind, hint = IdentityRejected, " (was the user identity refused?)"
+                raise kind(
                     rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}{hint}"
                 )
             elif pdu_type == pdu.ABORT:
@@ -310,6 +321,17 @@ class Association:
         _quietly(transport.send_pdu, pdu.encode_abort(0, 0))
         self._close()
 
+    def interrupt(self) -> None:
+        """Cut the connection now, from any thread; a send or receive in progress fails.
+
+        An A-ABORT cannot be put in the middle of a P-DATA-TF PDU, so the peer sees the
+        connection close (an A-P-ABORT) and discards the partial message.
+        """
+        transport = self._transport
+        if transport is not None:
+            self._emit(EventKind.ABORTED, "Aborting Association: interrupted", logging.WARNING)
+            transport.close()
+
     def _close(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -363,7 +385,10 @@ class Association:
         if transport is None:
             raise ProtocolError("the association is not open")
         transport.timeout = self.dimse_timeout
+        self._message_sent = False
         transport.send_message(ctx.context_id, command, dataset, self.send_limit)
+        # A failure from here on lost only the response: the peer may have stored the data.
+        self._message_sent = True
         response = self._receive_command(transport)
         if response.responded_to != message_id:
             raise ProtocolError(
@@ -433,7 +458,7 @@ class Association:
         )
         return response.status
 
-    def store(self, item: str | os.PathLike[str] | bytes | Dataset | FileItem) -> Result:
+    def store(self, item: Storable) -> Result:
         """C-STORE one file (path or scanned ``FileItem``), Part-10 bytes, or pydicom Dataset.
 
         Always returns a result. After a failure in the middle of a message the association is
@@ -497,6 +522,7 @@ class Association:
             item.transfer_syntax,
             bytes=item.length,
             association=self.number,
+            attempts=1,
         )
         try:
             ctx = self._context_for(item.sop_class_uid, item.transfer_syntax)
@@ -523,6 +549,7 @@ class Association:
             # sent and the association cannot carry another one.
             if _is_connection_error(exc):
                 result.reason = self._fail_connection(exc)
+                result.maybe_duplicate = self._message_sent
                 return result
             self.abort(_reason(exc))
             raise

@@ -1,33 +1,33 @@
 """``python -m fastpush``: store, echo and demo, in the vocabulary of DCMTK's storescu.
 
 Exit codes: 0 every file stored (warnings included); 1 some file failed or was skipped; 2 usage,
-connection or association failure.
+connection or association failure; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import signal
 import sys
 import tempfile
-import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from . import __version__
-from .api import echo, iter_push
+from .api import Push, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
 from .identity import TOKEN_TYPES, UserIdentity, read_secret
 from .pdu import encode_ae_title
-from .results import Event, EventKind, Outcome, Result
+from .progress import Reporter, Tally, summary
 from .tls import TLSOptions
 from .transport import ENGINES
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE = 0, 1, 2
+EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _ae_title(text: str) -> str:
@@ -36,6 +36,13 @@ def _ae_title(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
@@ -159,6 +166,22 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
     )
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="skip what this report shows stored, and append to it",
+    )
+    parser.add_argument(
+        "--associations", type=_positive, default=1, metavar="N", help="parallel associations"
+    )
+    parser.add_argument(
+        "--max-per-association", type=_positive, metavar="K", help="reassociate every K files"
+    )
+    parser.add_argument(
+        "--retries", type=int, default=3, metavar="R", help="retries of a transient failure"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="only the summary")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -175,55 +198,41 @@ class _DcmtkStyle(logging.Formatter):
         return f"{record.levelname[0]}: {record.getMessage()}"
 
 
-class _Story:
-    """Watches association events to tell a connection or association failure (exit 2)."""
+def _push(push: Push, report: IO[str] | None, quiet: bool) -> tuple[Tally, bool]:
+    """Run a push to its end with the reporter; the first Ctrl-C finishes the files in flight
+    and releases, the second aborts at once. Returns the tally and whether it was interrupted."""
+    tally = Tally(push.total_files, push.total_bytes, push.resumed)
+    with Reporter(tally, report, quiet=quiet) as reporter:
+        interrupts = 0
 
-    def __init__(self) -> None:
-        self.requested: set[int] = set()
-        self.accepted: set[int] = set()
-
-    def __call__(self, event: Event) -> None:
-        if event.kind is EventKind.REQUESTING:
-            self.requested.add(event.association)
-        elif event.kind is EventKind.ACCEPTED:
-            self.accepted.add(event.association)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.requested - self.accepted)
-
-
-def _run_push(results: Iterable[Result], report: IO[str] | None, out: IO[str]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    sent_bytes = 0
-    started = time.perf_counter()
-    for result in results:
-        counts[result.outcome.value] += 1
-        if result.ok:
-            sent_bytes += result.bytes
-        if result.outcome is not Outcome.STORED:
-            status = f" [{result.status:#06x}]" if result.status is not None else ""
-            print(
-                f"{result.outcome.value}: {result.path}{status}: {result.reason}", file=sys.stderr
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            nonlocal interrupts
+            interrupts += 1
+            abort = interrupts > 1
+            reporter.say(
+                "Aborting the associations now."
+                if abort
+                else "Interrupted: finishing the files in flight, then releasing "
+                "(Ctrl-C again to abort)."
             )
-        if report is not None:
-            report.write(json.dumps(result.to_json()) + "\n")
-            report.flush()
-    seconds = time.perf_counter() - started
-    sent = counts[Outcome.STORED.value] + counts[Outcome.WARNING.value]
-    mb = sent_bytes / 1e6
-    rate = mb / seconds if seconds > 0 else 0.0
-    print(f"Sent {sent} objects ({mb:.1f} MB) in {seconds:.2f} s ({rate:.1f} MB/s)", file=out)
-    print(", ".join(f"{o.value}: {counts[o.value]}" for o in Outcome), file=out)
-    return counts
+            # Releasing waits for the peer: not in a signal handler.
+            threading.Thread(target=push.cancel, kwargs={"abort": abort}, daemon=True).start()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            for result in push:
+                reporter.add(result)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return tally, interrupts > 0
 
 
-def _exit_code(counts: Counter[str], story: _Story) -> int:
-    if story.failed:
+def _exit_code(tally: Tally, interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if tally.association_failed:
         return EXIT_FAILURE
-    if counts[Outcome.FAILED.value] or counts[Outcome.SKIPPED.value]:
-        return EXIT_INCOMPLETE
-    return EXIT_OK
+    return EXIT_INCOMPLETE if tally.not_ok else EXIT_OK
 
 
 def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -240,17 +249,28 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _store(args: argparse.Namespace) -> int:
-    story = _Story()
-    options = _peer_options(args) | {"max_pdu": args.max_pdu, "max_send_pdu": args.max_send_pdu}
-    results = iter_push(
-        args.paths, args.host, args.port, recursive=args.recursive, on_event=story, **options
+    report_path: Path | None = args.report or args.resume
+    skip = stored_paths(args.resume) if args.resume and args.resume.exists() else set()
+    push = Push(
+        args.paths,
+        args.host,
+        args.port,
+        recursive=args.recursive,
+        associations=args.associations,
+        retries=args.retries,
+        max_per_association=args.max_per_association,
+        skip=skip,
+        max_pdu=args.max_pdu,
+        max_send_pdu=args.max_send_pdu,
+        **_peer_options(args),
     )
-    if args.report is None:
-        counts = _run_push(results, None, sys.stdout)
+    if report_path is None:
+        tally, interrupted = _push(push, None, args.quiet)
     else:
-        with args.report.open("w", encoding="utf-8") as report:
-            counts = _run_push(results, report, sys.stdout)
-    return _exit_code(counts, story)
+        with report_path.open("a" if args.resume else "w", encoding="utf-8") as report:
+            tally, interrupted = _push(push, report, args.quiet)
+    summary(tally, sys.stdout)
+    return _exit_code(tally, interrupted)
 
 
 def _echo(args: argparse.Namespace) -> int:
@@ -268,26 +288,18 @@ def _demo(args: argparse.Namespace) -> int:
     from .synthetic import write_study
 
     with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
-        paths = write_study(
-            Path(folder), count=args.count, sop_classes=["1.2.840.10008.5.1.4.1.1.2"]
-        )
+        ct = "1.2.840.10008.5.1.4.1.1.2"
+        paths = write_study(Path(folder), count=args.count, sop_classes=[ct])
         with StorageSCP() as scp:
             print(
                 f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
                 f"at {scp.host}:{scp.port}"
             )
-            story = _Story()
-            results = iter_push(
-                [folder],
-                scp.host,
-                scp.port,
-                called_ae=scp.ae_title,
-                engine=args.engine,
-                on_event=story,
-            )
-            counts = _run_push(results, None, sys.stdout)
+            push = Push([folder], scp.host, scp.port, called_ae=scp.ae_title, engine=args.engine)
+            tally, interrupted = _push(push, None, quiet=False)
+            summary(tally, sys.stdout)
             print(f"The SCP received {len(scp.received)} datasets.")
-    return _exit_code(counts, story)
+    return _exit_code(tally, interrupted)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -299,6 +311,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before a push began (scanning) or during echo
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -26,6 +26,16 @@ class AssociationRejected(FastpushError):
         return self.result == 2
 
 
+class IdentityRejected(AssociationRejected):
+    """Rejected, not for congestion, while we offered a user identity: taken as a refusal of
+    the identity, so never retried, whatever result the peer chose (pynetdicom answers a bad
+    password with rejected-transient): repeating a wrong password can lock an account."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 class AssociationAborted(FastpushError):
     """The peer sent an A-ABORT (or an A-P-ABORT was diagnosed)."""
 

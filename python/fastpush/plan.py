@@ -1,7 +1,7 @@
 """Grouping scanned files into presentation contexts and associations.
 
 One presentation context per (SOP Class, transfer syntax) the files need; at most 128 contexts
-fit one association, so a larger plan becomes several associations.
+fit one association, so a larger plan becomes several groups, each with its own associations.
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from .scan import FileItem
 
 MAX_CONTEXTS = 128
 
+Pair = tuple[str, str]
+"""(SOP Class UID, transfer syntax UID)"""
+
 
 @dataclass(frozen=True)
-class AssociationPlan:
-    """The contexts one association proposes and the files it carries, in input order."""
+class Group:
+    """The pairs one association proposes and the files it carries, in input order."""
 
-    contexts: tuple[tuple[str, tuple[str, ...]], ...]
+    pairs: tuple[Pair, ...]
     items: tuple[FileItem, ...]
 
 
@@ -32,18 +35,20 @@ def proposal(transfer_syntax: str) -> tuple[str, ...]:
     return (transfer_syntax,)
 
 
-def plan(items: Sequence[FileItem]) -> list[AssociationPlan]:
-    keys: dict[tuple[str, str], int] = {}
+def contexts(pairs: Sequence[Pair]) -> list[tuple[str, tuple[str, ...]]]:
+    """The presentation contexts an association proposes for ``pairs``."""
+    return [(sop_class, proposal(syntax)) for sop_class, syntax in pairs]
+
+
+def plan(items: Sequence[FileItem]) -> list[Group]:
+    keys: dict[Pair, None] = {}
     for item in items:
-        keys.setdefault((item.sop_class_uid, item.transfer_syntax), len(keys))
-    plans = []
+        keys.setdefault((item.sop_class_uid, item.transfer_syntax), None)
     ordered = list(keys)
+    groups = []
     for start in range(0, len(ordered), MAX_CONTEXTS):
-        chunk = set(ordered[start : start + MAX_CONTEXTS])
-        plans.append(
-            AssociationPlan(
-                tuple((sop, proposal(ts)) for sop, ts in ordered[start : start + MAX_CONTEXTS]),
-                tuple(i for i in items if (i.sop_class_uid, i.transfer_syntax) in chunk),
-            )
-        )
-    return plans
+        pairs = tuple(ordered[start : start + MAX_CONTEXTS])
+        wanted = set(pairs)
+        members = tuple(i for i in items if (i.sop_class_uid, i.transfer_syntax) in wanted)
+        groups.append(Group(pairs, members))
+    return groups

@@ -19,6 +19,7 @@ staging buffer and written with ``sendall``, so each TLS record is full rather t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import operator
@@ -239,6 +240,9 @@ class PyTransport:
         """Close the socket. Idempotent."""
         if not self._closed:
             self._closed = True
+            # shutdown() first: it wakes a send or receive blocked in another thread.
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
             self._sock.close()
 
     def __repr__(self) -> str:

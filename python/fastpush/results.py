@@ -31,6 +31,9 @@ class Result:
     bytes: int = 0
     seconds: float = 0.0
     association: int | None = None
+    attempts: int = 0
+    maybe_duplicate: bool = False
+    """The file was fully sent but its response was lost: the peer may hold it already."""
 
     @property
     def ok(self) -> bool:

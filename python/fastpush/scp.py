@@ -152,6 +152,7 @@ class StorageSCP:
                     if decoded.has_dataset:
                         continue
                 else:
+                    self._dataset_fragment(transport, decoded, len(dataset), pdv.is_last)
                     dataset += pdv.data
                     if not pdv.is_last:
                         continue
@@ -159,6 +160,12 @@ class StorageSCP:
                 transport.send_message(pdv.context_id, reply, None, peer_max)
                 decoded = None
                 dataset.clear()
+
+    def _dataset_fragment(
+        self, transport: PyTransport, command: dimse.Command, received: int, last: bool
+    ) -> None:
+        """Called before each dataset fragment is taken in: the seam for fault injection in
+        tests (a subclass may abort or drop the connection here)."""
 
     def _handle(self, command: dimse.Command, syntax: str, dataset: bytes) -> bytes:
         message_id = command.message_id or 0

@@ -89,7 +89,7 @@ def ssl_context(options: TLSOptions) -> ssl.SSLContext:
             context.load_default_certs()
         if options.cert_file is not None:
             context.load_cert_chain(options.cert_file, options.key_file)
-    except ssl.SSLError as exc:
+    except (ssl.SSLError, OSError) as exc:  # a missing file too: configuration, not network
         raise TLSError(f"TLS error: cannot load certificates or key: {exc}") from exc
     return context
 
