@@ -95,18 +95,8 @@ def test_refused_server_certificates(
     expected: str,
 ) -> None:
     scp = _tls_scp(storescp, getattr(certs, server))
-    done = run_cli(
-        "store",
-        scp.host,
-        str(scp.port),
-        str(study_dir),
-        "-aec",
-        scp.aet,
-        "--engine",
-        engine,
-        "--tls-ca",
-        str(certs.ca),
-    )
+    args = ("store", scp.host, str(scp.port), str(study_dir), "-aec", scp.aet)
+    done = run_cli(*args, "--engine", engine, "--tls-ca", str(certs.ca))
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"TLS error: {expected}" in done.stderr
     assert "stored: 0, warning: 0, failed: 12" in done.stdout
