@@ -28,10 +28,18 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
-from report import BIG, STUDY, Run, markdown_table, parallel_targets_table, targets_table
+from report import (
+    BIG,
+    STUDY,
+    Run,
+    markdown_table,
+    parallel_targets_table,
+    targets_table,
+    tls_targets_table,
+)
 from runner import TIME, run_timed
-from senders import PARALLEL_SENDERS, SENDERS, STORESCU, Data, Sender, sender_env
-from sinks import ORTHANC, PARALLEL_SINKS, SINKS, STORESCP, start_sink
+from senders import PARALLEL_SENDERS, SENDERS, STORESCU, TLS_SENDERS, Data, Sender, sender_env
+from sinks import OPENSSL, ORTHANC, PARALLEL_SINKS, SINKS, STORESCP, TLS_SINK, start_sink
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -63,7 +71,11 @@ SUITES = {
     "basic": Suite(SENDERS, SINKS_FOR),
     # Issue 3: the study with 1, 2, 4 and 8 associations into sinks that serve them in parallel.
     "parallel": Suite(PARALLEL_SENDERS, {STUDY: PARALLEL_SINKS}),
+    # Issue 5: both datasets over DICOM TLS, fastpush beside storescu.
+    "tls": Suite(TLS_SENDERS, {STUDY: (TLS_SINK,), BIG: (TLS_SINK,)}),
 }
+
+_ISSUES = {"basic": "issues 2 and 4", "parallel": "issue 3", "tls": "issue 5"}
 
 FULL = {"files": 1000, "file_size": 512 * 1024, "big_size": 1 << 30, "timeout": 300.0}
 QUICK = {"files": 100, "file_size": 64 * 1024, "big_size": 64 << 20, "timeout": 60.0}
@@ -75,7 +87,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--suite",
         choices=SUITES,
         default="basic",
-        help="basic: the four senders (default); parallel: 1-8 associations",
+        help="basic: the four senders (default); parallel: 1-8 associations; tls: over TLS",
     )
     parser.add_argument(
         "--quick",
@@ -178,6 +190,8 @@ def _require_tools(plan: Sequence[tuple[Data, str, Sender]]) -> None:
     needed = {TIME: "time", STORESCU: "dcmtk", STORESCP: "dcmtk"}
     if any(sink == "orthanc" for _, sink, _ in plan):
         needed[ORTHANC] = "orthanc"
+    if any(sink == TLS_SINK for _, sink, _ in plan):
+        needed[OPENSSL] = "openssl"
     missing = sorted({package for path, package in needed.items() if not Path(path).exists()})
     if missing:
         sys.exit(
@@ -296,7 +310,7 @@ def _execute(data: Data, sink_name: str, sender: Sender, workdir: Path, timeout:
     except RuntimeError as exc:
         return result(0.0, 0, "FAILED", f"sink did not start: {exc}")
     try:
-        command = sender.command(data, HOST, sink.port, sink.aet)
+        command = sender.command(data, HOST, sink.port, sink.aet, sink.ca)
         finished = run_timed(
             command,
             timeout=timeout,
@@ -449,7 +463,15 @@ def _markdown(
         for d in datasets
     ]
     parallel = args.suite == "parallel"
-    if parallel:
+    if args.suite == "tls":
+        lines += [
+            "- sink: DCMTK `storescp +tls KEY CERT -ic --ignore -dhl` with `TCP_NODELAY=1` "
+            "(storescp-tls), a fresh self-signed RSA 2048 certificate per run, which every "
+            "sender verifies. Each run starts a fresh sink.",
+            "- senders: `python -m fastpush store --engine rust|python --tls-ca CERT`; "
+            "`/usr/bin/storescu +tla +cf CERT` (`+sd` for the study) with `TCP_NODELAY=1`.",
+        ]
+    elif parallel:
         lines += [
             "- sinks: DCMTK `storescp --fork --ignore -dhl` (a process per association) with "
             "`TCP_NODELAY=1` (storescp-fork-nodelay) and without it (storescp-fork-shipped, "
@@ -477,9 +499,13 @@ def _markdown(
         "",
         markdown_table(runs),
         "",
-        f"## Targets (issue{' 3' if parallel else 's 2 and 4'}), ratios within this run",
+        f"## Targets ({_ISSUES[args.suite]}), ratios within this run",
         "",
-        parallel_targets_table(runs) if parallel else targets_table(runs, big_label),
+        parallel_targets_table(runs)
+        if parallel
+        else tls_targets_table(runs, big_label)
+        if args.suite == "tls"
+        else targets_table(runs, big_label),
     ]
     return "\n".join(lines) + "\n"
 

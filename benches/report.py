@@ -8,7 +8,7 @@ from typing import Any
 
 from senders import BASELINE
 
-__all__ = ["Run", "markdown_table", "parallel_targets_table", "targets_table"]
+__all__ = ["Run", "markdown_table", "parallel_targets_table", "targets_table", "tls_targets_table"]
 
 RUST, PYTHON = "fastpush-rust", "fastpush-python"
 STUDY, BIG = "study", "big"
@@ -214,6 +214,30 @@ def parallel_targets_table(runs: Sequence[Run]) -> str:
                 8.0,
                 "4 associations into Orthanc: ≥ 8x DCMTK files/s",
                 x4,
+            ),
+        ]
+    )
+
+
+def tls_targets_table(runs: Sequence[Run], big_label: str) -> str:
+    """Issue 5's targets: fastpush over TLS at least as fast as DCMTK over TLS."""
+    return _verdicts_table(
+        [
+            _ratio_target(
+                runs,
+                "storescp-tls",
+                BIG,
+                "mb_per_s",
+                1.0,
+                f"{big_label} file over TLS: ≥ 1.0x DCMTK MB/s",
+            ),
+            _ratio_target(
+                runs,
+                "storescp-tls",
+                STUDY,
+                "files_per_s",
+                1.0,
+                "study over TLS: ≥ 1.0x DCMTK files/s",
             ),
         ]
     )

@@ -15,7 +15,16 @@ from pathlib import Path
 
 from runner import Finished
 
-__all__ = ["BASELINE", "PARALLEL_SENDERS", "SENDERS", "STORESCU", "Data", "Sender", "sender_env"]
+__all__ = [
+    "BASELINE",
+    "PARALLEL_SENDERS",
+    "SENDERS",
+    "STORESCU",
+    "TLS_SENDERS",
+    "Data",
+    "Sender",
+    "sender_env",
+]
 
 STORESCU = "/usr/bin/storescu"
 BASELINE = "storescu"
@@ -43,8 +52,9 @@ class Data:
 @dataclass(frozen=True)
 class Sender:
     name: str
-    command: Callable[[Data, str, int, str], list[str]]
-    """``command(data, host, port, called_ae)``: the argv to run."""
+    command: Callable[[Data, str, int, str, Path | None], list[str]]
+    """``command(data, host, port, called_ae, ca)``: the argv to run; with a ``ca`` (the TLS
+    sink's certificate, PEM) it connects with TLS and verifies the sink against it."""
     verify: Callable[[Finished, int], str | None]
     """``verify(finished, expected_files)``: ``None`` if all were stored, else why not."""
     nodelay_env: bool = False
@@ -59,8 +69,11 @@ def sender_env(sender: Sender) -> dict[str, str]:
     return env
 
 
-def _fastpush(engine: str, associations: int = 1) -> Callable[[Data, str, int, str], list[str]]:
-    def command(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _fastpush(
+    engine: str, associations: int = 1
+) -> Callable[[Data, str, int, str, Path | None], list[str]]:
+    def command(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
+        tls = [] if ca is None else ["--tls-ca", str(ca)]
         return [
             sys.executable,
             "-m",
@@ -75,6 +88,7 @@ def _fastpush(engine: str, associations: int = 1) -> Callable[[Data, str, int, s
             engine,
             "--associations",
             str(associations),
+            *tls,
         ]
 
     return command
@@ -91,7 +105,7 @@ def _verify_fastpush(finished: Finished, expected: int) -> str | None:
     return None
 
 
-def _pynetdicom(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _pynetdicom(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
     return [sys.executable, str(_HERE / "pynetdicom_send.py"), host, str(port), aet, str(data.path)]
 
 
@@ -105,10 +119,12 @@ def _verify_pynetdicom(finished: Finished, expected: int) -> str | None:
     return None
 
 
-def _storescu(data: Data, host: str, port: int, aet: str) -> list[str]:
+def _storescu(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
     # +sd scans the folder itself: a thousand paths on argv would hit limits sooner or later.
     files = ["+sd", str(data.path)] if data.is_folder else [str(data.path)]
-    return [STORESCU, "-aec", aet, host, str(port), *files]
+    # +tla: TLS without a client certificate (as fastpush); +cf: verify the sink against ca.
+    tls = [] if ca is None else ["+tla", "+cf", str(ca)]
+    return [STORESCU, "-aec", aet, *tls, host, str(port), *files]
 
 
 def _verify_storescu(finished: Finished, expected: int) -> str | None:
@@ -143,3 +159,8 @@ PARALLEL_SENDERS: dict[str, Sender] = {
     BASELINE: SENDERS[BASELINE],
 }
 """fastpush with 1, 2, 4 and 8 associations, beside storescu's one (issue 3)."""
+
+TLS_SENDERS: dict[str, Sender] = {
+    name: SENDERS[name] for name in ("fastpush-rust", "fastpush-python", BASELINE)
+}
+"""The senders that speak DICOM TLS, into the TLS sink (issue 5); pynetdicom's is not wired."""

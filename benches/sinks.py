@@ -1,4 +1,5 @@
-"""The receiving ends: DCMTK ``storescp --ignore`` (Nagle off or as shipped) and Orthanc.
+"""The receiving ends: DCMTK ``storescp --ignore`` (Nagle off or as shipped, or over TLS with
+Nagle off) and Orthanc.
 
 Each run gets a fresh sink on a free loopback port, stopped by PID afterwards, so no run inherits
 another's state (Orthanc's database, a half-closed association). Only binaries from the Debian
@@ -21,7 +22,16 @@ from typing import Any
 
 from runner import stop_pid
 
-__all__ = ["ORTHANC", "PARALLEL_SINKS", "SINKS", "STORESCP", "Sink", "start_sink"]
+__all__ = [
+    "OPENSSL",
+    "ORTHANC",
+    "PARALLEL_SINKS",
+    "SINKS",
+    "STORESCP",
+    "TLS_SINK",
+    "Sink",
+    "start_sink",
+]
 
 STORESCP = "/usr/bin/storescp"
 ORTHANC = "/usr/sbin/Orthanc"
@@ -30,6 +40,9 @@ STARTUP_TIMEOUT = 30.0
 SINKS = ("storescp-nodelay", "storescp-shipped", "orthanc", "storescp-implicit")
 """Sink names, in table order."""
 PARALLEL_SINKS = ("storescp-fork-nodelay", "storescp-fork-shipped", "orthanc")
+TLS_SINK = "storescp-tls"
+"""storescp with Nagle off over DICOM TLS (issue 5)."""
+OPENSSL = "/usr/bin/openssl"
 """Sinks that serve several associations at once (storescp --fork: a process each)."""
 
 # Proxies in the environment must not capture loopback REST calls to our Orthanc.
@@ -46,6 +59,8 @@ class Sink:
     proc: subprocess.Popen[bytes]
     log_path: Path
     http_port: int | None = None
+    ca: Path | None = None
+    """TLS sinks: the PEM certificate senders must verify the sink against."""
 
     def stop(self) -> None:
         stop_pid(self.proc)
@@ -94,7 +109,21 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, http_port: int | None)
             time.sleep(0.05)
 
 
-def _start_storescp(name: str, workdir: Path, nodelay: bool, *options: str) -> Sink:
+def _self_signed(workdir: Path) -> tuple[Path, Path]:
+    """A key and a self-signed certificate for 127.0.0.1 (RSA 2048, as DCMTK's BCP 195 profile
+    and every client take): the certificate is also the one CA the senders trust."""
+    key, cert = workdir / "sink.key", workdir / "sink.pem"
+    command = [OPENSSL, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    command += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=fastpush-bench"]
+    command += ["-addext", "subjectAltName=IP:127.0.0.1"]
+    command += ["-addext", "basicConstraints=critical,CA:FALSE"]
+    subprocess.run(command, check=True, capture_output=True)
+    return key, cert
+
+
+def _start_storescp(
+    name: str, workdir: Path, nodelay: bool, *options: str, tls: bool = False
+) -> Sink:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
@@ -103,11 +132,16 @@ def _start_storescp(name: str, workdir: Path, nodelay: bool, *options: str) -> S
     # --ignore: receive and acknowledge, store nothing, so the disk is not what we measure.
     # -dhl: no reverse DNS lookup per association.
     cmd = [STORESCP, "--ignore", "-dhl", *options, "--aetitle", "STORESCP", str(port)]
+    ca = None
+    if tls:
+        # -ic: no client certificate asked for (senders authenticate the sink, not vice versa).
+        key, ca = _self_signed(workdir)
+        cmd[1:1] = ["+tls", str(key), str(ca), "-ic"]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
         )
-    return Sink(name, port, "STORESCP", proc, log_path)
+    return Sink(name, port, "STORESCP", proc, log_path, ca=ca)
 
 
 def _start_orthanc(workdir: Path) -> Sink:
@@ -156,6 +190,8 @@ def start_sink(name: str, workdir: Path) -> Sink:
     elif name == "storescp-implicit":
         # +xi: Implicit VR LE only, so every Explicit VR file must be converted by the sender.
         sink = _start_storescp(name, workdir, True, "+xi")
+    elif name == TLS_SINK:
+        sink = _start_storescp(name, workdir, True, tls=True)
     elif name == "orthanc":
         sink = _start_orthanc(workdir)
     else:

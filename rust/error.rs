@@ -25,6 +25,8 @@ pub enum Error {
     Convert(String),
     /// The transport was closed: `OSError(EBADF)`, like a closed Python socket.
     Closed,
+    /// TLS failed (handshake, certificate, alert, configuration): `fastpush.errors.TLSError`.
+    Tls(String),
     /// A Python exception raised while we held the GIL (a signal handler's `KeyboardInterrupt`).
     #[cfg(feature = "python")]
     Python(pyo3::PyErr),
@@ -37,7 +39,50 @@ impl From<io::Error> for Error {
         if err.kind() == io::ErrorKind::TimedOut {
             return Error::Timeout;
         }
+        // The TLS stream carries rustls errors through `io::Result` (the `Stream` trait's type).
+        if let Some(tls) = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<rustls::Error>())
+        {
+            return Error::Tls(describe_tls(tls));
+        }
         Error::Io(err)
+    }
+}
+
+/// A TLS failure in words a PACS administrator can act on, with rustls's own text after it.
+pub fn describe_tls(err: &rustls::Error) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    let hint = match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer => "the server's certificate is not signed by a trusted CA",
+            Cert::Expired | Cert::ExpiredContext { .. } => "the server's certificate has expired",
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet"
+            }
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the server's certificate does not match the host name"
+            }
+            _ => "the server's certificate was refused",
+        },
+        rustls::Error::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::HandshakeFailure
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::AccessDenied,
+        ) => {
+            "the server refused the TLS connection (does it require a client certificate we \
+             did not send, or not trust the one we did?)"
+        }
+        rustls::Error::AlertReceived(_) => "the server ended the TLS connection",
+        _ => "",
+    };
+    if hint.is_empty() {
+        format!("TLS error: {err}")
+    } else {
+        format!("TLS error: {hint} ({err})")
     }
 }
 
@@ -58,6 +103,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(msg) => f.write_str(msg),
             Error::Convert(msg) => write!(f, "cannot convert the dataset: {msg}"),
             Error::Closed => f.write_str("transport is closed"),
+            Error::Tls(msg) => f.write_str(msg),
             #[cfg(feature = "python")]
             Error::Python(e) => write!(f, "{e}"),
         }
@@ -84,6 +130,7 @@ mod py {
 
     pyo3::import_exception!(fastpush.errors, ProtocolError);
     pyo3::import_exception!(fastpush.errors, ConversionError);
+    pyo3::import_exception!(fastpush.errors, TLSError);
 
     impl From<Error> for PyErr {
         fn from(err: Error) -> PyErr {
@@ -109,6 +156,7 @@ mod py {
                 Error::InvalidArgument(msg) => PyValueError::new_err(msg),
                 e @ Error::Convert(_) => ConversionError::new_err(e.to_string()),
                 e @ Error::Closed => PyOSError::new_err((libc::EBADF, e.to_string())),
+                Error::Tls(msg) => TLSError::new_err(msg),
                 Error::Python(e) => e,
             }
         }

@@ -45,11 +45,13 @@ impl Pacer {
         }
     }
 
-    fn progressed(&mut self) {
+    /// Reset the stall clock: the stream moved.
+    pub fn progressed(&mut self) {
         self.stalled_since = None;
     }
 
-    fn wait<S: Stream + ?Sized>(&mut self, stream: &mut S, direction: Direction) -> Result<()> {
+    /// Wait once for readiness, or fail with [`Error::Timeout`] if stalled for too long.
+    pub fn wait<S: Stream + ?Sized>(&mut self, stream: &mut S, direction: Direction) -> Result<()> {
         let now = Instant::now();
         let since = *self.stalled_since.get_or_insert(now);
         let limit = match self.timeout {
@@ -99,6 +101,20 @@ enum Piece {
     Header(usize),
     Command { offset: usize, len: usize },
     Dataset { offset: usize, len: usize },
+}
+
+/// End a write: push out what the stream still buffers (TLS records), so that "sent" means on
+/// the socket before we start waiting for the peer's answer.
+fn finish<S: Stream + ?Sized>(stream: &mut S, pacer: &mut Pacer) -> Result<Progress> {
+    match stream.flush() {
+        Ok(()) => Ok(Progress::Done),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Progress::Pending),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            pacer.wait(stream, Direction::Write)?;
+            Ok(Progress::Pending)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes one DIMSE message as P-DATA-TF PDUs, payload iovecs pointing into `command` and
@@ -236,7 +252,7 @@ impl<'a> MessageWriter<'a> {
     ) -> Result<Progress> {
         if self.cursor == self.pieces.len() && !self.fill_batch() {
             self.release_sent(true);
-            return Ok(Progress::Done);
+            return finish(stream, pacer);
         }
         loop {
             let attempt = {
@@ -289,7 +305,7 @@ impl<'a> BufferWriter<'a> {
                 Attempt::Retry => return Ok(Progress::Pending),
             }
         }
-        Ok(Progress::Done)
+        finish(stream, pacer)
     }
 }
 

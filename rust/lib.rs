@@ -10,9 +10,13 @@ pub mod framing;
 pub mod io;
 pub mod source;
 pub mod stream;
+pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;
+
+#[cfg(test)]
+mod props;
 
 pub use error::{Error, Result};
 pub use framing::UNLIMITED_FRAGMENT;

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::framing::{self, Fragments};
 use crate::io::{BufferWriter, MessageWriter, Pacer, PduReader, Progress};
 use crate::source::MappedRegion;
-use crate::stream::{self, FdStream};
+use crate::stream::{self, FdStream, Stream};
+use crate::tls::{self, TlsSettings, TlsStream};
 
 /// A dataset source converted from Python: a borrowed `bytes`, or a mapped file region.
 enum Dataset<'py> {
@@ -112,8 +113,46 @@ fn drive(py: Python<'_>, mut step: impl FnMut() -> Result<Progress> + Send) -> P
     }
 }
 
+/// A TLS client configuration, built once and shared by every connection made with it (which
+/// also lets later connections resume the TLS session). See `_core.pyi`.
+#[pyclass(frozen, module = "fastpush._core")]
+pub struct TlsConfig {
+    config: Arc<rustls::ClientConfig>,
+    no_verify: bool,
+}
+
+#[pymethods]
+impl TlsConfig {
+    #[new]
+    #[pyo3(signature = (*, ca_file=None, cert_file=None, key_file=None, no_verify=false))]
+    fn new(
+        py: Python<'_>,
+        ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        no_verify: bool,
+    ) -> PyResult<Self> {
+        let settings = TlsSettings {
+            ca_file: ca_file.as_deref(),
+            cert_file: cert_file.as_deref(),
+            key_file: key_file.as_deref(),
+            no_verify,
+        };
+        // Reading the system store touches many files: not with the GIL held.
+        let config = py.detach(|| tls::client_config(&settings))?;
+        Ok(TlsConfig { config, no_verify })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<fastpush._core.TlsConfig{}>",
+            if self.no_verify { " no_verify" } else { "" }
+        )
+    }
+}
+
 enum Slot {
-    Idle(Box<FdStream>),
+    Idle(Box<dyn Stream>),
     Busy { close_requested: bool },
     Closed,
 }
@@ -129,12 +168,14 @@ pub struct Transport {
     fd: AtomicI32,
     /// Timeout in nanoseconds; `NO_TIMEOUT` for None.
     timeout_ns: AtomicU64,
+    /// `(protocol, cipher suite)` negotiated by a TLS connection.
+    tls: Option<(String, String)>,
 }
 
 /// Exclusive use of the stream for one operation; puts it back when dropped.
 struct Checkout<'t> {
     transport: &'t Transport,
-    stream: Option<Box<FdStream>>,
+    stream: Option<Box<dyn Stream>>,
 }
 
 impl Drop for Checkout<'_> {
@@ -203,8 +244,15 @@ impl Transport {
 #[pymethods]
 impl Transport {
     #[new]
-    #[pyo3(signature = (fd, timeout=None, nodelay=true))]
-    fn new(fd: i32, timeout: Option<f64>, nodelay: bool) -> PyResult<Self> {
+    #[pyo3(signature = (fd, timeout=None, nodelay=true, *, tls=None, server_name=None))]
+    fn new(
+        py: Python<'_>,
+        fd: i32,
+        timeout: Option<f64>,
+        nodelay: bool,
+        tls: Option<&TlsConfig>,
+        server_name: Option<&str>,
+    ) -> PyResult<Self> {
         use std::os::fd::{FromRawFd, OwnedFd};
         let timeout = timeout_arg(timeout)?;
         if fd < 0 {
@@ -212,15 +260,39 @@ impl Transport {
         }
         // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let stream = FdStream::new(owned, nodelay).map_err(Error::from)?;
+        let plain = FdStream::new(owned, nodelay).map_err(Error::from)?;
+        let (stream, negotiated): (Box<dyn Stream>, _) = match tls {
+            None => (Box::new(plain), None),
+            Some(config) => {
+                let name = server_name.ok_or_else(|| {
+                    Error::InvalidArgument("a TLS transport needs a server_name".into())
+                })?;
+                let mut secure = TlsStream::new(plain, config.config.clone(), name)?;
+                let mut pacer = Pacer::new(timeout);
+                drive(py, || secure.handshake_step(&mut pacer))?;
+                let negotiated = (
+                    secure.protocol().unwrap_or_default(),
+                    secure.cipher().unwrap_or_default(),
+                );
+                (Box::new(secure), Some(negotiated))
+            }
+        };
         Ok(Transport {
-            slot: Mutex::new(Slot::Idle(Box::new(stream))),
+            slot: Mutex::new(Slot::Idle(stream)),
             returned: Condvar::new(),
             fd: AtomicI32::new(fd),
             timeout_ns: AtomicU64::new(timeout.map_or(NO_TIMEOUT, |d| {
                 d.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
             })),
+            tls: negotiated,
         })
+    }
+
+    /// `(protocol, cipher suite)` of a TLS connection, e.g. `("TLSv1.3", "TLS13_AES_256_GCM_SHA384")`;
+    /// `None` for plain TCP.
+    #[getter]
+    fn tls(&self) -> Option<(String, String)> {
+        self.tls.clone()
     }
 
     #[getter]
@@ -340,6 +412,10 @@ impl Transport {
         } else {
             format!("fd={}", self.fd.load(Ordering::Relaxed))
         };
+        let state = match &self.tls {
+            Some((protocol, _)) => format!("{state} {protocol}"),
+            None => state,
+        };
         format!("<fastpush._core.Transport {state}>")
     }
 }
@@ -406,6 +482,8 @@ pub mod _core {
     use super::convert_dataset_py;
     #[pymodule_export]
     use super::frame_message_py;
+    #[pymodule_export]
+    use super::TlsConfig;
     #[pymodule_export]
     use super::Transport;
 

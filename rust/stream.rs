@@ -1,6 +1,6 @@
 //! The byte stream the I/O loops drive: non-blocking vectored writes, reads, and a bounded wait
-//! for readiness. [`FdStream`] is plain TCP over a file descriptor; a TLS stream can implement
-//! the same trait later (its `wait` would poll for whatever its engine needs).
+//! for readiness. [`FdStream`] is plain TCP over a file descriptor; [`crate::tls::TlsStream`] is
+//! TLS over one (its `wait` polls for whatever its record layer needs next).
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -24,6 +24,11 @@ pub trait Stream: Send {
     fn wait(&mut self, direction: Direction, limit: Duration) -> io::Result<()>;
     /// Called before each read: a hint that a response is expected (TCP_QUICKACK).
     fn before_read(&mut self) {}
+    /// Push out bytes a write accepted but the stream still buffers (TLS records);
+    /// `ErrorKind::WouldBlock` while some remain. Plain sockets buffer nothing of their own.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Most iovecs one `sendmsg` takes (Linux and macOS `IOV_MAX`).

@@ -5,16 +5,19 @@ Factories return objects described in :mod:`peers`; every process is stopped by 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
+from certs import Certificates, make_certificates
 from peers import (
     DEFAULT_SCP_TRANSFER_SYNTAXES,
     ORTHANC,
     STORESCP,
+    IdentityCheck,
     Orthanc,
     PynetdicomSCP,
     StoreSCP,
@@ -40,6 +43,8 @@ class PynetdicomSCPFactory(Protocol):
         sop_classes: Sequence[str] | None = None,
         transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
         max_pdu: int = 16382,
+        ssl_context: ssl.SSLContext | None = None,
+        identity: IdentityCheck | None = None,
     ) -> PynetdicomSCP: ...
 
 
@@ -96,7 +101,8 @@ def orthanc(orthanc_session: Orthanc) -> Orthanc:
 @pytest.fixture
 def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
     """Factory: ``pynetdicom_scp(statuses=None, require_called_aet=None, sop_classes=None,
-    transfer_syntaxes=DEFAULT_SCP_TRANSFER_SYNTAXES, max_pdu=16382)``.
+    transfer_syntaxes=DEFAULT_SCP_TRANSFER_SYNTAXES, max_pdu=16382, ssl_context=None,
+    identity=None)`` (see :func:`peers.start_pynetdicom_scp`).
 
     Returns a :class:`peers.PynetdicomSCP` (``.port``, ``.aet``, ``.received``: one
     :class:`peers.ReceivedStore` per C-STORE with ``.sop_instance_uid``, ``.raw``, ``.status``,
@@ -111,6 +117,8 @@ def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
         sop_classes: Sequence[str] | None = None,
         transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
         max_pdu: int = 16382,
+        ssl_context: ssl.SSLContext | None = None,
+        identity: IdentityCheck | None = None,
     ) -> PynetdicomSCP:
         scp = start_pynetdicom_scp(
             statuses=statuses,
@@ -118,6 +126,8 @@ def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
             sop_classes=sop_classes,
             transfer_syntaxes=transfer_syntaxes,
             max_pdu=max_pdu,
+            ssl_context=ssl_context,
+            identity=identity,
         )
         started.append(scp)
         return scp
@@ -125,6 +135,13 @@ def pynetdicom_scp() -> Iterator[PynetdicomSCPFactory]:
     yield factory
     for scp in started:
         scp.stop()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """Test certificates (PEM files): a CA, a server certificate for 127.0.0.1/localhost, a
+    client certificate, and servers that must be refused: expired, wrong host, untrusted CA."""
+    return make_certificates(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

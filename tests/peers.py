@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -351,6 +352,9 @@ def _wait_for_http(server: Orthanc, timeout: float = STARTUP_TIMEOUT) -> None:
 # --------------------------------------------------------------------------------------------
 # pynetdicom storage SCP
 
+IdentityCheck = Callable[[int, bytes, bytes | None], tuple[bool, bytes | None]]
+"""``(user identity type, primary field, secondary field) -> (accepted, server response)``."""
+
 DEFAULT_SCP_TRANSFER_SYNTAXES: tuple[str, ...] = (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -415,6 +419,8 @@ def start_pynetdicom_scp(
     transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
     aet: str = "PYNETDICOM",
     max_pdu: int = 16382,
+    ssl_context: ssl.SSLContext | None = None,
+    identity: IdentityCheck | None = None,
 ) -> PynetdicomSCP:
     """Start a threaded pynetdicom storage SCP on a free port.
 
@@ -422,6 +428,9 @@ def start_pynetdicom_scp(
     associations); default 0x0000. ``require_called_aet`` makes it reject associations whose
     Called AE title differs (and uses that title). ``sop_classes`` restricts the abstract syntaxes
     it supports (others are refused at negotiation); default: every storage SOP class.
+    ``ssl_context`` (a server-side ``ssl.SSLContext``) makes it a DICOM TLS server.
+    ``identity(type, primary, secondary) -> (accepted, server_response)`` answers User Identity
+    negotiation (``EVT_USER_ID``): an association whose identity it refuses is rejected.
     """
     from pynetdicom import AE, AllStoragePresentationContexts, evt
 
@@ -463,12 +472,23 @@ def start_pynetdicom_scp(
             )
         return status
 
+    handlers: list[tuple[Any, Callable[..., Any]]] = [(evt.EVT_C_STORE, on_c_store)]
+    if identity is not None:
+        check = identity
+
+        def on_user_id(event: Any) -> tuple[bool, bytes | None]:
+            return check(event.user_id_type, event.primary_field, event.secondary_field)
+
+        handlers.append((evt.EVT_USER_ID, on_user_id))
     last_error: Exception | None = None
     for _attempt in range(3):
         port = free_port()
         try:
             server = ae.start_server(
-                ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_c_store)]
+                ("127.0.0.1", port),
+                block=False,
+                evt_handlers=handlers,
+                ssl_context=ssl_context,
             )
         except OSError as exc:  # port taken in the meantime
             last_error = exc

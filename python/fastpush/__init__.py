@@ -20,11 +20,15 @@ from .errors import (
     AssociationRejected,
     ConversionError,
     FastpushError,
+    IdentityRejected,
     NoAcceptedContext,
     ProtocolError,
+    TLSError,
 )
+from .identity import IdentityType, UserIdentity
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
+from .tls import TLSOptions
 
 __version__: str
 try:
@@ -44,6 +48,8 @@ __all__ = [
     "Event",
     "EventKind",
     "FastpushError",
+    "IdentityRejected",
+    "IdentityType",
     "NoAcceptedContext",
     "Outcome",
     "Proposal",
@@ -51,6 +57,9 @@ __all__ = [
     "Push",
     "Result",
     "StoreClient",
+    "TLSError",
+    "TLSOptions",
+    "UserIdentity",
     "__version__",
     "echo",
     "iter_push",

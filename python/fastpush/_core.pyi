@@ -58,6 +58,29 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     """
 
 @final
+class TlsConfig:
+    """A TLS client configuration (rustls): TLS 1.3 preferred, TLS 1.2 minimum.
+
+    The server's certificate is verified against the PEM CA certificates in ``ca_file``, or the
+    system store when it is ``None``, and against the name the transport connects to.
+    ``cert_file`` and ``key_file`` (PEM, both or neither) are the client certificate chain and its
+    key. ``no_verify`` accepts any server certificate and name (handshake signatures are still
+    checked): insecure, for tests and labs only. Built once, shared by every transport made with
+    it (and their TLS session cache). Files are read here: ``fastpush.errors.TLSError`` for a
+    missing or unreadable file, one without usable PEM content, or a key that does not match the
+    certificate (a configuration problem: never retried).
+    """
+
+    def __new__(
+        cls,
+        *,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        no_verify: bool = False,
+    ) -> TlsConfig: ...
+
+@final
 class Transport:
     """A connected TCP stream that sends and receives whole PDUs.
 
@@ -77,11 +100,29 @@ class Transport:
     closed or reset the connection; other ``OSError`` as the OS reports them;
     ``fastpush.errors.ProtocolError`` for a PDU over ``max_length``; ``FileNotFoundError`` /
     ``PermissionError`` / ``ValueError`` for a bad dataset source.
+
+    With ``tls``, the stream is TLS to ``server_name`` (a host name or an IP address, which the
+    server's certificate must match): the handshake runs in the constructor, bounded by
+    ``timeout``, and fails with ``fastpush.errors.TLSError`` saying why (untrusted, expired or
+    wrong-host certificate; the server refused us). Datasets are encrypted straight from the
+    file mapping, never copied through Python; later TLS alerts also raise ``TLSError``.
     """
 
     timeout: float | None
 
-    def __new__(cls, fd: int, timeout: float | None = None, nodelay: bool = True) -> Transport: ...
+    def __new__(
+        cls,
+        fd: int,
+        timeout: float | None = None,
+        nodelay: bool = True,
+        *,
+        tls: TlsConfig | None = None,
+        server_name: str | None = None,
+    ) -> Transport: ...
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """``(protocol, cipher suite)`` of a TLS stream, e.g. ``("TLSv1.3",
+        "TLS13_AES_256_GCM_SHA384")``; ``None`` for plain TCP."""
     def send_pdu(self, data: bytes) -> None:
         """Write one already-encoded PDU (A-ASSOCIATE-RQ, A-RELEASE-RQ, A-ABORT...)."""
     def send_message(

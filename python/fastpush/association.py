@@ -22,13 +22,16 @@ from .errors import (
     AssociationAborted,
     AssociationRejected,
     ConversionError,
+    IdentityRejected,
     NoAcceptedContext,
     ProtocolError,
 )
+from .identity import UserIdentity
 from .plan import DEFAULT_PROPOSAL, Proposal
 from .results import Event, EventKind, Outcome, Result
 from .rewrite import CONVERTIBLE
 from .scan import FileItem, Skip, describe_buffer, read_file
+from .tls import TLSOptions
 from .transport import Transport, connect
 from .uids import (
     DEFLATED_EXPLICIT_VR_LE,
@@ -50,6 +53,11 @@ DEFAULT_MAX_PDU = 16384
 # An A-ASSOCIATE-AC is not bound by our Maximum Length; this caps what a peer can make us read.
 _MIN_RECV_LIMIT = 1 << 20
 _UNLIMITED_RECV_LIMIT = 64 << 20
+# A C-STORE/C-ECHO response is a command set of a few hundred bytes: a peer that keeps sending
+# fragments (or PDUs) past this is refused rather than buffered or waited on forever.
+_MAX_RESPONSE_BYTES = 1 << 20
+# The smallest Maximum Length Received that carries a PDV (6 bytes of header, 2 of payload).
+_MIN_PEER_MAX_PDU = 8
 
 EventHandler = Callable[[Event], None]
 Storable: TypeAlias = "str | os.PathLike[str] | bytes | Dataset | FileItem"
@@ -94,6 +102,8 @@ class Association:
         on_event: EventHandler | None = None,
         number: int = 1,
         proposal: Proposal = DEFAULT_PROPOSAL,
+        tls: TLSOptions | None = None,
+        identity: UserIdentity | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -110,6 +120,8 @@ class Association:
         self.dimse_timeout = dimse_timeout
         self.number = number
         self.proposal = proposal
+        self.tls = tls
+        self.identity = identity
         self._on_event = on_event
         self._proposed = tuple(
             pdu.ContextProposal(
@@ -167,6 +179,7 @@ class Association:
                 engine=self.engine,
                 connect_timeout=self.connect_timeout,
                 timeout=self.acse_timeout,
+                tls=self.tls,
             )
         except OSError as exc:
             self._emit(
@@ -175,6 +188,8 @@ class Association:
                 logging.ERROR,
             )
             raise
+        if transport.tls is not None:
+            log.info("TLS connection established (%s, %s)", *transport.tls)
         rq = pdu.AssociateRQ(
             self.called_ae,
             self.calling_ae,
@@ -182,16 +197,26 @@ class Association:
             self.max_pdu,
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
+            self.identity,
         )
+        if self.identity is not None:
+            log.debug("Offering user identity: %s", self.identity.describe())
         try:
             transport.send_pdu(pdu.encode_associate_rq(rq))
             pdu_type, body = transport.recv_pdu(self._recv_limit)
             if pdu_type == pdu.ASSOCIATE_AC:
                 ac = pdu.decode_associate_ac(body)
+                if 0 < ac.max_length < _MIN_PEER_MAX_PDU:
+                    raise ProtocolError(f"peer's maximum PDU length {ac.max_length} is too small")
             elif pdu_type == pdu.ASSOCIATE_RJ:
                 rj = pdu.decode_associate_rj(body)
-                raise AssociationRejected(
-                    rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}"
+                # Peers refuse an identity with a plain rejection (no reason code says so).
+                kind = AssociationRejected
+                hint = ""
+                if self.identity is not None and rj.source in (1, 2):
+                    kind, hint = IdentityRejected, " (was the user identity refused?)"
+                raise kind(
+                    rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}{hint}"
                 )
             elif pdu_type == pdu.ABORT:
                 ab = pdu.decode_abort(body)
@@ -246,14 +271,31 @@ class Association:
         self.peer_max_pdu = ac.max_length
         self._transport = transport
         max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
+        identity = self._identity_story(ac)
         self._emit(
             EventKind.ACCEPTED,
             f"Association Accepted (Max Send PDV: {max_pdv}; "
-            f"{len(self.accepted)} of {len(self._proposed)} contexts accepted)",
+            f"{len(self.accepted)} of {len(self._proposed)} contexts accepted{identity})",
             peer_max_pdu=ac.max_length,
             accepted=len(self.accepted),
             implementation=ac.implementation_version_name or ac.implementation_class_uid,
+            identity_response=ac.user_identity_response,
         )
+
+    def _identity_story(self, ac: pdu.AssociateAC) -> str:
+        """What the acceptor said about our user identity, for the accepted line."""
+        if self.identity is None:
+            return ""
+        response = ac.user_identity_response
+        if response is not None:
+            return f"; user identity confirmed, server response of {len(response)} bytes"
+        if self.identity.positive_response:
+            log.warning(
+                "The peer accepted the association without confirming the user identity "
+                "(it may not support user identity negotiation)"
+            )
+            return "; user identity not confirmed"
+        return ""
 
     def release(self) -> None:
         """Ask the peer to release, wait for its answer (ACSE timeout), close."""
@@ -264,10 +306,14 @@ class Association:
         try:
             transport.timeout = self.acse_timeout
             transport.send_pdu(pdu.encode_release_rq())
+            # Whatever else arrives first is dropped, for at most the ACSE timeout in all.
+            deadline = None if self.acse_timeout is None else time.monotonic() + self.acse_timeout
             while True:
                 pdu_type, _ = transport.recv_pdu(self._recv_limit)
                 if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
                     break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("no A-RELEASE-RP within the ACSE timeout")
         except (OSError, ProtocolError) as exc:
             log.warning("Release did not complete cleanly: %s", exc)
         finally:
@@ -367,8 +413,12 @@ class Association:
     def _receive_command(self, transport: Transport) -> dimse.Command:
         command = bytearray()
         decoded: dimse.Command | None = None
+        received = 0
         while True:
             pdu_type, body = transport.recv_pdu(self._recv_limit)
+            received += 6 + len(body)
+            if received > _MAX_RESPONSE_BYTES:
+                raise ProtocolError(f"response runs past {_MAX_RESPONSE_BYTES} bytes")
             if pdu_type == pdu.ABORT:
                 ab = pdu.decode_abort(body)
                 raise AssociationAborted(ab.source, ab.reason, ab.describe())

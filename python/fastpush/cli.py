@@ -21,9 +21,11 @@ from . import __version__
 from .api import Push, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
+from .identity import TOKEN_TYPES, UserIdentity, read_secret
 from .pdu import encode_ae_title
 from .plan import Proposal, syntax_uid
 from .progress import Reporter, Tally, summary
+from .tls import TLSOptions
 from .transport import ENGINES
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -64,6 +66,8 @@ def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
         parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
         parser.add_argument("--acse-timeout", type=float, default=30.0, metavar="S")
         parser.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S")
+        _tls_arguments(parser)
+        _identity_arguments(parser)
     parser.add_argument("--engine", choices=ENGINES, help="data path (default: rust when built)")
     parser.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
     parser.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
@@ -87,6 +91,70 @@ def _parser() -> argparse.ArgumentParser:
     _common(demo, peer=False)
     demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
     return parser
+
+
+def _tls_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("DICOM TLS (any --tls-* option implies --tls)")
+    group.add_argument("--tls", action="store_true", help="connect with TLS (1.2 or 1.3)")
+    group.add_argument(
+        "--tls-ca", metavar="FILE", help="PEM CA certificates to trust (default: system store)"
+    )
+    group.add_argument("--tls-cert", metavar="FILE", help="PEM client certificate (chain)")
+    group.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    group.add_argument(
+        "--tls-no-verify",
+        action="store_true",
+        help="INSECURE: accept any server certificate and host name",
+    )
+
+
+def _tls_options(args: argparse.Namespace) -> TLSOptions | None:
+    wanted = args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_no_verify
+    if not wanted:
+        return None
+    return TLSOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_no_verify)
+
+
+def _identity_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("user identity negotiation")
+    group.add_argument("--username", metavar="NAME", help="negotiate this user name")
+    secret = group.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--password", metavar="TEXT", help="its passcode (visible to `ps`: prefer --password-file)"
+    )
+    secret.add_argument("--password-file", metavar="FILE", help="read the passcode from FILE")
+    group.add_argument(
+        "--identity-token-file", metavar="FILE", help="negotiate the token in FILE instead"
+    )
+    group.add_argument(
+        "--identity-type",
+        choices=sorted(TOKEN_TYPES),
+        default="jwt",
+        help="what --identity-token-file holds (default: jwt)",
+    )
+    group.add_argument(
+        "--identity-response",
+        action="store_true",
+        help="ask the peer to confirm the identity (positive response requested)",
+    )
+
+
+def _identity(args: argparse.Namespace) -> UserIdentity | None:
+    positive = args.identity_response
+    if args.identity_token_file is not None:
+        if args.username is not None:
+            raise ValueError("give either --username or --identity-token-file, not both")
+        kind = TOKEN_TYPES[args.identity_type]
+        token = read_secret(args.identity_token_file, binary=args.identity_type == "kerberos")
+        return UserIdentity.token(kind, token, positive_response=positive)
+    password: str | None = args.password
+    if args.password_file is not None:
+        password = read_secret(args.password_file).decode()
+    if args.username is None:
+        if password is not None or positive:
+            raise ValueError("--password, --password-file and --identity-response need --username")
+        return None
+    return UserIdentity.user(args.username, password, positive_response=positive)
 
 
 def _sending_options(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +276,8 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
         "connect_timeout": args.connect_timeout,
         "acse_timeout": args.acse_timeout,
         "dimse_timeout": args.dimse_timeout,
+        "tls": _tls_options(args),
+        "identity": _identity(args),
     }
 
 
@@ -272,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         handler = {"store": _store, "echo": _echo, "demo": _demo}[args.command]
         return handler(args)
-    except ValueError as exc:  # a bad option value the parser could not see (e.g. engine)
+    except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:  # before a push began (scanning) or during echo

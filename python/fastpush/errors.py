@@ -26,6 +26,16 @@ class AssociationRejected(FastpushError):
         return self.result == 2
 
 
+class IdentityRejected(AssociationRejected):
+    """Rejected, not for congestion, while we offered a user identity: taken as a refusal of
+    the identity, so never retried, whatever result the peer chose (pynetdicom answers a bad
+    password with rejected-transient): repeating a wrong password can lock an account."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 class AssociationAborted(FastpushError):
     """The peer sent an A-ABORT (or an A-P-ABORT was diagnosed)."""
 
@@ -42,3 +52,11 @@ class NoAcceptedContext(FastpushError):
 class ConversionError(FastpushError):
     """A dataset cannot be converted to the transfer syntax the peer accepted (malformed, or
     compressed pixel data with no codec). Raised before any byte of the message is sent."""
+
+
+class TLSError(FastpushError, OSError):
+    """TLS failed: the handshake (an untrusted, expired or wrong-host certificate, a client
+    certificate the server wanted), an alert from the server, or the TLS options themselves.
+
+    An ``OSError`` like every connection failure, so code that handles a lost connection
+    handles this one too; both data paths raise it with the same wording."""

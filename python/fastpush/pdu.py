@@ -11,7 +11,9 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from . import identity
 from .errors import ProtocolError
+from .identity import UserIdentity
 from .uids import APPLICATION_CONTEXT
 
 ASSOCIATE_RQ = 0x01
@@ -113,6 +115,7 @@ class AssociateRQ:
     max_length: int
     implementation_class_uid: str
     implementation_version_name: str = ""
+    user_identity: UserIdentity | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class AssociateAC:
     max_length: int
     implementation_class_uid: str = ""
     implementation_version_name: str = ""
+    # The acceptor's User Identity server response (0x59 item); None when it sent none.
+    user_identity_response: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -181,12 +186,13 @@ def _uid(uid: str) -> bytes:
     return uid.encode("ascii")
 
 
-def _user_info(max_length: int, class_uid: str, version_name: str) -> bytes:
+def _user_info(max_length: int, class_uid: str, version_name: str, *extra: bytes) -> bytes:
+    """The user information item; ``extra`` are further encoded sub-items (user identity)."""
     items = _item(_MAX_LENGTH, struct.pack(">I", max_length))
     items += _item(_IMPL_CLASS_UID, _uid(class_uid))
     if version_name:
         items += _item(_IMPL_VERSION_NAME, version_name.encode("ascii"))
-    return _item(_USER_INFO, items)
+    return _item(_USER_INFO, items + b"".join(extra))
 
 
 def _associate_start(called_ae: str, calling_ae: str) -> bytearray:
@@ -203,7 +209,12 @@ def encode_associate_rq(rq: AssociateRQ) -> bytes:
         for ts in pc.transfer_syntaxes:
             sub += _item(_TRANSFER_SYNTAX, _uid(ts))
         body += _item(_PC_RQ, bytes([pc.context_id, 0, 0, 0]) + sub)
-    body += _user_info(rq.max_length, rq.implementation_class_uid, rq.implementation_version_name)
+    extra = []
+    if rq.user_identity is not None:
+        extra.append(_item(identity.RQ_ITEM, identity.encode_rq(rq.user_identity)))
+    body += _user_info(
+        rq.max_length, rq.implementation_class_uid, rq.implementation_version_name, *extra
+    )
     return _pdu(ASSOCIATE_RQ, bytes(body))
 
 
@@ -212,7 +223,12 @@ def encode_associate_ac(ac: AssociateAC) -> bytes:
     for pc in ac.contexts:
         sub = _item(_TRANSFER_SYNTAX, _uid(pc.transfer_syntax))
         body += _item(_PC_AC, bytes([pc.context_id, 0, pc.result, 0]) + sub)
-    body += _user_info(ac.max_length, ac.implementation_class_uid, ac.implementation_version_name)
+    extra = []
+    if ac.user_identity_response is not None:
+        extra.append(_item(identity.AC_ITEM, identity.encode_ac(ac.user_identity_response)))
+    body += _user_info(
+        ac.max_length, ac.implementation_class_uid, ac.implementation_version_name, *extra
+    )
     return _pdu(ASSOCIATE_AC, bytes(body))
 
 
@@ -253,21 +269,6 @@ def _text(value: memoryview) -> str:
         raise ProtocolError(f"non-ASCII text in association PDU: {bytes(value)!r}") from exc
 
 
-def _decode_user_info(value: memoryview) -> tuple[int, str, str]:
-    max_length = 0
-    class_uid = version = ""
-    for sub_type, sub in _items(value, 0):
-        if sub_type == _MAX_LENGTH:
-            if len(sub) != 4:
-                raise ProtocolError("maximum length item must hold 4 bytes")
-            (max_length,) = struct.unpack(">I", sub)
-        elif sub_type == _IMPL_CLASS_UID:
-            class_uid = _text(sub)
-        elif sub_type == _IMPL_VERSION_NAME:
-            version = _text(sub)
-    return max_length, class_uid, version
-
-
 @dataclass
 class _Associate:
     """The parts an A-ASSOCIATE-RQ and -AC share, with each presentation context's fields."""
@@ -278,6 +279,24 @@ class _Associate:
     max_length: int = 0
     class_uid: str = ""
     version: str = ""
+    user_identity: UserIdentity | None = None
+    identity_response: bytes | None = None
+
+
+def _decode_user_info(value: memoryview, into: _Associate) -> None:
+    for sub_type, sub in _items(value, 0):
+        if sub_type == _MAX_LENGTH:
+            if len(sub) != 4:
+                raise ProtocolError("maximum length item must hold 4 bytes")
+            (into.max_length,) = struct.unpack(">I", sub)
+        elif sub_type == _IMPL_CLASS_UID:
+            into.class_uid = _text(sub)
+        elif sub_type == _IMPL_VERSION_NAME:
+            into.version = _text(sub)
+        elif sub_type == identity.RQ_ITEM:
+            into.user_identity = identity.decode_rq(sub)
+        elif sub_type == identity.AC_ITEM:
+            into.identity_response = identity.decode_ac(sub)
 
 
 def _decode_associate(body: bytes, context_item: int) -> _Associate:
@@ -293,7 +312,7 @@ def _decode_associate(body: bytes, context_item: int) -> _Associate:
             subs = [(sub_type, _text(sub)) for sub_type, sub in _items(value, 4)]
             decoded.contexts.append((value[0], value[2], subs))
         elif item_type == _USER_INFO:
-            decoded.max_length, decoded.class_uid, decoded.version = _decode_user_info(value)
+            _decode_user_info(value, decoded)
     return decoded
 
 
@@ -304,7 +323,13 @@ def decode_associate_ac(body: bytes) -> AssociateAC:
         for cid, result, subs in ac.contexts
     )
     return AssociateAC(
-        ac.called_ae, ac.calling_ae, contexts, ac.max_length, ac.class_uid, ac.version
+        ac.called_ae,
+        ac.calling_ae,
+        contexts,
+        ac.max_length,
+        ac.class_uid,
+        ac.version,
+        ac.identity_response,
     )
 
 
@@ -319,7 +344,13 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         for cid, _result, subs in rq.contexts
     )
     return AssociateRQ(
-        rq.called_ae, rq.calling_ae, contexts, rq.max_length, rq.class_uid, rq.version
+        rq.called_ae,
+        rq.calling_ae,
+        contexts,
+        rq.max_length,
+        rq.class_uid,
+        rq.version,
+        rq.user_identity,
     )
 
 

@@ -2,15 +2,16 @@
 
 Transient: the connection could not be made or was lost, the peer aborted or answered too late,
 it rejected the association as transient or congested, or it answered Out of Resources (A7xx) or
-Resource Limitation (0213). Everything else (a refused SOP class, Cxxx, a permanent rejection) is
-permanent: trying again would only get the same answer.
+Resource Limitation (0213). Everything else (a refused SOP class, Cxxx, a permanent rejection, a
+refused user identity, a TLS failure: an untrusted certificate stays untrusted) is permanent:
+trying again would only get the same answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import AssociationAborted, AssociationRejected, ProtocolError
+from .errors import AssociationAborted, AssociationRejected, ProtocolError, TLSError
 
 _CONGESTION = (3, 1)  # source: presentation service-provider; reason: temporary congestion
 
@@ -43,4 +44,6 @@ def transient_error(exc: BaseException) -> bool:
     """A failure to open or keep an association that a later attempt may not meet."""
     if isinstance(exc, AssociationRejected):
         return exc.transient or (exc.source, exc.reason) == _CONGESTION
+    if isinstance(exc, TLSError):
+        return False
     return isinstance(exc, (OSError, AssociationAborted, ProtocolError))

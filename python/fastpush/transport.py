@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from typing import Protocol
 
 from .pytransport import PyTransport
+from .tls import TLSOptions, describe_ssl_error, rust_config, ssl_context
 
 try:
     from . import _core
@@ -23,6 +25,10 @@ ENGINES = ("rust", "python")
 
 class Transport(Protocol):
     timeout: float | None
+
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
 
     def send_pdu(self, data: bytes) -> None: ...
     def send_message(
@@ -63,10 +69,29 @@ def connect(
     connect_timeout: float | None = 10.0,
     timeout: float | None = None,
     nodelay: bool = True,
+    tls: TLSOptions | None = None,
 ) -> Transport:
-    """Open a TCP connection and wrap it in the chosen engine's transport."""
+    """Open a TCP connection and wrap it in the chosen engine's transport.
+
+    With ``tls``, the TLS handshake runs here, bounded by ``timeout``, with ``host`` as the name
+    the server's certificate must match; a failure raises ``fastpush.errors.TLSError``.
+    """
     chosen = resolve_engine(engine)
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
     if chosen == "rust":
-        return _core.Transport(sock.detach(), timeout, nodelay)
+        # Built before connecting: a bad CA or key file is not a network failure.
+        config = None if tls is None else rust_config(tls)
+        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        return _core.Transport(sock.detach(), timeout, nodelay, tls=config, server_name=host)
+    context = None if tls is None else ssl_context(tls)
+    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    if context is not None:
+        sock.settimeout(timeout)
+        try:
+            sock = context.wrap_socket(sock, server_hostname=host)
+        except ssl.SSLError as exc:
+            sock.close()
+            raise describe_ssl_error(exc) from exc
+        except BaseException:
+            sock.close()
+            raise
     return PyTransport(sock, timeout, nodelay)
