@@ -17,7 +17,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TypeAlias
 
 from . import dimse, pdu
-from .decompress import decompress
 from .errors import (
     AssociationAborted,
     AssociationRejected,
@@ -565,6 +564,8 @@ class Association:
                 convert = (item.transfer_syntax, ctx.transfer_syntax)
             else:
                 try:
+                    from .decompress import decompress  # pydicom and codecs: only when needed
+
                     unpacked = decompress(
                         source if source is not None else item.path,
                         item.transfer_syntax,

@@ -10,7 +10,6 @@ import argparse
 import logging
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -318,6 +317,8 @@ def _echo(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import tempfile
+
     from .scp import StorageSCP
     from .synthetic import write_study
 

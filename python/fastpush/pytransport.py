@@ -25,8 +25,8 @@ import mmap
 import operator
 import os
 import socket
-import ssl
 import struct
+import sys
 from collections.abc import Iterator
 from typing import Final, TypeAlias
 
@@ -242,6 +242,10 @@ def _converted_pdvs(
     yield bytes(pending), True
 
 
+class _NoTLS(OSError):
+    """Stands in for ``ssl.SSLError`` on a plain socket, where nothing raises it."""
+
+
 class PyTransport:
     """A connected socket that sends and receives whole PDUs (see ``fastpush._core.Transport``).
 
@@ -260,7 +264,11 @@ class PyTransport:
         if self._tcp:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1 if nodelay else 0)
         self._headers = bytearray(_OVERHEAD * (_MAX_IOVECS // 2))
-        self._staging = bytearray(_TLS_STAGING) if isinstance(sock, ssl.SSLSocket) else None
+        # ssl is loaded only by a TLS connection; a plain socket never raises its errors.
+        ssl = sys.modules.get("ssl")
+        is_tls = ssl is not None and isinstance(sock, ssl.SSLSocket)
+        self._tls_error: type[OSError] = ssl.SSLError if ssl is not None and is_tls else _NoTLS
+        self._staging = bytearray(_TLS_STAGING) if is_tls else None
         self._closed = False
 
     @property
@@ -287,8 +295,9 @@ class PyTransport:
     def tls(self) -> tuple[str, str] | None:
         """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
         sock = self._sock
-        if not isinstance(sock, ssl.SSLSocket):
+        if self._staging is None:
             return None
+        assert hasattr(sock, "cipher") and hasattr(sock, "version")
         cipher = sock.cipher()
         return sock.version() or "", cipher[0] if cipher else ""
 
@@ -359,7 +368,7 @@ class PyTransport:
                         filled += size
                 if filled:
                     sock.sendall(stage[:filled])
-        except ssl.SSLError as exc:
+        except self._tls_error as exc:
             raise describe_ssl_error(exc) from exc
         except BlockingIOError:  # timeout 0 makes the socket non-blocking
             raise TimeoutError("timed out") from None
@@ -475,7 +484,7 @@ class PyTransport:
             return self._sock.recv_into(buf, n)
         except BlockingIOError:  # timeout 0 makes the socket non-blocking
             raise TimeoutError("timed out") from None
-        except ssl.SSLError as exc:
+        except self._tls_error as exc:
             raise describe_ssl_error(exc) from exc
 
     def _recv_exact(self, n: int, mid_pdu: bool) -> bytes:

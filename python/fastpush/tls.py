@@ -14,13 +14,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import TLSError
 
 if TYPE_CHECKING:
+    import ssl
+
     from ._core import TlsConfig
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ def rust_config(options: TLSOptions) -> TlsConfig:
 @functools.lru_cache(maxsize=8)
 def ssl_context(options: TLSOptions) -> ssl.SSLContext:
     """The Python engine's ``ssl.SSLContext`` for ``options`` (cached)."""
+    import ssl  # ~10 ms of start-up: loaded only by a TLS connection
+
     _warn_if_unverified(options)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -119,8 +122,10 @@ _REFUSING_ALERTS = (
 )
 
 
-def describe_ssl_error(exc: ssl.SSLError) -> TLSError:
+def describe_ssl_error(exc: OSError) -> TLSError:
     """An ``ssl`` failure as the :class:`TLSError` the Rust engine raises for the same cause."""
+    import ssl
+
     if isinstance(exc, ssl.SSLEOFError):
         # OpenSSL reports the TLS 1.3 "certificate required" alert from a server that hangs up
         # right after sending it (DCMTK does) as a bare EOF.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import ssl
 from typing import Protocol
 
 from .pytransport import PyTransport
@@ -85,6 +84,8 @@ def connect(
     context = None if tls is None else ssl_context(tls)
     sock = socket.create_connection((host, port), timeout=connect_timeout)
     if context is not None:
+        import ssl
+
         sock.settimeout(timeout)
         try:
             sock = context.wrap_socket(sock, server_hostname=host)
