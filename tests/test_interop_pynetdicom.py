@@ -12,7 +12,7 @@ from fastpush import Outcome
 from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 from conftest import PynetdicomSCPFactory
-from peers import run_cli
+from peers import dataset_bytes, pydicom_test_files, run_cli
 
 pytestmark = pytest.mark.interop
 ENGINES = ["rust", "python"]
@@ -118,3 +118,26 @@ def test_out_of_resources_is_retried_and_then_stored(
     assert "SOP class not supported" in results[3].reason
     assert scp.received_uids.count(results[1].sop_instance_uid) == 3
     assert not any(r.maybe_duplicate for r in results)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_odd_length_datasets(
+    pynetdicom_scp: PynetdicomSCPFactory, study: list[Path], tmp_path: Path, engine: str
+) -> None:
+    odd = tmp_path / "odd.dcm"
+    odd.write_bytes(study[0].read_bytes() + b"\0")  # one stray byte: not valid DICOM
+    deflated = next(p for p in pydicom_test_files() if p.name == "image_dfl.dcm")  # odd length
+    scp = pynetdicom_scp()
+    results = fastpush.push(
+        [odd, deflated, study[1]],
+        scp.host,
+        scp.port,
+        engine=engine,
+        proposal=fastpush.Proposal(conversion=False),
+    )
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.STORED, Outcome.STORED]
+    assert "odd length" in results[0].reason
+    assert results[0].attempts == 1
+    # The deflated stream went out verbatim, padded to even length as PS3.5 A.5 says.
+    assert scp.received[0].raw == dataset_bytes(deflated) + b"\0"
+    assert len(dataset_bytes(deflated)) % 2 == 1

@@ -121,7 +121,9 @@ def _push_each(scp_args: tuple[str, ...], storescp: StoreSCPFactory, engine: str
         (stored,) = new
         assert result.sent_syntax is not None
         if result.sent_syntax == item.transfer_syntax:
-            assert dataset_bytes(stored) == dataset_bytes(path), path.name  # verbatim
+            source = dataset_bytes(path)
+            padding = b"\0" * (len(source) % 2)  # an odd deflated stream goes out padded
+            assert dataset_bytes(stored) == source + padding, path.name  # verbatim
         if result.outcome is Outcome.WARNING:
             assert "lossy" in result.reason
             assert is_lossy(item.transfer_syntax)

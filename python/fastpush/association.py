@@ -575,6 +575,16 @@ class Association:
                     result.reason = str(exc)
                     return result
                 dataset, warning = unpacked.data, unpacked.warning
+        elif item.length % 2:
+            # PDV fragments must be even, and a peer refuses an odd one mid-message.
+            if item.transfer_syntax != DEFLATED_EXPLICIT_VR_LE:
+                result.reason = (
+                    f"the dataset has an odd length ({item.length} bytes), which DICOM does "
+                    "not allow: not sent"
+                )
+                return result
+            # PS3.5 A.5: a deflated stream of odd length is padded with one null byte.
+            dataset = _read_dataset(dataset) + b"\0"
         message_id = self._next_message_id()
         command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
         self._emit(
@@ -635,6 +645,15 @@ class Association:
             path=path,
         )
         return result
+
+
+def _read_dataset(dataset: bytes | tuple[str, int, int]) -> bytes:
+    if isinstance(dataset, bytes):
+        return dataset
+    path, offset, length = dataset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
 
 
 def _quietly(send: Callable[[bytes], None], data: bytes) -> None:
