@@ -26,19 +26,15 @@ from .errors import (
     ProtocolError,
 )
 from .identity import UserIdentity
+from .payload import dataset_syntaxes, encode_dataset, prepare
 from .plan import DEFAULT_PROPOSAL, Proposal
 from .results import Event, EventKind, Outcome, Result
-from .rewrite import CONVERTIBLE
 from .scan import FileItem, Skip, describe_buffer, read_file
 from .tls import TLSOptions
 from .transport import Transport, connect
 from .uids import (
-    DEFLATED_EXPLICIT_VR_LE,
-    EXPLICIT_VR_BE,
-    EXPLICIT_VR_LE,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
-    IMPLICIT_VR_LE,
     VERIFICATION,
     uid_name,
 )
@@ -496,9 +492,7 @@ class Association:
             return Result(
                 None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID or SOPInstanceUID"
             )
-        meta = getattr(ds, "file_meta", None)
-        own = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        candidates = [s for s in (own, EXPLICIT_VR_LE, IMPLICIT_VR_LE) if s]
+        candidates = dataset_syntaxes(ds)
         syntax = next(
             (
                 s
@@ -509,7 +503,7 @@ class Association:
             candidates[0],
         )
         try:
-            data = _encode_dataset(ds, syntax)
+            data = encode_dataset(ds, syntax)
         except Exception as exc:  # pydicom raises many types for a dataset it cannot write
             return Result(
                 None,
@@ -557,34 +551,11 @@ class Association:
             result.association = None
             return result
         result.sent_syntax = ctx.transfer_syntax
-        convert: tuple[str, str] | None = None
-        warning = ""
-        if ctx.transfer_syntax != item.transfer_syntax:
-            if item.transfer_syntax in CONVERTIBLE:
-                convert = (item.transfer_syntax, ctx.transfer_syntax)
-            else:
-                try:
-                    from .decompress import decompress  # pydicom and codecs: only when needed
-
-                    unpacked = decompress(
-                        source if source is not None else item.path,
-                        item.transfer_syntax,
-                        ctx.transfer_syntax,
-                    )
-                except ConversionError as exc:
-                    result.reason = str(exc)
-                    return result
-                dataset, warning = unpacked.data, unpacked.warning
-        elif item.length % 2:
-            # PDV fragments must be even, and a peer refuses an odd one mid-message.
-            if item.transfer_syntax != DEFLATED_EXPLICIT_VR_LE:
-                result.reason = (
-                    f"the dataset has an odd length ({item.length} bytes), which DICOM does "
-                    "not allow: not sent"
-                )
-                return result
-            # PS3.5 A.5: a deflated stream of odd length is padded with one null byte.
-            dataset = _read_dataset(dataset) + b"\0"
+        try:
+            payload = prepare(item, dataset, source, ctx.transfer_syntax)
+        except ConversionError as exc:
+            result.reason = str(exc)
+            return result
         message_id = self._next_message_id()
         command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
         self._emit(
@@ -605,7 +576,7 @@ class Association:
             )
         started = time.perf_counter()
         try:
-            response = self._exchange(ctx, command, dataset, message_id, convert)
+            response = self._exchange(ctx, command, payload.dataset, message_id, payload.convert)
         except ConversionError as exc:
             # Raised by the transport's check before any byte went out: the association is fine.
             result.seconds = time.perf_counter() - started
@@ -630,11 +601,11 @@ class Association:
         if response.error_comment:
             described += f": {response.error_comment}"
         if category is dimse.StatusCategory.SUCCESS:
-            result.outcome = Outcome.WARNING if warning else Outcome.STORED
-            result.reason = warning
+            result.outcome = Outcome.WARNING if payload.warning else Outcome.STORED
+            result.reason = payload.warning
         elif category is dimse.StatusCategory.WARNING:
             result.outcome = Outcome.WARNING
-            result.reason = "; ".join(r for r in (described, warning) if r)
+            result.reason = "; ".join(r for r in (described, payload.warning) if r)
         else:
             result.reason = described
         self._emit(
@@ -645,15 +616,6 @@ class Association:
             path=path,
         )
         return result
-
-
-def _read_dataset(dataset: bytes | tuple[str, int, int]) -> bytes:
-    if isinstance(dataset, bytes):
-        return dataset
-    path, offset, length = dataset
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
 
 
 def _quietly(send: Callable[[bytes], None], data: bytes) -> None:
@@ -670,18 +632,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, AssociationAborted):
         return f"association aborted by the peer ({text})"
     return text
-
-
-def _encode_dataset(ds: Dataset, syntax: str) -> bytes:
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
-
-    if syntax == DEFLATED_EXPLICIT_VR_LE:
-        raise ValueError(f"cannot encode a dataset in {uid_name(syntax)}")
-    # Every other syntax encodes the dataset as Explicit VR LE (compressed ones encapsulate
-    # only the pixel data), but for Implicit VR LE and the retired big-endian one.
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = syntax != EXPLICIT_VR_BE
-    buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
-    write_dataset(buffer, ds)
-    return buffer.getvalue()

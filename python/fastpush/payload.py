@@ -1,0 +1,88 @@
+"""What goes on the wire for one item: the dataset bytes or file region, and how they must be
+changed for the syntax the peer accepted — converted in the data path (uncompressed syntaxes),
+decompressed through pydicom (compressed ones), or padded (an odd deflated stream).
+
+``association`` decides which accepted context carries the item; this module says what to send
+over it, or why it cannot be sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .errors import ConversionError
+from .rewrite import CONVERTIBLE
+from .scan import FileItem
+from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, uid_name
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+Source = bytes | tuple[str, int, int]
+"""A dataset in memory, or ``(path, offset, length)`` of a file."""
+
+
+@dataclass(frozen=True)
+class Payload:
+    dataset: Source
+    convert: tuple[str, str] | None = None
+    """``(from, to)`` syntaxes for the data path's streaming rewriter."""
+    warning: str = ""
+    """Why the result is a warning even if the peer answers success (lossy decompression)."""
+
+
+def prepare(item: FileItem, dataset: Source, part10: bytes | None, syntax: str) -> Payload:
+    """The payload that sends ``item`` (its ``dataset``; ``part10``: the whole file, when it
+    was given in memory) in ``syntax``. Raises ``ConversionError`` with the reason it cannot."""
+    if syntax != item.transfer_syntax:
+        if item.transfer_syntax in CONVERTIBLE:
+            return Payload(dataset, (item.transfer_syntax, syntax))
+        from .decompress import decompress  # pydicom and codecs: only when needed
+
+        unpacked = decompress(
+            part10 if part10 is not None else item.path, item.transfer_syntax, syntax
+        )
+        return Payload(unpacked.data, warning=unpacked.warning)
+    if item.length % 2:
+        # PDV fragments must be even, and a peer refuses an odd one mid-message.
+        if item.transfer_syntax != DEFLATED_EXPLICIT_VR_LE:
+            raise ConversionError(
+                f"the dataset has an odd length ({item.length} bytes), which DICOM does not "
+                "allow: not sent"
+            )
+        # PS3.5 A.5: a deflated stream of odd length is padded with one null byte.
+        return Payload(_read(dataset) + b"\0")
+    return Payload(dataset)
+
+
+def _read(dataset: Source) -> bytes:
+    if isinstance(dataset, bytes):
+        return dataset
+    path, offset, length = dataset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def encode_dataset(ds: Dataset, syntax: str) -> bytes:
+    """A pydicom Dataset's bytes in ``syntax``; ValueError for one pydicom cannot write."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    if syntax == DEFLATED_EXPLICIT_VR_LE:
+        raise ValueError(f"cannot encode a dataset in {uid_name(syntax)}")
+    # Every other syntax encodes the dataset as Explicit VR LE (compressed ones encapsulate
+    # only the pixel data), but for Implicit VR LE and the retired big-endian one.
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = syntax != EXPLICIT_VR_BE
+    buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
+    write_dataset(buffer, ds)
+    return buffer.getvalue()
+
+
+def dataset_syntaxes(ds: Dataset) -> list[str]:
+    """The syntaxes a Dataset could be sent in, best first: its own, then the uncompressed."""
+    meta = getattr(ds, "file_meta", None)
+    own = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return list(dict.fromkeys(s for s in (own, EXPLICIT_VR_LE, IMPLICIT_VR_LE) if s))
