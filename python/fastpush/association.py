@@ -134,6 +134,8 @@ class Association:
         self._message_id = 0
         self._message_sent = False
         self.accepted: dict[int, AcceptedContext] = {}
+        # The accepted contexts are fixed once open, so each (SOP class, syntax) is routed once.
+        self._routes: dict[tuple[str, str], AcceptedContext] = {}
         self.peer_max_pdu = 0
         self._recv_limit = max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
 
@@ -518,6 +520,13 @@ class Association:
 
     def _route(self, item: FileItem) -> AcceptedContext:
         """The accepted context to send ``item`` over: see ``Proposal.send_order``."""
+        key = (item.sop_class_uid, item.transfer_syntax)
+        route = self._routes.get(key)
+        if route is None:
+            route = self._routes[key] = self._choose_route(item)
+        return route
+
+    def _choose_route(self, item: FileItem) -> AcceptedContext:
         by_syntax: dict[str, AcceptedContext] = {}
         for ctx in self.accepted.values():
             if ctx.abstract_syntax == item.sop_class_uid:
