@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// An OS error on the socket. Becomes the `OSError` subclass matching its errno.
     Io(io::Error),
-    /// An OS error opening or mapping a dataset file (`FileNotFoundError`, `PermissionError`...).
+    /// A dataset file that cannot be opened or mapped, or is shorter than the region to send:
+    /// `fastpush.errors.SourceError` (an `OSError` with the errno, when there is one).
     File { path: PathBuf, source: io::Error },
     /// A wait for the socket exceeded the timeout: `TimeoutError`.
     Timeout,
@@ -131,6 +132,7 @@ mod py {
     pyo3::import_exception!(fastpush.errors, ProtocolError);
     pyo3::import_exception!(fastpush.errors, ConversionError);
     pyo3::import_exception!(fastpush.errors, TLSError);
+    pyo3::import_exception!(fastpush.errors, SourceError);
 
     impl From<Error> for PyErr {
         fn from(err: Error) -> PyErr {
@@ -142,14 +144,13 @@ mod py {
                     Some(code) => PyOSError::new_err((code, strerror(&e))),
                     None => PyErr::from(e),
                 },
-                Error::File { path, source } => match source.raw_os_error() {
-                    Some(code) => PyOSError::new_err((
-                        code,
-                        strerror(&source),
-                        path.to_string_lossy().into_owned(),
-                    )),
-                    None => PyErr::from(source),
-                },
+                Error::File { path, source } => {
+                    let path = path.to_string_lossy().into_owned();
+                    match source.raw_os_error() {
+                        Some(code) => SourceError::new_err((code, strerror(&source), path)),
+                        None => SourceError::new_err(format!("{path}: {source}")),
+                    }
+                }
                 Error::Timeout => PyTimeoutError::new_err("timed out"),
                 e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
                 e @ Error::PduTooLarge { .. } => ProtocolError::new_err(e.to_string()),

@@ -14,8 +14,9 @@ pub struct MappedRegion {
 }
 
 impl MappedRegion {
-    /// Map a file region. Missing or unreadable files give the OS error with the path; a region
-    /// past the end of the file is an [`Error::InvalidArgument`].
+    /// Map a file region. Missing or unreadable files give the OS error with the path, and so
+    /// does a region past the end of the file (a file that shrank since it was scanned): every
+    /// failure here is the source's, raised before any byte is sent.
     pub fn open(path: &Path, offset: u64, length: u64) -> Result<Self> {
         let file_err = |source| Error::File {
             path: path.to_path_buf(),
@@ -25,9 +26,9 @@ impl MappedRegion {
         let size = file.metadata().map_err(file_err)?.len();
         let end = offset.checked_add(length);
         if end.map_or(true, |end| end > size) {
-            return Err(Error::InvalidArgument(format!(
-                "region offset {offset} + length {length} is past the end of {} ({size} bytes)",
-                path.display()
+            return Err(file_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("region offset {offset} + length {length} is past the end ({size} bytes)"),
             )));
         }
         if length == 0 {
@@ -98,14 +99,14 @@ mod tests {
             MappedRegion::open(&path, 10_000, 0).unwrap().as_slice(),
             b""
         );
-        assert!(matches!(
-            MappedRegion::open(&path, 9_000, 1001),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            MappedRegion::open(&path, u64::MAX, 2),
-            Err(Error::InvalidArgument(_))
-        ));
+        for (offset, length) in [(9_000, 1001), (u64::MAX, 2)] {
+            match MappedRegion::open(&path, offset, length) {
+                Err(Error::File { source, .. }) => {
+                    assert_eq!(source.kind(), std::io::ErrorKind::UnexpectedEof)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         std::fs::remove_file(&path).unwrap();
         match MappedRegion::open(&path, 0, 1) {
             Err(Error::File { source, .. }) => {

@@ -16,20 +16,11 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from fastpush import dimse, pdu
+from fastpush.reassembly import Message, Reassembler
 
 Script = Callable[["Conn", int], None]
-
-
-@dataclass
-class Message:
-    """One DIMSE message the peer read: its context, decoded command, and dataset size."""
-
-    context_id: int
-    command: dimse.Command
-    dataset_bytes: int
 
 
 class PeerGone(Exception):
@@ -44,6 +35,7 @@ class Conn:
         self._stopping = stopping
         self.rq: pdu.AssociateRQ | None = None
         self._unread: tuple[int, bytes] | None = None  # a PDU read ahead by serve()
+        self._messages = Reassembler(range(1, 256))
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -69,32 +61,23 @@ class Conn:
         self.rq = pdu.decode_associate_rq(body)
         return self.rq
 
-    def read_command(self) -> tuple[int, dimse.Command]:
-        """Read PDUs until a whole command set arrived (the dataset, if any, not yet read)."""
-        command = bytearray()
+    def _read_until(self, command_only: bool) -> Message:
         while True:
             pdu_type, body = self.read_pdu()
             assert pdu_type == pdu.P_DATA_TF, pdu_type
-            for pdv in pdu.decode_pdvs(body):
-                assert pdv.is_command
-                command += pdv.data
-                if pdv.is_last:
-                    return pdv.context_id, dimse.decode(bytes(command))
+            done = self._messages.feed(body)
+            if done:
+                return done[0]
+            if command_only and self._messages.pending is not None:
+                return self._messages.pending
 
-    def read_dataset(self) -> int:
-        size = 0
-        while True:
-            pdu_type, body = self.read_pdu()
-            assert pdu_type == pdu.P_DATA_TF, pdu_type
-            for pdv in pdu.decode_pdvs(body):
-                size += len(pdv.data)
-                if pdv.is_last:
-                    return size
+    def read_command(self) -> Message:
+        """Read PDUs until a whole command set arrived (the dataset, if any, not yet read)."""
+        return self._read_until(command_only=True)
 
     def read_message(self) -> Message:
-        context_id, command = self.read_command()
-        size = self.read_dataset() if command.has_dataset else 0
-        return Message(context_id, command, size)
+        """Read one whole message; its dataset is counted (``dataset_size``), not kept."""
+        return self._read_until(command_only=False)
 
     # -- answering -------------------------------------------------------------------------
 

@@ -12,8 +12,8 @@ from test_transport import ENGINES, drain, make_transport
 
 from fastpush import pytransport
 from fastpush.errors import ConversionError
+from fastpush.item import Item
 from fastpush.plan import DEFAULT_PROPOSAL, Proposal, contexts, plan, syntax_uid
-from fastpush.scan import FileItem
 from fastpush.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -61,12 +61,12 @@ def test_bad_dataset_fails_before_sending(engine: str) -> None:
     peer.close()
 
 
-def _item(syntax: str, sop: str = CT) -> FileItem:
-    return FileItem("f.dcm", sop, "1.2.3", syntax, 0, 10)
+def _item(syntax: str, sop: str = CT) -> Item:
+    return Item("f.dcm", sop, "1.2.3", syntax, 0, 10)
 
 
 def contexts_for(
-    items: list[FileItem], proposal: Proposal = DEFAULT_PROPOSAL
+    items: list[Item], proposal: Proposal = DEFAULT_PROPOSAL
 ) -> list[tuple[str, tuple[str, ...]]]:
     return contexts([(i.sop_class_uid, i.transfer_syntax) for i in items], proposal)
 

@@ -3,6 +3,7 @@ pynetdicom's decoder reads them back as the original command and dataset."""
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import tempfile
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from pynetdicom.pdu import P_DATA_TF
 
 from fastpush import pytransport
+from fastpush.errors import SourceError
 
 try:
     from fastpush import _core
@@ -187,9 +189,10 @@ def test_bad_arguments(frame: Frame, dicom_like_file: tuple[Path, bytes]) -> Non
     for ctx in (0, 256, -1):
         with pytest.raises(ValueError):
             frame(ctx, b"c", None, 0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(SourceError) as missing:
         frame(1, b"c", (str(path) + ".missing", 0, 1), 0)
-    with pytest.raises(ValueError, match="past the end"):
+    assert missing.value.errno == errno.ENOENT
+    with pytest.raises(SourceError, match="past the end"):
         frame(1, b"c", (str(path), 1, len(content)), 0)
     with pytest.raises(ValueError):
         frame(1, b"c", (str(path), -1, 2), 0)

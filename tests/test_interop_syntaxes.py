@@ -17,8 +17,9 @@ from pydicom.dataset import Dataset
 import fastpush
 from fastpush import Outcome, Proposal
 from fastpush.decompress import is_lossy
+from fastpush.item import Item
 from fastpush.rewrite import CONVERTIBLE
-from fastpush.scan import FileItem, read_file
+from fastpush.scan import read_file
 from fastpush.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 from conftest import StoreSCPFactory
@@ -70,13 +71,13 @@ def _assert_same(
             assert a.value == b.value, here
 
 
-def _check_stored(stored_path: Path, source_path: Path, item: FileItem, sent: str) -> None:
+def _check_stored(stored_path: Path, source_path: Path, item: Item, sent: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # odd values in some test files, read on access
         _compare(stored_path, source_path, item, sent)
 
 
-def _compare(stored_path: Path, source_path: Path, item: FileItem, sent: str) -> None:
+def _compare(stored_path: Path, source_path: Path, item: Item, sent: str) -> None:
     stored, source = _read(stored_path), _read(source_path)
     if sent == item.transfer_syntax and sent not in CONVERTIBLE:
         return  # compressed, sent verbatim: the caller compared the bytes
@@ -116,7 +117,7 @@ def _push_each(scp_args: tuple[str, ...], storescp: StoreSCPFactory, engine: str
             assert result.reason, path.name
             assert not new, f"{path.name}: {result.outcome} but stored"
             continue
-        assert isinstance(item, FileItem)
+        assert isinstance(item, Item)
         assert len(new) == 1, (path.name, result, sorted(new))
         (stored,) = new
         assert result.sent_syntax is not None
@@ -150,7 +151,7 @@ def test_converted_bytes_are_what_was_received(storescp: StoreSCPFactory, tmp_pa
     scp = storescp("+xi", "+B", "+uf")
     path = next(p for p in FILES if p.name == "CT_small.dcm")
     item = read_file(path)
-    assert isinstance(item, FileItem)
+    assert isinstance(item, Item)
     expected = _core.convert_dataset(dataset_bytes(path), item.transfer_syntax, IMPLICIT_VR_LE)
     for engine in ("rust", "python"):
         (r,) = fastpush.push([path], scp.host, scp.port, called_ae=scp.aet, engine=engine)
@@ -190,7 +191,7 @@ def test_cli_prefer_and_report(
     assert line["transfer_syntax"] == EXPLICIT_VR_LE
     assert line["sent_syntax"] == syntax
     (stored,) = scp.stored_files()
-    _check_stored(stored, path, FileItem(str(path), "", "", EXPLICIT_VR_LE, 0, 0), syntax)
+    _check_stored(stored, path, Item(str(path), "", "", EXPLICIT_VR_LE, 0, 0), syntax)
     bad = run_cli(*args, "--prefer", "jpeg")
     assert bad.returncode == 2
     assert "not an uncompressed transfer syntax" in bad.stderr

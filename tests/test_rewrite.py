@@ -18,7 +18,8 @@ from pydicom.sequence import Sequence
 
 from fastpush import _core, pytransport, rewrite
 from fastpush.errors import ConversionError
-from fastpush.scan import FileItem, read_file
+from fastpush.item import Item
+from fastpush.scan import read_file
 from fastpush.uids import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -31,11 +32,11 @@ from peers import pydicom_test_files
 SYNTAXES = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE]
 
 
-def _uncompressed_files() -> list[tuple[Path, FileItem]]:
+def _uncompressed_files() -> list[tuple[Path, Item]]:
     found = []
     for path in pydicom_test_files():
         item = read_file(path)
-        if isinstance(item, FileItem) and item.transfer_syntax in SYNTAXES:
+        if isinstance(item, Item) and item.transfer_syntax in SYNTAXES:
             found.append((path, item))
     return found
 
@@ -55,7 +56,7 @@ def _both(data: bytes, src: str, dst: str) -> tuple[bytes | str, bytes | str]:
 
 
 @pytest.mark.parametrize(("path", "item"), UNCOMPRESSED, ids=[p.name for p, _ in UNCOMPRESSED])
-def test_engines_identical_on_pydicom_files(path: Path, item: FileItem) -> None:
+def test_engines_identical_on_pydicom_files(path: Path, item: Item) -> None:
     data = path.read_bytes()[item.offset :]
     for dst in SYNTAXES:
         rust, python = _both(data, item.transfer_syntax, dst)
@@ -185,7 +186,7 @@ def test_malformed_input_only_raises_conversion_error(
     base: Path, cuts: list[tuple[int, int]], truncate: int | None, dst: str
 ) -> None:
     item = read_file(base)
-    assert isinstance(item, FileItem)
+    assert isinstance(item, Item)
     data = bytearray(base.read_bytes()[item.offset :])
     for at, value in cuts:
         if data:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from fastpush.scan import FileItem, Skip, describe_buffer, expand, read_file
+from fastpush.item import Item, Skip
+from fastpush.scan import describe_buffer, expand, read_file
 from fastpush.synthetic import write_study
 
 from peers import dataset_bytes
@@ -16,7 +17,7 @@ from peers import dataset_bytes
 def test_scan_agrees_with_pydicom(tmp_path: Path) -> None:
     for path in write_study(tmp_path, count=4):
         item = read_file(path)
-        assert isinstance(item, FileItem)
+        assert isinstance(item, Item)
         ds = dcmread(path, stop_before_pixels=True)
         assert item.sop_class_uid == ds.file_meta.MediaStorageSOPClassUID
         assert item.sop_instance_uid == ds.file_meta.MediaStorageSOPInstanceUID
@@ -24,7 +25,7 @@ def test_scan_agrees_with_pydicom(tmp_path: Path) -> None:
         data = path.read_bytes()
         assert data[item.offset :] == dataset_bytes(path)
         assert item.length == len(data) - item.offset
-        assert describe_buffer(data) == replace(item, path="<bytes>")
+        assert describe_buffer(data) == replace(item, path=None, data=data)
 
 
 def test_unsendable_files_become_skips(tmp_path: Path) -> None:

@@ -23,9 +23,12 @@ from .errors import (
     IdentityRejected,
     NoAcceptedContext,
     ProtocolError,
+    SourceError,
     TLSError,
 )
+from .failure import Failure
 from .identity import IdentityType, UserIdentity
+from .item import Item
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
 from .tls import TLSOptions
@@ -47,15 +50,18 @@ __all__ = [
     "ConversionError",
     "Event",
     "EventKind",
+    "Failure",
     "FastpushError",
     "IdentityRejected",
     "IdentityType",
+    "Item",
     "NoAcceptedContext",
     "Outcome",
     "Proposal",
     "ProtocolError",
     "Push",
     "Result",
+    "SourceError",
     "StoreClient",
     "TLSError",
     "TLSOptions",

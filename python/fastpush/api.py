@@ -19,10 +19,12 @@ from typing import Any
 
 from .association import Association, EventHandler
 from .client import StoreClient
+from .failure import Failure
+from .item import Item, Skip
 from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Outcome, Result
 from .retry import RetryPolicy
-from .scan import FileItem, Skip, expand, read_file
+from .scan import expand, read_file
 from .uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ class Push:
         **options: Any,
     ) -> None:
         self._ready: deque[Result] = deque()
-        items: list[FileItem] = []
+        items: list[Item] = []
         self.resumed = 0
         for name in expand(paths, recursive):
             if skip and os.path.abspath(name) in skip:
@@ -70,7 +72,10 @@ class Push:
                 continue
             described = read_file(name)
             if isinstance(described, Skip):
-                self._ready.append(Result(described.path, Outcome.SKIPPED, reason=described.reason))
+                skipped = Result(described.path, Outcome.SKIPPED)
+                self._ready.append(
+                    skipped.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
+                )
             else:
                 items.append(described)
         groups = plan(items, proposal)
@@ -140,9 +145,8 @@ class Push:
                     item.sop_class_uid,
                     item.sop_instance_uid,
                     item.transfer_syntax,
-                    reason=f"internal error: {exc!r}",
                     bytes=item.length,
-                )
+                ).fail(Failure.TRANSFER, f"internal error: {exc!r}")
             self._results.put(result)
 
     def _finish(self) -> None:

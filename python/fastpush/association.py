@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, TypeAlias
 
 from . import dimse, pdu
 from .errors import (
@@ -24,12 +21,15 @@ from .errors import (
     IdentityRejected,
     NoAcceptedContext,
     ProtocolError,
+    SourceError,
 )
+from .failure import Failure
 from .identity import UserIdentity
-from .payload import dataset_syntaxes, encode_dataset, prepare
-from .plan import DEFAULT_PROPOSAL, Proposal
+from .item import Item, Skip, Storable, describe
+from .payload import prepare
+from .plan import DEFAULT_PROPOSAL, AcceptedContext, Proposal, Routes
+from .reassembly import Reassembler
 from .results import Event, EventKind, Outcome, Result
-from .scan import FileItem, Skip, describe_buffer, read_file
 from .tls import TLSOptions
 from .transport import Transport, connect
 from .uids import (
@@ -38,9 +38,6 @@ from .uids import (
     VERIFICATION,
     uid_name,
 )
-
-if TYPE_CHECKING:
-    from pydicom import Dataset
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +52,11 @@ _MAX_RESPONSE_BYTES = 1 << 20
 _MIN_PEER_MAX_PDU = 8
 
 EventHandler = Callable[[Event], None]
-Storable: TypeAlias = "str | os.PathLike[str] | bytes | Dataset | FileItem"
 ContextSpec = tuple[str, str | Sequence[str]]
-
-
-@dataclass(frozen=True)
-class AcceptedContext:
-    context_id: int
-    abstract_syntax: str
-    transfer_syntax: str
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, (OSError, ValueError, ProtocolError, AssociationAborted))
+# What a failure in the middle of a message looks like: the association cannot go on.
+_LOST = (OSError, ProtocolError, AssociationAborted)
+# Raised before any byte of a message is sent: that item's failure, the association goes on.
+_SOURCE = (SourceError, ConversionError)
 
 
 class Association:
@@ -134,8 +123,7 @@ class Association:
         self._message_id = 0
         self._message_sent = False
         self.accepted: dict[int, AcceptedContext] = {}
-        # The accepted contexts are fixed once open, so each (SOP class, syntax) is routed once.
-        self._routes: dict[tuple[str, str], AcceptedContext] = {}
+        self._routes = Routes((), proposal)
         self.peer_max_pdu = 0
         self._recv_limit = max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
 
@@ -265,6 +253,7 @@ class Association:
                     uid_name(pc.abstract_syntax),
                     pdu.CONTEXT_RESULTS.get(result.result, result.result),
                 )
+        self._routes = Routes(self.accepted.values(), self.proposal)
         self.peer_max_pdu = ac.max_length
         self._transport = transport
         max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
@@ -367,21 +356,6 @@ class Association:
         self._message_id = self._message_id % 0xFFFF + 1
         return self._message_id
 
-    def _context_for(self, abstract: str, syntax: str | None) -> AcceptedContext:
-        for ctx in self.accepted.values():
-            if ctx.abstract_syntax == abstract and (
-                syntax is None or ctx.transfer_syntax == syntax
-            ):
-                return ctx
-        wanted = f"{uid_name(abstract)}" + (f" in {uid_name(syntax)}" if syntax else "")
-        offered = sorted(
-            uid_name(c.transfer_syntax)
-            for c in self.accepted.values()
-            if c.abstract_syntax == abstract
-        )
-        detail = f" (accepted only {', '.join(offered)})" if offered else ""
-        raise NoAcceptedContext(f"no accepted presentation context for {wanted}{detail}")
-
     def _exchange(
         self,
         ctx: AcceptedContext,
@@ -408,8 +382,8 @@ class Association:
         return response
 
     def _receive_command(self, transport: Transport) -> dimse.Command:
-        command = bytearray()
-        decoded: dimse.Command | None = None
+        # A response dataset (none is defined for C-STORE/C-ECHO) is read and dropped.
+        messages = Reassembler(self.accepted)
         received = 0
         while True:
             pdu_type, body = transport.recv_pdu(self._recv_limit)
@@ -422,22 +396,8 @@ class Association:
             if pdu_type != pdu.P_DATA_TF:
                 name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
                 raise ProtocolError(f"expected P-DATA-TF, got {name}")
-            for pdv in pdu.decode_pdvs(body):
-                if pdv.context_id not in self.accepted:
-                    raise ProtocolError(
-                        f"P-DATA on presentation context {pdv.context_id}, not accepted"
-                    )
-                if decoded is None:
-                    if not pdv.is_command:
-                        raise ProtocolError("dataset fragment received before the response command")
-                    command += pdv.data
-                    if pdv.is_last:
-                        decoded = dimse.decode(bytes(command))
-                        if not decoded.has_dataset:
-                            return decoded
-                elif pdv.is_last:
-                    # A response dataset (none is defined for C-STORE/C-ECHO) is read and dropped.
-                    return decoded
+            for message in messages.feed(body):
+                return message.command
 
     def _fail_connection(self, exc: BaseException) -> str:
         """The association cannot go on after a failure in the middle of a message: abort it."""
@@ -451,13 +411,12 @@ class Association:
 
     def echo(self) -> int:
         """Send a C-ECHO; return its status. Raises on a connection or protocol failure."""
-        ctx = self._context_for(VERIFICATION, None)
+        ctx = self._routes.any(VERIFICATION)
         message_id = self._next_message_id()
         try:
             response = self._exchange(ctx, dimse.echo_rq(message_id), None, message_id)
-        except BaseException as exc:
-            if _is_connection_error(exc):
-                self._fail_connection(exc)
+        except _LOST as exc:
+            self._fail_connection(exc)
             raise
         assert response.status is not None
         self._emit(
@@ -468,83 +427,20 @@ class Association:
         return response.status
 
     def store(self, item: Storable) -> Result:
-        """C-STORE one file (path or scanned ``FileItem``), Part-10 bytes, or pydicom Dataset.
+        """C-STORE one input: a path, Part-10 bytes, a pydicom Dataset or a described ``Item``.
 
         Always returns a result. After a failure in the middle of a message the association is
         aborted (``is_open`` turns false) and the result says why.
         """
-        if isinstance(item, (FileItem, str, os.PathLike)):
-            described = item if isinstance(item, FileItem) else read_file(item)
-            if isinstance(described, Skip):
-                return Result(described.path, Outcome.SKIPPED, reason=described.reason)
-            region = (described.path, described.offset, described.length)
-            return self._store(described, region, described.path)
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            data = bytes(item)
-            described = describe_buffer(data)
-            if isinstance(described, Skip):
-                return Result(None, Outcome.SKIPPED, reason=described.reason)
-            return self._store(described, data[described.offset :], None, data)
-        return self._store_dataset(item)
+        described = describe(item)
+        if isinstance(described, Skip):
+            result = Result(described.path, Outcome.SKIPPED)
+            return result.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
+        return self._store(described)
 
-    def _store_dataset(self, ds: Dataset) -> Result:
-        sop_class = str(ds.get("SOPClassUID", ""))
-        sop_instance = str(ds.get("SOPInstanceUID", ""))
-        if not sop_class or not sop_instance:
-            return Result(
-                None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID or SOPInstanceUID"
-            )
-        candidates = dataset_syntaxes(ds)
-        syntax = next(
-            (
-                s
-                for s in candidates
-                for c in self.accepted.values()
-                if c.abstract_syntax == sop_class and c.transfer_syntax == s
-            ),
-            candidates[0],
-        )
-        try:
-            data = encode_dataset(ds, syntax)
-        except Exception as exc:  # pydicom raises many types for a dataset it cannot write
-            return Result(
-                None,
-                Outcome.FAILED,
-                sop_class,
-                sop_instance,
-                syntax,
-                reason=f"cannot encode dataset: {exc}",
-            )
-        item = FileItem("<dataset>", sop_class, sop_instance, syntax, 0, len(data))
-        return self._store(item, data, None)
-
-    def _route(self, item: FileItem) -> AcceptedContext:
-        """The accepted context to send ``item`` over: see ``Proposal.send_order``."""
-        key = (item.sop_class_uid, item.transfer_syntax)
-        route = self._routes.get(key)
-        if route is None:
-            route = self._routes[key] = self._choose_route(item)
-        return route
-
-    def _choose_route(self, item: FileItem) -> AcceptedContext:
-        by_syntax: dict[str, AcceptedContext] = {}
-        for ctx in self.accepted.values():
-            if ctx.abstract_syntax == item.sop_class_uid:
-                by_syntax.setdefault(ctx.transfer_syntax, ctx)
-        for syntax in self.proposal.send_order(item.transfer_syntax):
-            if syntax in by_syntax:
-                return by_syntax[syntax]
-        return self._context_for(item.sop_class_uid, item.transfer_syntax)
-
-    def _store(
-        self,
-        item: FileItem,
-        dataset: bytes | tuple[str, int, int],
-        path: str | None,
-        source: bytes | None = None,
-    ) -> Result:
+    def _store(self, item: Item) -> Result:
         result = Result(
-            path,
+            item.path,
             Outcome.FAILED,
             item.sop_class_uid,
             item.sop_instance_uid,
@@ -552,26 +448,25 @@ class Association:
             bytes=item.length,
             association=self.number,
             attempts=1,
+            notes=list(item.notes),
         )
         try:
-            ctx = self._route(item)
+            ctx = self._routes.route(*item.pair)
         except NoAcceptedContext as exc:
-            result.reason = str(exc)
             result.association = None
-            return result
+            return result.fail(Failure.REFUSED, str(exc))
         result.sent_syntax = ctx.transfer_syntax
         try:
-            payload = prepare(item, dataset, source, ctx.transfer_syntax)
-        except ConversionError as exc:
-            result.reason = str(exc)
-            return result
+            payload = prepare(item, ctx.transfer_syntax)
+        except _SOURCE as exc:
+            return result.fail(Failure.SOURCE, _reason(exc))
         message_id = self._next_message_id()
         command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
         self._emit(
             EventKind.SENDING,
-            f"Sending file: {path or item.sop_instance_uid}",
+            f"Sending file: {item.name}",
             logging.INFO,
-            path=path,
+            path=item.path,
             bytes=item.length,
             context_id=ctx.context_id,
             transfer_syntax=ctx.transfer_syntax,
@@ -586,25 +481,20 @@ class Association:
         started = time.perf_counter()
         try:
             response = self._exchange(ctx, command, payload.dataset, message_id, payload.convert)
-        except ConversionError as exc:
-            # Raised by the transport's check before any byte went out: the association is fine.
+        except _SOURCE as exc:
             result.seconds = time.perf_counter() - started
-            result.reason = str(exc)
-            return result
+            return result.fail(Failure.SOURCE, _reason(exc))
+        except _LOST as exc:
+            result.seconds = time.perf_counter() - started
+            result.maybe_duplicate = self._message_sent
+            return result.fail(Failure.TRANSFER, self._fail_connection(exc))
         except BaseException as exc:
-            result.seconds = time.perf_counter() - started
-            # Whatever broke (peer, socket, a file vanishing mid-read), the message may be half
-            # sent and the association cannot carry another one.
-            if _is_connection_error(exc):
-                result.reason = self._fail_connection(exc)
-                result.maybe_duplicate = self._message_sent
-                return result
+            # Whatever broke, the message may be half sent: the association cannot go on.
             self.abort(_reason(exc))
             raise
         result.seconds = time.perf_counter() - started
         status = response.status
         assert status is not None
-        result.status = status
         category = dimse.category(status)
         described = dimse.describe(status)
         if response.error_comment:
@@ -612,17 +502,19 @@ class Association:
         if category is dimse.StatusCategory.SUCCESS:
             result.outcome = Outcome.WARNING if payload.warning else Outcome.STORED
             result.reason = payload.warning
+            result.status = status
         elif category is dimse.StatusCategory.WARNING:
             result.outcome = Outcome.WARNING
             result.reason = "; ".join(r for r in (described, payload.warning) if r)
+            result.status = status
         else:
-            result.reason = described
+            result.fail(Failure.STATUS, described, status=status)
         self._emit(
             EventKind.RESPONSE,
             f"Received Store Response ({described})",
             logging.INFO,
             status=status,
-            path=path,
+            path=item.path,
         )
         return result
 
@@ -633,6 +525,8 @@ def _quietly(send: Callable[[bytes], None], data: bytes) -> None:
 
 
 def _reason(exc: BaseException) -> str:
+    if isinstance(exc, SourceError):
+        return f"cannot read the dataset (changed since the scan?): {exc}"
     if isinstance(exc, TimeoutError):
         return f"timed out: {exc}" if str(exc) else "timed out waiting for the peer"
     text = str(exc) or type(exc).__name__

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from .association import Association, EventHandler, Storable
+from .association import Association, EventHandler
 from .errors import AssociationAborted, AssociationRejected, ProtocolError
-from .plan import DEFAULT_PROPOSAL, Pair, Proposal, contexts, fitting
+from .failure import Failure
+from .item import Item, Pair, Skip, Storable, describe
+from .plan import DEFAULT_PROPOSAL, Proposal, contexts, fitting
 from .results import Outcome, Result
-from .retry import RetryPolicy, transient_error, transient_status
-from .scan import FileItem, Skip, describe_buffer, read_file
-from .uids import EXPLICIT_VR_LE
+from .retry import RetryPolicy, transient_error
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +39,10 @@ class Cancelled(Exception):
 
 class _GivenUp(Exception):
     """``fail_fast``: this group's destination already refused us for good."""
+
+    def __init__(self, reason: str, error: BaseException) -> None:
+        super().__init__(reason)
+        self.error = error
 
 
 @dataclass(eq=False)
@@ -94,7 +97,7 @@ class StoreClient:
         self._idle: list[_Member] = []
         self._busy: set[_Member] = set()
         self._count = 0  # idle + busy + being opened
-        self._dead: dict[frozenset[Pair], str] = {}
+        self._dead: dict[frozenset[Pair], tuple[str, BaseException]] = {}
         self._numbers = itertools.count(1)
         self._cond = threading.Condition()
         self._cancelled = threading.Event()
@@ -104,31 +107,31 @@ class StoreClient:
 
     def store(self, item: Storable) -> Result:
         """Store one item, retrying transient failures; always returns its result."""
-        described = _describe(item)
-        if isinstance(described, Result):
-            return described
-        pair = described
+        described = describe(item)
+        if isinstance(described, Skip):
+            result = Result(described.path, Outcome.SKIPPED)
+            return result.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
         attempts = 0
         maybe_duplicate = False
         while True:
             attempts += 1
-            result, transient = self._attempt(item, pair)
+            result = self._attempt(described)
             maybe_duplicate |= result.maybe_duplicate
-            result = replace(result, attempts=attempts, maybe_duplicate=maybe_duplicate)
+            result.attempts, result.maybe_duplicate = attempts, maybe_duplicate
             if self._cancelled.is_set() and not result.ok:
-                return _not_sent(result, "push cancelled")
-            if not transient or not self.retry.allows(attempts):
+                return _not_sent(result)
+            if not result.retryable or not self.retry.allows(attempts):
                 return result
             delay = self.retry.delay(attempts)
             log.info(
                 "Retrying %s in %.1f s (attempt %d failed: %s)",
-                result.path or result.sop_instance_uid,
+                described.name,
                 delay,
                 attempts,
                 result.reason,
             )
             if self._cancelled.wait(delay):
-                return _not_sent(result, "push cancelled")
+                return _not_sent(result)
 
     def submit(self, item: Storable) -> Future[Result]:
         """Store in a background thread (one per pooled association); returns a future."""
@@ -184,24 +187,24 @@ class StoreClient:
 
     # -- one attempt -------------------------------------------------------------------------
 
-    def _attempt(self, item: Storable, pair: Pair) -> tuple[Result, bool]:
-        """One try; its result and whether the failure, if any, is worth another try."""
+    def _attempt(self, item: Item) -> Result:
+        """One try; the result says whether another is worth it (``Result.retryable``)."""
         try:
-            member = self._checkout(pair)
+            member = self._checkout(item.pair)
         except Cancelled:
-            return _unsent_result(item, pair, "not sent: push cancelled", Outcome.SKIPPED), False
+            return _unsent(item).fail(
+                Failure.CANCELLED, "not sent: push cancelled", outcome=Outcome.SKIPPED
+            )
         except _GivenUp as exc:
-            return _unsent_result(item, pair, str(exc)), False
+            return _unsent(item).fail(Failure.ASSOCIATION, str(exc), error=exc.error)
         except _OPEN_ERRORS as exc:
-            reason = f"{ASSOCIATION_FAILED}: {exc}"
-            return _unsent_result(item, pair, reason), transient_error(exc)
+            return _unsent(item).fail(
+                Failure.ASSOCIATION, f"{ASSOCIATION_FAILED}: {exc}", error=exc
+            )
         try:
-            result = member.association.store(item)
+            return member.association.store(item)
         finally:
             self._checkin(member)
-        # Association.store closes the association only when the connection failed mid-file.
-        lost = not result.ok and not member.association.is_open
-        return result, lost or transient_status(result.status)
 
     # -- the pool ----------------------------------------------------------------------------
 
@@ -244,7 +247,7 @@ class StoreClient:
         group = self._group(pair)
         try:
             if group in self._dead:
-                raise _GivenUp(self._dead[group])
+                raise _GivenUp(*self._dead[group])
             association = Association(
                 self.host,
                 self.port,
@@ -257,7 +260,7 @@ class StoreClient:
             association.open()
         except BaseException as exc:
             if self.fail_fast and isinstance(exc, _OPEN_ERRORS) and not transient_error(exc):
-                self._dead.setdefault(group, f"{ASSOCIATION_FAILED}: {exc}")
+                self._dead.setdefault(group, (f"{ASSOCIATION_FAILED}: {exc}", exc))
             with self._cond:
                 self._count -= 1
                 self._cond.notify()
@@ -285,47 +288,22 @@ class StoreClient:
             member.association.release()
 
 
-def _describe(item: Storable) -> Pair | Result:
-    """The (SOP class, transfer syntax) an item needs, or its result if it cannot be sent."""
-    if isinstance(item, FileItem):
-        return item.sop_class_uid, item.transfer_syntax
-    if isinstance(item, (str, os.PathLike, bytes, bytearray, memoryview)):
-        if isinstance(item, (str, os.PathLike)):
-            described = read_file(item)
-        else:
-            described = describe_buffer(bytes(item))
-        if isinstance(described, Skip):
-            path = described.path if isinstance(item, (str, os.PathLike)) else None
-            return Result(path, Outcome.SKIPPED, reason=described.reason)
-        return described.sop_class_uid, described.transfer_syntax
-    sop_class = str(getattr(item, "SOPClassUID", ""))
-    meta = getattr(item, "file_meta", None)
-    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if not sop_class:
-        return Result(None, Outcome.SKIPPED, reason="dataset lacks SOPClassUID")
-    return sop_class, syntax or EXPLICIT_VR_LE
+def _unsent(item: Item) -> Result:
+    """The result of an item that never reached an association."""
+    return Result(
+        item.path,
+        Outcome.FAILED,
+        item.sop_class_uid,
+        item.sop_instance_uid,
+        item.transfer_syntax,
+        bytes=item.length,
+        notes=list(item.notes),
+    )
 
 
-def _unsent_result(
-    item: Storable, pair: Pair, reason: str, outcome: Outcome = Outcome.FAILED
-) -> Result:
-    if isinstance(item, FileItem):
-        return Result(
-            item.path,
-            outcome,
-            item.sop_class_uid,
-            item.sop_instance_uid,
-            item.transfer_syntax,
-            reason=reason,
-            bytes=item.length,
-        )
-    path = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
-    return Result(path, outcome, pair[0], None, pair[1], reason=reason)
-
-
-def _not_sent(result: Result, why: str) -> Result:
+def _not_sent(result: Result) -> Result:
     """An item given up because of a cancel: not stored, and it says so."""
-    reason = f"not sent: {why}" + (f" ({result.reason})" if result.reason else "")
-    if result.reason.startswith("not sent:"):
-        reason = result.reason
-    return replace(result, outcome=Outcome.SKIPPED, reason=reason, status=None)
+    if result.failure is Failure.CANCELLED:
+        return result
+    reason = "not sent: push cancelled" + (f" ({result.reason})" if result.reason else "")
+    return result.fail(Failure.CANCELLED, reason, outcome=Outcome.SKIPPED)

@@ -54,6 +54,14 @@ class ConversionError(FastpushError):
     compressed pixel data with no codec). Raised before any byte of the message is sent."""
 
 
+class SourceError(FastpushError, OSError):
+    """A dataset's source cannot be read as it was scanned: the file vanished, became
+    unreadable, or is shorter than its dataset. Raised by both data paths before any byte of
+    the message is sent, so the association is unharmed: it is that file's failure alone.
+
+    An ``OSError`` carrying the errno and file name of the underlying error when there is one."""
+
+
 class TLSError(FastpushError, OSError):
     """TLS failed: the handshake (an untrusted, expired or wrong-host certificate, a client
     certificate the server wanted), an alert from the server, or the TLS options themselves.

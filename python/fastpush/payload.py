@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .errors import ConversionError
+from .item import Item, Source
 from .rewrite import CONVERTIBLE
-from .scan import FileItem
-from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE, uid_name
+from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE, uid_name
 
 if TYPE_CHECKING:
     from pydicom import Dataset
-
-Source = bytes | tuple[str, int, int]
-"""A dataset in memory, or ``(path, offset, length)`` of a file."""
 
 
 @dataclass(frozen=True)
@@ -32,17 +29,18 @@ class Payload:
     """Why the result is a warning even if the peer answers success (lossy decompression)."""
 
 
-def prepare(item: FileItem, dataset: Source, part10: bytes | None, syntax: str) -> Payload:
-    """The payload that sends ``item`` (its ``dataset``; ``part10``: the whole file, when it
-    was given in memory) in ``syntax``. Raises ``ConversionError`` with the reason it cannot."""
+def prepare(item: Item, syntax: str) -> Payload:
+    """The payload that sends ``item`` in ``syntax``. Raises ``ConversionError`` with the
+    reason it cannot."""
+    dataset = item.source
     if syntax != item.transfer_syntax:
         if item.transfer_syntax in CONVERTIBLE:
             return Payload(dataset, (item.transfer_syntax, syntax))
         from .decompress import decompress  # pydicom and codecs: only when needed
 
-        unpacked = decompress(
-            part10 if part10 is not None else item.path, item.transfer_syntax, syntax
-        )
+        part10 = item.data if item.data is not None else item.path
+        assert part10 is not None
+        unpacked = decompress(part10, item.transfer_syntax, syntax)
         return Payload(unpacked.data, warning=unpacked.warning)
     if item.length % 2:
         # PDV fragments must be even, and a peer refuses an odd one mid-message.
@@ -79,10 +77,3 @@ def encode_dataset(ds: Dataset, syntax: str) -> bytes:
     buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
     write_dataset(buffer, ds)
     return buffer.getvalue()
-
-
-def dataset_syntaxes(ds: Dataset) -> list[str]:
-    """The syntaxes a Dataset could be sent in, best first: its own, then the uncompressed."""
-    meta = getattr(ds, "file_meta", None)
-    own = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    return list(dict.fromkeys(s for s in (own, EXPLICIT_VR_LE, IMPLICIT_VR_LE) if s))

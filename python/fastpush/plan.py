@@ -1,5 +1,6 @@
 """Grouping scanned files into presentation contexts and associations, and choosing, once the
-peer answered, which accepted context carries each file and how (verbatim, converted, decoded).
+peer answered, which accepted context carries each file (``Routes``): verbatim when the file's
+own syntax was accepted, else converted or decoded into another.
 
 Per SOP class the plan proposes one context per transfer syntax the files are in (sent verbatim
 when accepted: the fast path), plus, unless conversion is off, one fallback context with the
@@ -17,14 +18,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from .errors import NoAcceptedContext
+from .item import Item, Pair
 from .rewrite import CONVERTIBLE
-from .scan import FileItem
-from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+from .uids import (
+    DEFLATED_EXPLICIT_VR_LE,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    IMPLICIT_VR_LE,
+    uid_name,
+)
 
 MAX_CONTEXTS = 128
-
-Pair = tuple[str, str]
-"""(SOP Class UID, transfer syntax UID)"""
 
 SYNTAX_ALIASES = {
     "implicit": IMPLICIT_VR_LE,
@@ -86,7 +91,7 @@ class Group:
     order."""
 
     pairs: tuple[Pair, ...]
-    items: tuple[FileItem, ...]
+    items: tuple[Item, ...]
 
 
 def contexts(
@@ -110,7 +115,7 @@ def fitting(pairs: Sequence[Pair], proposal: Proposal = DEFAULT_PROPOSAL) -> int
     return count
 
 
-def plan(items: Sequence[FileItem], proposal: Proposal = DEFAULT_PROPOSAL) -> list[Group]:
+def plan(items: Sequence[Item], proposal: Proposal = DEFAULT_PROPOSAL) -> list[Group]:
     """Split ``items`` into groups of at most ``MAX_CONTEXTS`` contexts, keeping the contexts of
     one (SOP class, syntax) pair together."""
     pairs = list(dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in items))
@@ -122,3 +127,49 @@ def plan(items: Sequence[FileItem], proposal: Proposal = DEFAULT_PROPOSAL) -> li
         members = tuple(i for i in items if (i.sop_class_uid, i.transfer_syntax) in wanted)
         groups.append(Group(tuple(chosen), members))
     return groups
+
+
+@dataclass(frozen=True)
+class AcceptedContext:
+    context_id: int
+    abstract_syntax: str
+    transfer_syntax: str
+
+
+class Routes:
+    """Which accepted context carries each (SOP class, syntax): the first of
+    ``proposal.send_order`` the peer accepted. The accepted contexts of an association never
+    change, so each pair is routed once."""
+
+    def __init__(self, accepted: Iterable[AcceptedContext], proposal: Proposal) -> None:
+        self._by_class: dict[str, dict[str, AcceptedContext]] = {}
+        for ctx in accepted:
+            self._by_class.setdefault(ctx.abstract_syntax, {}).setdefault(ctx.transfer_syntax, ctx)
+        self._proposal = proposal
+        self._chosen: dict[Pair, AcceptedContext] = {}
+
+    def route(self, sop_class: str, syntax: str) -> AcceptedContext:
+        """The context for a dataset of ``sop_class`` in ``syntax``; ``NoAcceptedContext``
+        (saying what was accepted instead) when none can carry it."""
+        chosen = self._chosen.get((sop_class, syntax))
+        if chosen is None:
+            chosen = self._chosen[(sop_class, syntax)] = self._choose(sop_class, syntax)
+        return chosen
+
+    def any(self, sop_class: str) -> AcceptedContext:
+        """Some accepted context of ``sop_class``, whatever its syntax (for C-ECHO)."""
+        for ctx in self._by_class.get(sop_class, {}).values():
+            return ctx
+        raise NoAcceptedContext(f"no accepted presentation context for {uid_name(sop_class)}")
+
+    def _choose(self, sop_class: str, syntax: str) -> AcceptedContext:
+        by_syntax = self._by_class.get(sop_class, {})
+        for candidate in self._proposal.send_order(syntax):
+            if candidate in by_syntax:
+                return by_syntax[candidate]
+        offered = sorted(uid_name(s) for s in by_syntax)
+        detail = f" (accepted only {', '.join(offered)})" if offered else ""
+        raise NoAcceptedContext(
+            f"no accepted presentation context for {uid_name(sop_class)} in {uid_name(syntax)}"
+            f"{detail}"
+        )

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
-from .client import ASSOCIATION_FAILED
 from .dimse import describe
+from .failure import Failure
 from .results import Outcome, Result
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class Tally:
             self.sent_bytes += result.bytes
         elif result.outcome is Outcome.FAILED:
             self.failures[_failure_kind(result)] += 1
-            self.association_failed |= result.reason.startswith(ASSOCIATION_FAILED)
+            self.association_failed |= result.failure is Failure.ASSOCIATION
 
     @property
     def done_files(self) -> int:

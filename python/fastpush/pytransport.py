@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from typing import Final, TypeAlias
 
 from . import rewrite
-from .errors import ConversionError, ProtocolError
+from .errors import ConversionError, ProtocolError, SourceError
 from .tls import describe_ssl_error
 
 __all__ = ["UNLIMITED_FRAGMENT", "FileRegion", "PyTransport", "fragment_size", "frame_message"]
@@ -127,24 +127,35 @@ class _Source:
             raise ValueError(
                 f"file region offset {offset} and length {length} must be non-negative"
             )
+        try:
+            self._map(path, offset, length)
+        except OSError as exc:
+            # The source's failure, not the connection's: raised before any byte is sent.
+            if exc.errno is None:
+                raise SourceError(f"{path}: {exc.strerror}") from exc
+            raise SourceError(exc.errno, exc.strerror, path) from exc
+        if self.map is None:
+            self.view = memoryview(b"")
+            return
+        if hasattr(mmap, "MADV_SEQUENTIAL"):
+            self.map.madvise(mmap.MADV_SEQUENTIAL)
+        self.view = memoryview(self.map)[self.map_start : self.map_start + length]
+
+    def _map(self, path: str, offset: int, length: int) -> None:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if offset + length > size:
-                raise ValueError(
-                    f"region offset {offset} + length {length} is past the end of {path} "
-                    f"({size} bytes)"
+                raise OSError(
+                    None,
+                    f"region offset {offset} + length {length} is past the end ({size} bytes)",
                 )
             if length == 0:
-                self.view = memoryview(b"")
                 return
             aligned = offset - offset % mmap.ALLOCATIONGRANULARITY
             self.map_start = offset - aligned
             self.map = mmap.mmap(
                 f.fileno(), self.map_start + length, access=mmap.ACCESS_READ, offset=aligned
             )
-        if hasattr(mmap, "MADV_SEQUENTIAL"):
-            self.map.madvise(mmap.MADV_SEQUENTIAL)
-        self.view = memoryview(self.map)[self.map_start : self.map_start + length]
 
     def __enter__(self) -> _Source:
         return self

@@ -6,6 +6,9 @@ import enum
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .failure import Failure
+from .retry import retryable
+
 
 class Outcome(str, enum.Enum):
     STORED = "stored"
@@ -40,14 +43,41 @@ class Result:
     maybe_duplicate: bool = False
     """The file was fully sent but its response was lost: the peer may hold it already."""
     sent_syntax: str | None = None
+    failure: Failure | None = None
+    """Set on every result that is not ``stored`` or ``warning``."""
+    notes: list[str] = field(default_factory=list)
+    """What was noticed on the way without changing the outcome (e.g. file meta UIDs that
+    disagree with the dataset's, which are the ones sent)."""
+    retryable: bool = field(default=False, repr=False)
+    """Whether another attempt may succeed: set with ``failure`` by ``retry.classify``."""
 
     @property
     def ok(self) -> bool:
         return self.outcome in (Outcome.STORED, Outcome.WARNING)
 
+    def fail(
+        self,
+        failure: Failure,
+        reason: str,
+        *,
+        status: int | None = None,
+        error: BaseException | None = None,
+        outcome: Outcome = Outcome.FAILED,
+    ) -> Result:
+        """Mark this result not stored, for ``reason``; whether to retry follows from the
+        failure (``retry.retryable``). Returns the result, for chaining."""
+        self.outcome = outcome
+        self.failure = failure
+        self.reason = reason
+        self.status = status
+        self.retryable = retryable(failure, status, error)
+        return self
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["outcome"] = self.outcome.value
+        data["failure"] = None if self.failure is None else self.failure.value
+        del data["retryable"]
         data["seconds"] = round(self.seconds, 6)
         return data
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import AssociationAborted, AssociationRejected, ProtocolError, TLSError
+from .failure import Failure
 
 _CONGESTION = (3, 1)  # source: presentation service-provider; reason: temporary congestion
 
@@ -34,6 +35,22 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
         return float(min(self.max_backoff, self.backoff * 2 ** (attempts - 1)))
+
+
+def retryable(
+    failure: Failure, status: int | None = None, error: BaseException | None = None
+) -> bool:
+    """Whether an item that failed this way may succeed on another attempt: the one place
+    this is decided. A file lost in transfer goes again on a fresh association; one the peer
+    refused goes again only if the refusal was transient; the input's own faults, refused
+    contexts and cancels never do."""
+    if failure is Failure.TRANSFER:
+        return True
+    if failure is Failure.STATUS:
+        return transient_status(status)
+    if failure is Failure.ASSOCIATION:
+        return error is not None and transient_error(error)
+    return False
 
 
 def transient_status(status: int | None) -> bool:

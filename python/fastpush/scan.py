@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+from .item import Item, Skip
 
 _PREAMBLE = 128
 _MAGIC = b"DICM"
@@ -33,26 +34,6 @@ _LONG_VRS = {
     b"UV",
 }
 _META_LIMIT = 1 << 20
-
-
-@dataclass(frozen=True)
-class FileItem:
-    """A Part-10 file ready to send: its dataset is ``length`` bytes from ``offset``."""
-
-    path: str
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    offset: int
-    length: int
-
-
-@dataclass(frozen=True)
-class Skip:
-    """A path that will not be sent, and why."""
-
-    path: str
-    reason: str
 
 
 class _Unreadable(Exception):
@@ -95,7 +76,9 @@ def parse_meta(head: bytes, total: int) -> tuple[dict[int, str], int]:
     return values, pos
 
 
-def _describe(values: dict[int, str], offset: int, size: int, path: str) -> FileItem:
+def _describe(
+    values: dict[int, str], offset: int, size: int, path: str | None, data: bytes | None = None
+) -> Item:
     sop_class = values.get(0x0002, "")
     sop_instance = values.get(0x0003, "")
     syntax = values.get(0x0010, "")
@@ -112,10 +95,10 @@ def _describe(values: dict[int, str], offset: int, size: int, path: str) -> File
         raise _Unreadable(f"file meta lacks {', '.join(missing)}")
     if offset >= size:
         raise _Unreadable("file has a file meta but no dataset")
-    return FileItem(path, sop_class, sop_instance, syntax, offset, size - offset)
+    return Item(path, sop_class, sop_instance, syntax, offset, size - offset, data)
 
 
-def read_file(path: str | os.PathLike[str]) -> FileItem | Skip:
+def read_file(path: str | os.PathLike[str]) -> Item | Skip:
     """Describe one file from its file meta, or say why it cannot be sent."""
     name = os.fspath(path)
     try:
@@ -141,13 +124,13 @@ def _parse_growing(f: BinaryIO, head: bytes, size: int) -> tuple[dict[int, str],
             head += f.read(len(head))
 
 
-def describe_buffer(data: bytes, name: str = "<bytes>") -> FileItem | Skip:
+def describe_buffer(data: bytes) -> Item | Skip:
     """Describe a Part-10 file held in memory."""
     try:
         values, offset = parse_meta(data, len(data))
-        return _describe(values, offset, len(data), name)
+        return _describe(values, offset, len(data), None, data)
     except _Unreadable as exc:
-        return Skip(name, str(exc))
+        return Skip(None, str(exc))
 
 
 def expand(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> Iterator[str]:
