@@ -74,7 +74,9 @@ def test_transient_rejections_then_accept(
     scp = faulty(reject_transient=2)
     results = _push(scp, study[:3], engine)
     assert [r.outcome for r in results] == [Outcome.STORED] * 3
-    assert [r.attempts for r in results] == [3, 1, 1]
+    # The association was retried, not the files: each went once, over the third attempt.
+    assert [r.attempts for r in results] == [1, 1, 1]
+    assert {r.association for r in results} == {3}
     _check_nothing_claimed(results, scp)
 
 
@@ -85,8 +87,9 @@ def test_too_many_transient_rejections_fail_with_the_reason(
     scp = faulty(reject_transient=100)
     results = fastpush.push(study[:3], scp.host, scp.port, engine=engine, retries=1, backoff=0)
     assert all(r.outcome is Outcome.FAILED for r in results)
+    assert all(r.reason.startswith("not sent: association failed") for r in results)
     assert all("temporary congestion" in r.reason for r in results)
-    assert [r.attempts for r in results] == [2, 2, 2]
+    assert [r.attempts for r in results] == [0, 0, 0]
     assert not scp.received
 
 

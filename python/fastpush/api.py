@@ -11,9 +11,9 @@ import json
 import logging
 import os
 import queue
-import threading
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ class Push:
     """A push of files and folders to ``host:port``; an iterator of results.
 
     Every input path gets exactly one result. ``associations`` workers share one queue;
-    transient failures are retried ``retries`` times with exponential ``backoff``; paths in
+    transient failures are retried ``retries`` times with exponential ``backoff`` (a file, or
+    opening an association, for at most ``give_up_after`` seconds if given); paths in
     ``skip`` (absolute, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
     transfer syntaxes to propose and send (by default the file's own, then Explicit and Implicit
     VR LE, converting or decompressing as the peer accepted). The other keyword arguments are
@@ -60,6 +61,7 @@ class Push:
         max_per_association: int | None = None,
         skip: Collection[str] = (),
         proposal: Proposal = DEFAULT_PROPOSAL,
+        give_up_after: float | None = None,
         on_event: EventHandler | None = None,
         **options: Any,
     ) -> None:
@@ -79,7 +81,7 @@ class Push:
             else:
                 items.append(described)
         groups = plan(items, proposal)
-        self._queue = deque(item for group in groups for item in group.items)
+        self._items = [item for group in groups for item in group.items]
         self.total_files = len(self._ready) + len(items)
         self.total_bytes = sum(item.length for item in items)
         self._outstanding = len(items)
@@ -91,14 +93,12 @@ class Push:
             retry=RetryPolicy(retries, backoff),
             max_per_association=max_per_association,
             proposal=proposal,
-            fail_fast=True,
+            give_up_after=give_up_after,
             on_event=on_event,
             **options,
         )
-        self._workers = min(associations, len(items))
         self._results: queue.Queue[Result] = queue.Queue()
-        self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
+        self._started = False
 
     def __iter__(self) -> Iterator[Result]:
         return self
@@ -109,9 +109,12 @@ class Push:
         if self._ready:
             return self._ready.popleft()
         if self._outstanding == 0:
-            self._finish()
+            self._client.close()
             raise StopIteration
-        self._start()
+        if not self._started:
+            self._started = True
+            for item in self._items:
+                self._client.submit(item).add_done_callback(self._arrived)
         result = self._results.get()
         self._outstanding -= 1
         return result
@@ -119,40 +122,8 @@ class Push:
     def cancel(self, abort: bool = False) -> None:
         self._client.cancel(abort=abort)
 
-    def _start(self) -> None:
-        if self._threads:
-            return
-        for number in range(self._workers):
-            thread = threading.Thread(
-                target=self._work, name=f"fastpush-worker-{number + 1}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    return
-                item = self._queue.popleft()
-            try:
-                result = self._client.store(item)
-            except BaseException as exc:  # a bug must not cost the file its result
-                log.exception("internal error while sending %s", item.path)
-                result = Result(
-                    item.path,
-                    Outcome.FAILED,
-                    item.sop_class_uid,
-                    item.sop_instance_uid,
-                    item.transfer_syntax,
-                    bytes=item.length,
-                ).fail(Failure.TRANSFER, f"internal error: {exc!r}")
-            self._results.put(result)
-
-    def _finish(self) -> None:
-        for thread in self._threads:
-            thread.join()
-        self._client.close()
+    def _arrived(self, future: Future[Result]) -> None:
+        self._results.put(future.result())
 
 
 def iter_push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> Push:

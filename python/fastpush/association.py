@@ -120,6 +120,9 @@ class Association:
         if len(self._proposed) > 128:
             raise ValueError(f"{len(self._proposed)} presentation contexts; at most 128 fit")
         self._transport: Transport | None = None
+        # Set while negotiating, so that interrupt() can cut an association not yet open.
+        self._connecting: Transport | None = None
+        self._interrupted = False
         self._message_id = 0
         self._message_sent = False
         self.accepted: dict[int, AcceptedContext] = {}
@@ -173,6 +176,9 @@ class Association:
                 logging.ERROR,
             )
             raise
+        self._connecting = transport
+        if self._interrupted:
+            transport.close()
         if transport.tls is not None:
             log.info("TLS connection established (%s, %s)", *transport.tls)
         rq = pdu.AssociateRQ(
@@ -228,6 +234,8 @@ class Association:
                 self._emit(EventKind.ABORTED, f"Association Request Failed: {exc}", logging.ERROR)
             transport.close()
             raise
+        finally:
+            self._connecting = None
         self._accept(ac, transport)
 
     def _accept(self, ac: pdu.AssociateAC, transport: Transport) -> None:
@@ -319,12 +327,14 @@ class Association:
         self._close()
 
     def interrupt(self) -> None:
-        """Cut the connection now, from any thread; a send or receive in progress fails.
+        """Cut the connection now, from any thread; a send, a receive or a negotiation in
+        progress fails.
 
         An A-ABORT cannot be put in the middle of a P-DATA-TF PDU, so the peer sees the
         connection close (an A-P-ABORT) and discards the partial message.
         """
-        transport = self._transport
+        self._interrupted = True
+        transport = self._transport or self._connecting
         if transport is not None:
             self._emit(EventKind.ABORTED, "Aborting Association: interrupted", logging.WARNING)
             transport.close()

@@ -91,6 +91,8 @@ class EventKind(str, enum.Enum):
     RESPONSE = "response"
     RELEASED = "released"
     ABORTED = "aborted"
+    WAITING = "waiting"
+    """The client waits before another attempt to open an association (association 0)."""
 
 
 @dataclass(frozen=True)
