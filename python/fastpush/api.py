@@ -38,7 +38,7 @@ class Push:
     Every input path gets exactly one result. ``associations`` workers share one queue;
     transient failures are retried ``retries`` times with exponential ``backoff`` (a file, or
     opening an association, for at most ``give_up_after`` seconds if given); paths in
-    ``skip`` (absolute, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
+    ``skip`` (resolved, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
     transfer syntaxes to propose and send (by default the file's own, then Explicit and Implicit
     VR LE, converting or decompressing as the peer accepted). The other keyword arguments are
     ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
@@ -69,7 +69,7 @@ class Push:
         items: list[Item] = []
         self.resumed = 0
         for name in expand(paths, recursive):
-            if skip and os.path.abspath(name) in skip:
+            if skip and resolved(name) in skip:
                 self.resumed += 1
                 continue
             described = read_file(name)
@@ -144,19 +144,49 @@ def echo(host: str, port: int, **options: Any) -> int:
         return a.echo()
 
 
-def stored_paths(report: Path) -> set[str]:
-    """The absolute paths a JSON Lines report shows as stored (or stored with a warning).
+class ReportError(ValueError):
+    """A ``--resume`` report that is not a fastpush report: says which file and line."""
 
-    The last line for a path wins; a line cut short by a crash is ignored.
+
+def resolved(path: str | os.PathLike[str]) -> str:
+    """How reports record and match paths: absolute, symlinks resolved, so that a resume from
+    another working directory still matches."""
+    return os.path.realpath(path)
+
+
+def stored_paths(report: Path) -> tuple[set[str], int | None]:
+    """The resolved paths a JSON Lines report shows as stored (or stored with a warning), and
+    the byte offset where a last line cut short by a crash begins (None when there is none).
+
+    The last line for a path wins. Raises ``ReportError`` naming the line when one is not a
+    report line, and ``OSError`` when the file cannot be read.
     """
     outcomes: dict[str, str] = {}
-    with report.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
+    data = report.read_bytes()
+    lines = data.split(b"\n")
+    partial = None
+    offset = 0
+    known = {o.value for o in Outcome}
+    for number, line in enumerate(lines, 1):
+        start, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as exc:  # a JSONDecodeError, or bytes that are not UTF-8
+            if number == len(lines):  # no newline after it: the run writing it was killed
+                partial = start
                 continue
-            if isinstance(entry, dict) and entry.get("path"):
-                outcomes[os.path.abspath(entry["path"])] = str(entry.get("outcome"))
+            raise ReportError(
+                f"{report} line {number}: not a fastpush report line ({exc})"
+            ) from exc
+        path = entry.get("path") if isinstance(entry, dict) else None
+        outcome = entry.get("outcome") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or outcome not in known:
+            raise ReportError(
+                f"{report} line {number}: not a fastpush report line "
+                '(wants an object with a "path" and an "outcome")'
+            )
+        outcomes[resolved(path)] = outcome
     ok = {Outcome.STORED.value, Outcome.WARNING.value}
-    return {path for path, outcome in outcomes.items() if outcome in ok}
+    return {path for path, outcome in outcomes.items() if outcome in ok}, partial

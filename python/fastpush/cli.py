@@ -7,6 +7,7 @@ connection or association failure; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -17,7 +18,7 @@ from types import FrameType
 from typing import IO, Any
 
 from . import __version__
-from .api import Push, echo, stored_paths
+from .api import Push, ReportError, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
 from .identity import TOKEN_TYPES, UserIdentity, read_secret
@@ -38,11 +39,39 @@ def _ae_title(text: str) -> str:
     return text
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+def _integer(low: int, high: int | None = None, *, zero: bool = False) -> Any:
+    """An argparse type: an integer in ``low..high`` (or 0 when ``zero``)."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if (zero and value == 0) or (value >= low and (high is None or value <= high)):
+            return value
+        allowed = f"{low}..{high}" if high is not None else f"at least {low}"
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range ({'0 or ' if zero else ''}{allowed})"
+        )
+
+    return check
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
     return value
+
+
+_port = _integer(1, 65535)
+# PS3.8 D.1: the Maximum Length is a 32-bit field (0: no limit); below 4096, as DCMTK refuses,
+# a PDU carries too little to be worth its header.
+_pdu_length = _integer(4096, 0xFFFFFFFF)
+_positive = _integer(1)
 
 
 def _syntaxes(text: str) -> list[str]:
@@ -52,24 +81,47 @@ def _syntaxes(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
-def _common(parser: argparse.ArgumentParser, peer: bool = True) -> None:
+def _common(
+    parser: argparse.ArgumentParser, peer: str | None = "SCP", *, quiet: bool = False
+) -> None:
     if peer:
-        parser.add_argument("host", help="the storage SCP's host name or address")
-        parser.add_argument("port", type=int, help="its TCP port")
+        parser.add_argument("host", help=f"the {peer}'s host name or address")
+        parser.add_argument("port", type=_port, help="its TCP port (1-65535)")
         parser.add_argument(
             "-aet", "--calling-ae", default="FASTPUSH", type=_ae_title, help="our AE title"
         )
         parser.add_argument(
             "-aec", "--called-ae", default="ANY-SCP", type=_ae_title, help="the peer's AE title"
         )
-        parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="S")
-        parser.add_argument("--acse-timeout", type=float, default=30.0, metavar="S")
-        parser.add_argument("--dimse-timeout", type=float, default=60.0, metavar="S")
+        parser.add_argument(
+            "--connect-timeout",
+            type=_seconds,
+            default=10.0,
+            metavar="S",
+            help="seconds to wait for the TCP connection (default 10)",
+        )
+        parser.add_argument(
+            "--acse-timeout",
+            type=_seconds,
+            default=30.0,
+            metavar="S",
+            help="seconds to wait for the peer to accept, reject or release (default 30)",
+        )
+        parser.add_argument(
+            "--dimse-timeout",
+            type=_seconds,
+            default=60.0,
+            metavar="S",
+            help="seconds to wait for each response, or to send (default 60)",
+        )
         _tls_arguments(parser)
         _identity_arguments(parser)
     parser.add_argument("--engine", choices=ENGINES, help="data path (default: rust when built)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
-    parser.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
+    talk = parser.add_mutually_exclusive_group()
+    if quiet:
+        talk.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    talk.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
+    talk.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -78,7 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     store = commands.add_parser("store", help="C-STORE files and folders to a storage SCP")
-    _common(store)
+    _common(store, "storage SCP", quiet=True)
     store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
     store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     _sending_options(store)
@@ -87,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(echo_cmd)
 
     demo = commands.add_parser("demo", help="push a synthetic CT study to an embedded SCP")
-    _common(demo, peer=False)
+    _common(demo, peer=None, quiet=True)
     demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
     return parser
 
@@ -159,25 +211,27 @@ def _identity(args: argparse.Namespace) -> UserIdentity | None:
 def _sending_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pdu",
-        type=int,
+        type=_integer(4096, 0xFFFFFFFF, zero=True),
         default=DEFAULT_MAX_PDU,
         metavar="N",
-        help=f"our Maximum Length Received (default {DEFAULT_MAX_PDU}; 0 = none)",
+        help=f"our Maximum Length Received, 4096-4294967295 (default {DEFAULT_MAX_PDU}; 0 = none)",
     )
     parser.add_argument(
         "--max-send-pdu",
-        type=int,
+        type=_pdu_length,
         metavar="N",
-        help="send PDUs no larger than this even if the peer allows more",
+        help="send PDUs no larger than this (4096-4294967295) even if the peer allows more",
     )
-    parser.add_argument(
+    reports = parser.add_mutually_exclusive_group()
+    reports.add_argument(
         "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
     )
-    parser.add_argument(
+    reports.add_argument(
         "--resume",
         type=Path,
         metavar="FILE.jsonl",
-        help="skip what this report shows stored, and append to it",
+        help="skip what this report shows stored, and append to it (a FILE that does not "
+        "exist yet starts a fresh report)",
     )
     parser.add_argument(
         "--associations", type=_positive, default=1, metavar="N", help="parallel associations"
@@ -186,9 +240,18 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
         "--max-per-association", type=_positive, metavar="K", help="reassociate every K files"
     )
     parser.add_argument(
-        "--retries", type=int, default=3, metavar="R", help="retries of a transient failure"
+        "--retries",
+        type=_integer(0),
+        default=3,
+        metavar="R",
+        help="retries of a transient failure, of a file or of an association (default 3)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="only the summary")
+    parser.add_argument(
+        "--give-up-after",
+        type=_seconds,
+        metavar="S",
+        help="stop retrying associations after S seconds; the files not sent then fail",
+    )
     syntaxes = parser.add_argument_group(
         "transfer syntaxes",
         "By default each file is proposed in its own syntax and, as a fallback, in Explicit "
@@ -281,29 +344,73 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _store(args: argparse.Namespace) -> int:
+    skip: set[str] = set()
+    if args.resume is not None:
+        found = _resumed(args.resume)
+        if found is None:
+            return EXIT_FAILURE
+        skip = found
     report_path: Path | None = args.report or args.resume
-    skip = stored_paths(args.resume) if args.resume and args.resume.exists() else set()
-    push = Push(
-        args.paths,
-        args.host,
-        args.port,
-        recursive=args.recursive,
-        associations=args.associations,
-        retries=args.retries,
-        max_per_association=args.max_per_association,
-        skip=skip,
-        proposal=Proposal(not args.no_conversion, tuple(args.prefer), args.required_only),
-        max_pdu=args.max_pdu,
-        max_send_pdu=args.max_send_pdu,
-        **_peer_options(args),
-    )
-    if report_path is None:
-        tally, interrupted = _push(push, None, args.quiet)
-    else:
-        with report_path.open("a" if args.resume else "w", encoding="utf-8") as report:
-            tally, interrupted = _push(push, report, args.quiet)
+    try:
+        report = (
+            None
+            if report_path is None
+            else report_path.open("a" if args.resume else "w", encoding="utf-8")
+        )
+    except OSError as exc:
+        print(
+            f"fastpush: cannot write the report {report_path}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    with report if report is not None else contextlib.nullcontext():
+        push = Push(
+            args.paths,
+            args.host,
+            args.port,
+            recursive=args.recursive,
+            associations=args.associations,
+            retries=args.retries,
+            give_up_after=args.give_up_after,
+            max_per_association=args.max_per_association,
+            skip=skip,
+            proposal=Proposal(not args.no_conversion, tuple(args.prefer), args.required_only),
+            max_pdu=args.max_pdu,
+            max_send_pdu=args.max_send_pdu,
+            **_peer_options(args),
+        )
+        if push.total_files == 0 and push.resumed == 0:
+            hint = "" if args.recursive else " (folders are not descended without -r)"
+            print(f"fastpush: no DICOM files found{hint}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+        tally, interrupted = _push(push, report, args.quiet)
     summary(tally, sys.stdout)
     return _exit_code(tally, interrupted)
+
+
+def _resumed(path: Path) -> set[str] | None:
+    """What ``--resume`` skips; None (after saying why) when the report cannot be trusted.
+    A partial last line (a killed run) is dropped so that appending starts on a new line."""
+    if not path.exists():
+        print(f"fastpush: {path} does not exist yet: starting a fresh report", file=sys.stderr)
+        return set()
+    try:
+        stored, partial = stored_paths(path)
+        if partial is not None:
+            print(
+                f"fastpush: {path}: dropping a partial last line (from a run that was killed); "
+                "its file is sent again",
+                file=sys.stderr,
+            )
+            with path.open("r+b") as f:
+                f.truncate(partial)
+    except ReportError as exc:
+        print(f"fastpush: cannot resume: {exc}; nothing was sent or appended", file=sys.stderr)
+        return None
+    except OSError as exc:
+        print(f"fastpush: cannot read the report {path}: {exc.strerror or exc}", file=sys.stderr)
+        return None
+    return stored
 
 
 def _echo(args: argparse.Namespace) -> int:
@@ -331,7 +438,7 @@ def _demo(args: argparse.Namespace) -> int:
                 f"at {scp.host}:{scp.port}"
             )
             push = Push([folder], scp.host, scp.port, called_ae=scp.ae_title, engine=args.engine)
-            tally, interrupted = _push(push, None, quiet=False)
+            tally, interrupted = _push(push, None, args.quiet)
             summary(tally, sys.stdout)
             print(f"The SCP received {len(scp.received)} datasets.")
     return _exit_code(tally, interrupted)

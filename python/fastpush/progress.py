@@ -6,6 +6,7 @@ periodic lines elsewhere, one line per file that was not stored, and the closing
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
+from .api import resolved
 from .dimse import describe
 from .failure import Failure
 from .results import Outcome, Result
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 _LINE_EVERY = 10.0  # seconds between progress lines when not on a terminal
+_NUMBERS = re.compile(r"\d+")
+_QUOTED = re.compile(r"'[^']*'")
 
 
 @dataclass
@@ -56,9 +60,12 @@ class Tally:
 
 
 def _failure_kind(result: Result) -> str:
+    """What the summary groups a failure under: the status, or the reason with its numbers
+    and quoted names left out, so that files failing the same way share one line."""
     if result.status is not None:
         return describe(result.status)
-    return result.reason.split(":", 1)[0]
+    reason = result.reason.removeprefix("not sent: ")
+    return _QUOTED.sub("'…'", _NUMBERS.sub("N", reason))
 
 
 class Reporter:
@@ -113,12 +120,17 @@ class Reporter:
         if self._progress is not None:
             self._progress.console.print(message, markup=False, highlight=False)
         else:
-            print(message, file=sys.stderr, flush=True)
+            # One write per line: a log line from another thread cannot land inside it.
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
 
     def add(self, result: Result) -> None:
         self.tally.add(result)
         if self.report is not None:
-            self.report.write(json.dumps(result.to_json()) + "\n")
+            line = result.to_json()
+            if result.path is not None:
+                line["path"] = resolved(result.path)
+            self.report.write(json.dumps(line) + "\n")
             self.report.flush()
         if result.outcome is not Outcome.STORED and not self.quiet:
             status = f" [0x{result.status:04X}]" if result.status is not None else ""

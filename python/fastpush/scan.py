@@ -8,6 +8,7 @@ reason, never an exception.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -102,8 +103,13 @@ def read_file(path: str | os.PathLike[str]) -> Item | Skip:
     """Describe one file from its file meta, or say why it cannot be sent."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        # Non-blocking, so that a FIFO or a device is looked at, not waited on.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        with open(fd, "rb") as f:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return Skip(name, f"not a regular file ({_file_kind(info.st_mode)})")
+            size = info.st_size
             head = f.read(16384)
             values, offset = _parse_growing(f, head, size)
         return _describe(values, offset, size, name)
@@ -111,6 +117,16 @@ def read_file(path: str | os.PathLike[str]) -> Item | Skip:
         return Skip(name, str(exc))
     except OSError as exc:
         return Skip(name, f"cannot read: {exc.strerror or exc}")
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
 def _parse_growing(f: BinaryIO, head: bytes, size: int) -> tuple[dict[int, str], int]:
@@ -136,12 +152,13 @@ def describe_buffer(data: bytes) -> Item | Skip:
 def expand(paths: Iterable[str | os.PathLike[str]], recursive: bool = True) -> Iterator[str]:
     """Every file named by ``paths``, folders expanded (recursively if asked) in sorted order.
 
-    A path that does not exist is yielded as is, so that it gets a result of its own.
+    Everything but a folder is yielded — a path that does not exist, a dangling link, a FIFO —
+    so that it gets a result of its own.
     """
     for path in paths:
         name = os.fspath(path)
         if os.path.isdir(name):
             walker = sorted(Path(name).rglob("*") if recursive else Path(name).iterdir())
-            yield from (str(p) for p in walker if p.is_file())
+            yield from (str(p) for p in walker if not p.is_dir())
         else:
             yield name
