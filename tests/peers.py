@@ -502,12 +502,15 @@ def start_pynetdicom_scp(
 # fastpush's own CLI, as a user runs it
 
 
-def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m fastpush ARGS...`` and capture its output as text."""
+def run_cli(
+    *args: str, timeout: float = 60.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m fastpush ARGS...`` (in ``cwd``) and capture its output as text."""
     return subprocess.run(
         [sys.executable, "-m", "fastpush", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
