@@ -20,9 +20,9 @@ from fastpush.uids import IMPLICIT_VR_LE
 from peers import pydicom_test_files
 
 
-def _part10(ds: Dataset) -> bytes:
+def _part10(ds: Dataset, syntax: str = JPEGBaseline8Bit) -> bytes:
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.file_meta.TransferSyntaxUID = syntax
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     out = BytesIO()
@@ -57,3 +57,25 @@ def test_an_encapsulated_icon_is_refused_with_its_sequence_named() -> None:
     source.save_as(out)
     with pytest.raises(ConversionError, match=r"inside \(0088,0200\).*not sent"):
         decompress(out.getvalue(), JPEGBaseline8Bit, IMPLICIT_VR_LE)
+
+
+def test_lossless_ycbcr_keeps_its_samples_as_ybr_full() -> None:
+    from pydicom.uid import ExplicitVRLittleEndian, RLELossless
+
+    ds = _identified()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 2, 3, 3
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    samples = bytes(range(100, 118))
+    ds.PixelData = samples
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    got = decompress(_part10(ds, RLELossless), RLELossless, IMPLICIT_VR_LE)
+    assert got.warning == ""
+    sent = read_dataset(BytesIO(got.data), True, True)
+    assert sent.PhotometricInterpretation == "YBR_FULL"
+    assert sent.PixelData == samples  # not converted to RGB: lossless stays exact
