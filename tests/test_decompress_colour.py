@@ -184,4 +184,5 @@ def test_without_codecs_a_compressed_file_fails_saying_how_to_add_them(
     results = [json.loads(line) for line in report.read_text().splitlines()]
     assert [r["outcome"] for r in results] == ["failed"] * 2
     assert all(CODECS_HINT in r["reason"] for r in results), results
+    assert CODECS_HINT in run.stdout + run.stderr  # in the run's summary, not only the report
     assert not scp.stored_files()

@@ -47,7 +47,9 @@ LOSSLESS = frozenset(
     }
 )
 
-CODECS_HINT = "install the codecs: pip install 'fastpush[codecs]'"
+# No colon: the run's summary groups failures by the reason's text up to the first one, and the
+# hint must show there.
+CODECS_HINT = "install the codecs with pip install 'fastpush[codecs]'"
 
 _PIXEL_DATA = 0x7FE00010
 # Extended Offset Table, its Lengths, Encapsulated Pixel Data Value Total Length: they describe
@@ -117,7 +119,7 @@ def _decode(ds: Dataset, transfer_syntax: str, lossy: bool) -> None:
     name = uid_name(transfer_syntax)
     missing = _missing_codec(transfer_syntax)
     if missing:
-        raise ConversionError(f"cannot decompress {name}: {missing}")
+        raise ConversionError(f"cannot decompress {name}{missing}")
     try:
         pydicom_decompress(ds, as_rgb=lossy, generate_instance_uid=False)
     except Exception as exc:  # a codec failing on this stream: its message is the reason
@@ -141,7 +143,8 @@ def _decode(ds: Dataset, transfer_syntax: str, lossy: bool) -> None:
 
 
 def _missing_codec(transfer_syntax: str) -> str:
-    """Why no installed codec decodes ``transfer_syntax``; empty when one does."""
+    """Why no installed codec decodes ``transfer_syntax`` (the end of a sentence that starts with
+    "cannot decompress NAME"); empty when one does."""
     import pydicom
     from pydicom.pixels.decoders.base import get_decoder
 
@@ -149,13 +152,13 @@ def _missing_codec(transfer_syntax: str) -> str:
         decoder = get_decoder(transfer_syntax)
     except NotImplementedError:
         # The codecs extra would not help: say so rather than send the user installing it.
-        return f"pydicom {pydicom.__version__} has no decoder for it"
+        return f": pydicom {pydicom.__version__} has no decoder for it"
     if not pydicom.config.have_numpy:
         # Every decoder returns its frames as arrays, RLE's included.
-        return f"numpy is not installed ({CODECS_HINT})"
+        return f" ({CODECS_HINT}): numpy is not installed"
     if decoder.is_available:
         return ""
-    return f"no codec for it is installed ({CODECS_HINT})"
+    return f" ({CODECS_HINT}): no installed plugin decodes it"
 
 
 def _refuse_nested_encapsulated(ds: Dataset) -> None:
