@@ -55,8 +55,9 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     Sequences and items come out with undefined length, group lengths are dropped, values are
     byte-swapped per VR when the byte order changes, odd-length values are padded to even length
     (a space for text VRs, a zero otherwise); Implicit VR gets VRs from the data dictionary (UN
-    for unknown private tags). The same syntax twice re-encodes the dataset that way. Raises ``fastpush.errors.ConversionError`` for a
-    malformed dataset, encapsulated pixel data or a syntax it does not handle. Sending streams
+    for unknown private tags). The same syntax twice re-encodes the dataset that way. Raises
+    ``fastpush.errors.ConversionError`` for a malformed dataset, encapsulated pixel data or a
+    syntax it does not handle. Sending streams
     the same bytes (``Transport.send_message(..., convert=...)``); this is for tests and tools.
     """
 
