@@ -94,7 +94,7 @@ def _repaired(dataset: Source, transfer_syntax: str, syntax: str) -> Payload:
             # Raised outside: its traceback holds views into the mapping, which must close.
             failed = str(exc)
     if failed:
-        raise ConversionError(f"cannot send the dataset: {failed}")
+        raise ConversionError(f"the dataset has an odd length and does not parse: {failed}")
     if not odd:  # only an odd group length, which converting drops
         return Payload(dataset, convert)
     tags = ", ".join(f"({t >> 16:04X},{t & 0xFFFF:04X})" for t in odd[:_NAMED])
