@@ -65,7 +65,8 @@ fn dataset<'py>(
     )))
 }
 
-/// `(from_uid, to_uid)` to a conversion; `None` when the syntaxes are equal (sent verbatim).
+/// `(from_uid, to_uid)` to a conversion; equal syntaxes re-encode the dataset in its own syntax
+/// (odd-length values padded: see [`convert`]).
 fn conversion(convert: Option<(String, String)>) -> Result<Option<(Syntax, Syntax)>> {
     let Some((from, to)) = convert else {
         return Ok(None);
@@ -77,14 +78,17 @@ fn conversion(convert: Option<(String, String)>) -> Result<Option<(Syntax, Synta
             ))
         })
     };
-    let (from, to) = (syntax(&from)?, syntax(&to)?);
-    Ok((from != to).then_some((from, to)))
+    Ok(Some((syntax(&from)?, syntax(&to)?)))
 }
 
 /// The dataset bytes a conversion needs, checked whole (GIL released) before anything is sent.
-fn checked<'a>(py: Python<'_>, ds: Option<&'a [u8]>, from: Syntax) -> Result<&'a [u8]> {
+fn checked<'a>(
+    py: Python<'_>,
+    ds: Option<&'a [u8]>,
+    (from, to): (Syntax, Syntax),
+) -> Result<&'a [u8]> {
     let ds = ds.ok_or_else(|| Error::InvalidArgument("convert needs a dataset".into()))?;
-    py.detach(|| convert::check(ds, from))?;
+    py.detach(|| convert::check(ds, from, to))?;
     Ok(ds)
 }
 
@@ -331,8 +335,8 @@ impl Transport {
         drive(py, || writer.step(stream, &mut pacer))
     }
 
-    /// Frame and write one DIMSE message, its dataset converted when `convert` names two
-    /// different syntaxes; returns the bytes written.
+    /// Frame and write one DIMSE message, its dataset converted when `convert` is given (the
+    /// same syntax twice: re-encoded, odd values padded); returns the bytes written.
     #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None))]
     fn send_message(
         &self,
@@ -351,7 +355,7 @@ impl Transport {
         let ds = source.as_ref().map(Dataset::as_slice);
         let mapped = source.as_ref().is_some_and(Dataset::is_mapped);
         if let Some((from, to)) = conversion {
-            let ds = checked(py, ds, from)?;
+            let ds = checked(py, ds, (from, to))?;
             let mut out = self.checkout(py)?;
             let stream = out.stream.as_deref_mut().expect("checked out");
             let mut pacer = self.pacer();
@@ -439,7 +443,7 @@ fn frame_message_py<'py>(
     let mut ds = source.as_ref().map(Dataset::as_slice);
     let converted;
     if let Some((from, to)) = conversion {
-        let whole = checked(py, ds, from)?;
+        let whole = checked(py, ds, (from, to))?;
         converted = py
             .detach(|| convert::convert_to_vec(whole, from, to))
             .map_err(Error::from)?;
@@ -465,12 +469,10 @@ fn convert_dataset_py<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let source = self::dataset(py, Some(dataset))?.expect("a dataset was given");
     let data = source.as_slice();
-    let out = match conversion(Some((from_syntax, to_syntax)))? {
-        Some((from, to)) => py
-            .detach(|| convert::convert_to_vec(data, from, to))
-            .map_err(Error::from)?,
-        None => data.to_vec(),
-    };
+    let (from, to) = conversion(Some((from_syntax, to_syntax)))?.expect("a conversion was given");
+    let out = py
+        .detach(|| convert::convert_to_vec(data, from, to))
+        .map_err(Error::from)?;
     Ok(PyBytes::new(py, &out))
 }
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up fastpush on this machine and push a demo study: the README's first command.
 #   - installs the real DICOM peers (Debian dcmtk, orthanc) if missing;
-#   - builds and installs the package (Rust extension via maturin) with pip;
+#   - builds and installs the package (Rust extension via maturin) with pip, with its pixel-data
+#     codecs (the `codecs` extra), so a JPEG study pushed to a PACS that accepts only
+#     uncompressed syntaxes is decompressed rather than refused;
 #   - runs `python3 -m fastpush demo`.
 # Idempotent: safe to run again.
 set -euo pipefail
@@ -12,8 +14,8 @@ source scripts/lib.sh
 step "Debian peers"
 ensure_peers
 
-step "pip install . (builds the Rust extension)"
-"$PYTHON" -m pip install .
+step "pip install '.[codecs]' (builds the Rust extension)"
+"$PYTHON" -m pip install '.[codecs]'
 
 step "demo"
 # (The package lives under python/, so the repo root does not shadow the installed copy.)

@@ -19,7 +19,9 @@ FileRegion = tuple[str, int, int]
 
 Conversion = tuple[str, str]
 """``(from_syntax, to_syntax)``: two uncompressed transfer syntax UIDs (Implicit VR LE,
-Explicit VR LE, Explicit VR BE, Deflated Explicit VR LE)."""
+Explicit VR LE, Explicit VR BE, Deflated Explicit VR LE). The same syntax twice re-encodes the
+dataset in its own syntax: odd-length values padded (how a non-conformant dataset is repaired
+for sending), sequences re-delimited, group lengths dropped."""
 
 def frame_message(
     context_id: int,
@@ -51,9 +53,11 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     """Convert a whole dataset between uncompressed transfer syntaxes (GIL released).
 
     Sequences and items come out with undefined length, group lengths are dropped, values are
-    byte-swapped per VR when the byte order changes; Implicit VR gets VRs from the data
-    dictionary (UN for unknown private tags). Raises ``fastpush.errors.ConversionError`` for a
-    malformed dataset, encapsulated pixel data or a syntax it does not handle. Sending streams
+    byte-swapped per VR when the byte order changes, odd-length values are padded to even length
+    (a space for text VRs, a zero otherwise); Implicit VR gets VRs from the data dictionary (UN
+    for unknown private tags). The same syntax twice re-encodes the dataset that way. Raises
+    ``fastpush.errors.ConversionError`` for a malformed dataset, encapsulated pixel data or a
+    syntax it does not handle. Sending streams
     the same bytes (``Transport.send_message(..., convert=...)``); this is for tests and tools.
     """
 
@@ -141,9 +145,10 @@ class Transport:
         of a mapped file are released as soon as they are sent, so memory stays flat whatever
         the file size. A failure part-way leaves the association unusable: abort it.
 
-        ``convert=(from_syntax, to_syntax)`` with two different syntaxes sends the dataset
-        converted while it is sent (bounded memory, output framed as produced); the whole dataset
-        is checked first, so ``ConversionError`` comes before any byte is written.
+        ``convert=(from_syntax, to_syntax)`` sends the dataset converted while it is sent
+        (bounded memory, output framed as produced; the same syntax twice: re-encoded with its
+        odd-length values padded); the whole dataset is checked first, for that target, so
+        ``ConversionError`` comes before any byte is written.
         """
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
         """Read one whole PDU; return its type and its body (without the 6-byte header).

@@ -467,7 +467,7 @@ class Association:
             return result.fail(Failure.REFUSED, str(exc))
         result.sent_syntax = ctx.transfer_syntax
         try:
-            payload = prepare(item, ctx.transfer_syntax)
+            payload = prepare(item, ctx.transfer_syntax, strict=self.proposal.strict)
         except _SOURCE as exc:
             return result.fail(Failure.SOURCE, _reason(exc))
         message_id = self._next_message_id()

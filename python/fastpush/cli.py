@@ -277,6 +277,12 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fall back to Implicit VR Little Endian only (the syntax every SCP accepts)",
     )
+    syntaxes.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail a non-conformant dataset (an odd-length value) instead of sending it "
+        "repaired with a warning",
+    )
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
@@ -374,7 +380,9 @@ def _store(args: argparse.Namespace) -> int:
             give_up_after=args.give_up_after,
             max_per_association=args.max_per_association,
             skip=skip,
-            proposal=Proposal(not args.no_conversion, tuple(args.prefer), args.required_only),
+            proposal=Proposal(
+                not args.no_conversion, tuple(args.prefer), args.required_only, args.strict
+            ),
             max_pdu=args.max_pdu,
             max_send_pdu=args.max_send_pdu,
             **_peer_options(args),

@@ -58,11 +58,14 @@ class Proposal:
     uncompressed files, sent in preference to the file's own (``--prefer``).
     ``required_only`` keeps the fallback to Implicit VR LE, the syntax every SCP supports
     (``--required-only``).
+    ``strict`` fails a non-conformant dataset (an odd-length value) that would otherwise be
+    sent repaired with a warning (``--strict``).
     """
 
     conversion: bool = True
     prefer: tuple[str, ...] = ()
     required_only: bool = False
+    strict: bool = False
 
     def fallback(self) -> tuple[str, ...]:
         """The syntaxes of the fallback context; empty when conversion is off."""

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 _LINE_EVERY = 10.0  # seconds between progress lines when not on a terminal
 _NUMBERS = re.compile(r"\d+")
-_QUOTED = re.compile(r"'[^']*'")
 
 
 @dataclass
@@ -61,11 +60,11 @@ class Tally:
 
 def _failure_kind(result: Result) -> str:
     """What the summary groups a failure under: the status, or the reason with its numbers
-    and quoted names left out, so that files failing the same way share one line."""
+    left out, so that files failing the same way share one line."""
     if result.status is not None:
         return describe(result.status)
     reason = result.reason.removeprefix("not sent: ")
-    return _QUOTED.sub("'…'", _NUMBERS.sub("N", reason))
+    return _NUMBERS.sub("N", reason)
 
 
 class Reporter:

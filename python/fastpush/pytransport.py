@@ -181,7 +181,8 @@ class _Source:
 
 
 def _conversion(convert: Conversion) -> tuple[str, str] | None:
-    if convert is None or convert[0] == convert[1]:
+    """The checked ``convert`` argument (the same syntax twice: re-encoded, odd values padded)."""
+    if convert is None:
         return None
     for uid in convert:
         if uid not in rewrite.CONVERTIBLE:
@@ -467,7 +468,7 @@ class PyTransport:
             view = source.view
             if view is None:
                 raise ValueError("convert needs a dataset")
-            rewrite.check(view, conversion[0])
+            rewrite.check(view, *conversion)
             written = self.send_message(context_id, command, None, frag + 6)
             batch: list[bytes | memoryview] = []
             batch_bytes = 0

@@ -4,8 +4,9 @@ The pure-Python data path's port of the Rust rewriter (``rust/convert/``), step 
 both engines put the same bytes on the wire (tested): Implicit VR LE, Explicit VR LE, Explicit
 VR BE and Deflated Explicit VR LE, read in place and produced in bounded pieces. Sequences and
 items are written with undefined length; group lengths are dropped; a value too long for a
-2-byte length becomes UN; encapsulated pixel data is an error. Why each choice: see the Rust
-module's documentation.
+2-byte length becomes UN; an odd-length value is padded to even length (a dataset converted to
+its own syntax is re-encoded that way); encapsulated pixel data is an error. Why each choice:
+see the Rust module's documentation.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ _KNOWN_VRS = frozenset((
 # fmt: on
 _LONG_VRS = frozenset(
     ["OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"]
+)
+# Padded with a space when odd (PS3.5 6.2); every other VR with a zero.
+_TEXT_VRS = frozenset(
+    ["AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UR", "UT"]
 )
 _SWAP = {"US": 2, "SS": 2, "OW": 2, "AT": 2, "UL": 4, "SL": 4, "FL": 4, "OF": 4, "OL": 4}
 _SWAP.update(dict.fromkeys(("FD", "OD", "SV", "UV", "OV"), 8))
@@ -191,7 +196,8 @@ class Converter:
         self._input = _Input(data, from_syntax == DEFLATED_EXPLICIT_VR_LE)
         top = _Frame(False, _TOP, _ENCODINGS[from_syntax], _ENCODINGS[to_syntax], _Context())
         self._stack = [top]
-        self._copy: tuple[int, int] | None = None  # (remaining, swap width)
+        # (tag, remaining, swap width, padding byte of an odd value)
+        self._copy: tuple[int, int, int, bytes] | None = None
         self._dry = dry
         deflate = to_syntax == DEFLATED_EXPLICIT_VR_LE and not dry
         self._z = (
@@ -200,6 +206,8 @@ class Converter:
         self._stage = bytearray()
         self._deflated = 0
         self.done = False
+        self.odd: list[int] = []
+        """Tags of the odd-length values met so far (padded in the output)."""
 
     @property
     def source_consumed(self) -> int:
@@ -344,7 +352,10 @@ class Converter:
                 f"undefined length on ({tag >> 16:04X},{tag & 0xFFFF:04X}), which is not a sequence"
             )
         vr = vr or "UN"
-        too_long = frame.dst.explicit and vr not in _LONG_VRS and length > 0xFFFF
+        # Odd values: see the Rust walker. Not UNDEFINED here, so one more byte fits.
+        pad = (b" " if vr in _TEXT_VRS else b"\0") if length % 2 else b""
+        out_length = length + len(pad)
+        too_long = frame.dst.explicit and vr not in _LONG_VRS and out_length > 0xFFFF
         vr_out = "UN" if too_long else vr
         swap = 1
         if frame.src.big != frame.dst.big and vr_out != "UN":
@@ -364,8 +375,10 @@ class Converter:
         self._input.consume(size)
         dropped = tag & 0xFFFF == 0  # group lengths: see the Rust module
         if not dropped:
-            self._put_header(out, frame.dst, tag, vr_out, length)
-        self._copy = (length, swap)
+            self._put_header(out, frame.dst, tag, vr_out, out_length)
+            if pad:
+                self.odd.append(tag)
+        self._copy = (tag, length, swap, pad)
         if dropped:
             keep, self._dry = self._dry, True
             try:
@@ -386,17 +399,26 @@ class Converter:
 
     def _copy_value(self, out: bytearray) -> None:
         assert self._copy is not None
-        remaining, swap = self._copy
+        tag, remaining, swap, pad = self._copy
         while True:
             n = min(remaining, _CHUNK)
-            data = self._need(n)
+            data = self._input.peek(n)
+            if len(data) < n:
+                raise self._err(
+                    f"dataset is truncated in the value of ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+                )
             if not self._dry:
                 out += data if swap == 1 else _swapped(data, swap)
             self._input.consume(n)
             remaining -= n
             if remaining == 0 or not self._dry:
                 break
-        self._copy = (remaining, swap) if remaining else None
+        if remaining:
+            self._copy = (tag, remaining, swap, pad)
+            return
+        self._copy = None
+        if not self._dry:
+            out += pad
 
 
 def _swapped(data: memoryview, width: int) -> bytes:
@@ -423,16 +445,15 @@ def convert_chunks(
 
 
 def convert_bytes(data: bytes | memoryview, from_syntax: str, to_syntax: str) -> bytes:
-    """The whole converted dataset (the syntaxes must differ or the input comes back)."""
-    if from_syntax == to_syntax and from_syntax in CONVERTIBLE:
-        return bytes(data)
+    """The whole converted dataset (the same syntax twice: re-encoded, odd values padded)."""
     return b"".join(convert_chunks(data, from_syntax, to_syntax))
 
 
-def check(data: bytes | memoryview, from_syntax: str) -> None:
-    """Walk the whole dataset without output: raise the error converting it would meet."""
-    to = EXPLICIT_VR_LE if from_syntax == IMPLICIT_VR_LE else IMPLICIT_VR_LE
-    conv = Converter(data, from_syntax, to, dry=True)
+def check(data: bytes | memoryview, from_syntax: str, to_syntax: str) -> tuple[int, ...]:
+    """Walk the whole dataset without output: raise the error converting it to ``to_syntax``
+    would meet; return the tags of its odd-length values (which converting pads)."""
+    conv = Converter(data, from_syntax, to_syntax, dry=True)
     out = bytearray()
     while not conv.fill(out, 1 << 62):
         pass
+    return tuple(conv.odd)

@@ -7,6 +7,11 @@
 //! visits element headers only; values are copied (byte-swapped when the endianness changes and
 //! the VR has multi-byte units) in bounded chunks.
 //!
+//! A value of odd length (non-conformant, but written by some applications) is padded to even
+//! length with its VR's padding byte (PS3.5 6.2): odd values would make the stream, and the PDVs
+//! that carry it, odd. Converting a dataset to its own syntax is how such a dataset is repaired
+//! for sending: the same encoding, odd values padded (and sequences re-delimited, as below).
+//!
 //! Sequences and items are always written with undefined length and delimiters: changing the
 //! VR encoding changes header sizes, and defined lengths would need a pre-pass over the whole
 //! dataset before the first byte could go out. Undefined length is valid in every syntax
@@ -151,13 +156,9 @@ pub fn convert_to_vec(data: &[u8], from: Syntax, to: Syntax) -> Result<Vec<u8>, 
     Ok(out)
 }
 
-/// Walk a whole dataset without producing output: the errors [`Converter::fill`] would meet,
-/// found before the first byte is sent.
-pub fn check(data: &[u8], from: Syntax) -> Result<(), ConvertError> {
-    let to = match from {
-        Syntax::ImplicitLittle => Syntax::ExplicitLittle,
-        _ => Syntax::ImplicitLittle,
-    };
+/// Walk a whole dataset without producing output: the errors converting it to `to` with
+/// [`Converter::fill`] would meet, found before the first byte is sent.
+pub fn check(data: &[u8], from: Syntax, to: Syntax) -> Result<(), ConvertError> {
     let mut conv = Converter::new(data, from, to).dry();
     let mut out = Vec::new();
     while !conv.fill(&mut out, usize::MAX)? {}

@@ -46,6 +46,16 @@ pub fn has_long_length(vr: Vr) -> bool {
     )
 }
 
+/// The byte that pads an odd-length value to even length (PS3.5 6.2): a space for the text
+/// VRs, a zero for UI and the binary ones (and for an unknown VR, read as UN).
+pub fn padding(vr: Vr) -> u8 {
+    match &vr {
+        b"AE" | b"AS" | b"CS" | b"DA" | b"DS" | b"DT" | b"IS" | b"LO" | b"LT" | b"PN" | b"SH"
+        | b"ST" | b"TM" | b"UC" | b"UR" | b"UT" => b' ',
+        _ => 0,
+    }
+}
+
 /// Size of the units whose bytes are reversed between little and big endian; 1: none (text,
 /// OB, UN). AT is a pair of 16-bit numbers, so it swaps as 2.
 pub fn swap_width(vr: Vr) -> usize {

@@ -49,11 +49,14 @@ struct Frame {
     ctx: Context,
 }
 
-/// A value being copied: bytes left, and the width of the units to byte-swap (1: none).
+/// A value being copied: its tag, bytes left, the width of the units to byte-swap (1: none),
+/// and the byte that pads it to even length once copied, if its length is odd.
 #[derive(Debug, Clone, Copy)]
 struct Copying {
+    tag: u32,
     remaining: u64,
     swap: usize,
+    pad: Option<u8>,
 }
 
 /// A parsed element header.
@@ -387,8 +390,13 @@ impl<'a> Converter<'a> {
             }));
         }
         let vr = h.vr.unwrap_or(vr::UN);
+        // DICOM values have even lengths (PS3.5 7.1.1); an odd one, written by a non-conformant
+        // application, goes out padded, or the stream (and each PDV) would be odd. `h.length`
+        // is not UNDEFINED here, so one more byte does not overflow.
+        let pad = (h.length % 2 == 1).then(|| vr::padding(vr));
+        let length = h.length + u32::from(pad.is_some());
         // A value too long for a 2-byte length field can only be written as UN (PS3.5 6.2.2).
-        let vr_out = if frame.dst.explicit && !vr::has_long_length(vr) && h.length > 0xFFFF {
+        let vr_out = if frame.dst.explicit && !vr::has_long_length(vr) && length > 0xFFFF {
             vr::UN
         } else {
             vr
@@ -422,11 +430,13 @@ impl<'a> Converter<'a> {
         // dropping them keeps the output streamable.
         let dropped = h.tag & 0xFFFF == 0;
         if !dropped {
-            self.put_header(out, frame.dst, h.tag, vr_out, h.length);
+            self.put_header(out, frame.dst, h.tag, vr_out, length);
         }
         self.copying = Some(Copying {
+            tag: h.tag,
             remaining: u64::from(h.length),
             swap,
+            pad,
         });
         if dropped {
             let keep = std::mem::replace(&mut self.dry, true);
@@ -458,13 +468,24 @@ impl<'a> Converter<'a> {
         let Some(mut c) = self.copying else {
             return Ok(());
         };
+        let dry = self.dry;
         loop {
             let n = (c.remaining.min(CHUNK as u64)) as usize;
-            let dry = self.dry;
-            let bytes = self.need(n)?;
+            let pos = self.input.pos();
+            let got = self.input.peek(n)?;
+            if got.len() < n {
+                return Err(ConvertError::new(
+                    pos,
+                    format!(
+                        "dataset is truncated in the value of ({:04X},{:04X})",
+                        c.tag >> 16,
+                        c.tag & 0xFFFF
+                    ),
+                ));
+            }
             if !dry {
                 let start = out.len();
-                out.extend_from_slice(bytes);
+                out.extend_from_slice(got);
                 swap_units(&mut out[start..], c.swap);
             }
             self.input.consume(n);
@@ -474,7 +495,14 @@ impl<'a> Converter<'a> {
                 break;
             }
         }
-        self.copying = (c.remaining > 0).then_some(c);
+        if c.remaining > 0 {
+            self.copying = Some(c);
+            return Ok(());
+        }
+        self.copying = None;
+        if let (Some(byte), false) = (c.pad, dry) {
+            out.push(byte);
+        }
         Ok(())
     }
 }
