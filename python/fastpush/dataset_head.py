@@ -9,9 +9,10 @@ amount of reading, and every problem is an ``Unreadable`` with a reason.
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from .uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
@@ -37,7 +38,7 @@ SOP_CLASS = 0x0008_0016
 SOP_INSTANCE = 0x0008_0018
 _UNDEFINED = 0xFFFF_FFFF
 _ITEM = 0xFFFE_E000
-_DELIMITERS = (0xFFFE_E00D, 0xFFFE_E0DD)
+_ITEM_TAGS = frozenset({_ITEM, 0xFFFE_E00D, 0xFFFE_E0DD})
 _ITEM_GROUP = 0xFFFE
 # A UID is at most 64 characters; anything much longer is not a UID.
 _MAX_UID = 256
@@ -45,12 +46,12 @@ _MAX_UID = 256
 _MAX_DEPTH = 64
 # Element headers walked before (0008,0018): sequences there are rare and small.
 _MAX_STEPS = 1 << 16
+# The first read of a file: a file meta and group 0008 up to (0008,0018) fit many times over.
+HEAD = 1 << 12
 CHUNK = 1 << 14
 
 _LE = struct.Struct("<HHI")
 _BE = struct.Struct(">HHI")
-_LE_SHORT = struct.Struct("<HHxxH")
-_BE_SHORT = struct.Struct(">HHxxH")
 _LE_LONG = struct.Struct("<I")
 _BE_LONG = struct.Struct(">I")
 
@@ -62,6 +63,10 @@ class Unreadable(Exception):
 class Source(Protocol):
     def get(self, pos: int, n: int) -> bytes:
         """``n`` bytes at ``pos``, fewer only where the data ends."""
+
+    def window(self, pos: int, n: int) -> tuple[bytes, int]:
+        """Bytes and the position of their first byte, holding the ``n`` bytes at ``pos`` (fewer
+        only where the data ends): what a walk reads headers from without a call per header."""
 
 
 class BufferSource:
@@ -75,17 +80,18 @@ class BufferSource:
     def get(self, pos: int, n: int) -> bytes:
         return self.data[pos : pos + n]
 
+    def window(self, pos: int, n: int) -> tuple[bytes, int]:
+        return self.data, 0
+
 
 class FileSource:
-    """An open file seen through the bytes already read, reading more (within ``budget``) on demand.
+    """An open file (descriptor) seen through the bytes already read, reading more (within
+    ``budget``) on demand. A value skipped by its length is not read."""
 
-    A value skipped by its length is seeked over, not read.
-    """
+    __slots__ = ("base", "budget", "data", "fd", "size")
 
-    __slots__ = ("base", "budget", "data", "f", "size")
-
-    def __init__(self, f: BinaryIO, head: bytes, size: int, budget: int) -> None:
-        self.f, self.data, self.base, self.size = f, head, 0, size
+    def __init__(self, fd: int, head: bytes, size: int, budget: int) -> None:
+        self.fd, self.data, self.base, self.size = fd, head, 0, size
         self.budget = budget - len(head)
 
     def get(self, pos: int, n: int) -> bytes:
@@ -94,13 +100,19 @@ class FileSource:
             return self.data[off : off + n]
         want = min(max(n, CHUNK), self.size - pos)
         if want <= 0:
+            # An empty window at the end: a walk tells the end (pos == size) from a value
+            # that ran past it (pos > size).
+            self.data, self.base = b"", self.size
             return b""
         if want > self.budget:
             raise Unreadable(f"gave up reading the dataset's start at byte {pos}: too much to read")
         self.budget -= want
-        self.f.seek(pos)
-        self.data, self.base = self.f.read(want), pos
+        self.data, self.base = os.pread(self.fd, want, pos), pos
         return self.data[:n]
+
+    def window(self, pos: int, n: int) -> tuple[bytes, int]:
+        self.get(pos, n)
+        return self.data, self.base
 
 
 class InflatedSource:
@@ -136,6 +148,10 @@ class InflatedSource:
             drop = min(off, len(self.data))
             self.data, self.base, off = self.data[drop:] + out, self.base + drop, off - drop
         return self.data[off : off + n]
+
+    def window(self, pos: int, n: int) -> tuple[bytes, int]:
+        self.get(pos, n)
+        return self.data, self.base
 
 
 def looks_explicit(vr: bytes) -> bool:
@@ -175,63 +191,102 @@ def read_uids(
     ``strict_order``: top-level tags must ascend, as PS3.5 7.1 requires (used where nothing
     else says the data is DICOM).
     """
-    uids = {SOP_CLASS: "", SOP_INSTANCE: ""}
-    # Open sequences and items of undefined length: the (implicit, little) of their content.
-    stack: list[tuple[bool, bool]] = []
+    sop_class = sop_instance = ""
     last = -1
+    buf, base = src.window(pos, 12)
+    tags, long_length = (_LE, _LE_LONG) if little else (_BE, _BE_LONG)
     for _ in range(_MAX_STEPS):
-        header = src.get(pos, 12)
-        if len(header) < 8:
-            if not header and not stack:
-                return uids[SOP_CLASS], uids[SOP_INSTANCE]
-            raise Unreadable(f"dataset is truncated at byte {pos}, before its SOP Instance UID")
-        group, elem, length = (_LE if little else _BE).unpack_from(header)
+        off = pos - base
+        if off + 12 > len(buf):
+            buf, base = src.window(pos, 12)
+            off = pos - base
+            if off + 8 > len(buf):
+                if off == len(buf):
+                    return sop_class, sop_instance
+                raise Unreadable(f"dataset is truncated at byte {pos}, before its SOP Instance UID")
+        group, elem, length = tags.unpack_from(buf, off)
         tag = group << 16 | elem
-        if group == _ITEM_GROUP:
-            if not stack:
-                raise Unreadable(f"dataset has a stray item or delimiter at byte {pos}")
-            if tag == _ITEM:
-                pos += 8 if length == _UNDEFINED else 8 + length
-                if length == _UNDEFINED:
-                    stack.append(stack[-1])
-            elif tag in _DELIMITERS:
-                stack.pop()
-                pos += 8
-            else:
-                raise Unreadable(f"dataset has an unknown item tag at byte {pos}")
-            continue
-        if not stack:
-            if tag > SOP_INSTANCE:
-                return uids[SOP_CLASS], uids[SOP_INSTANCE]
-            if strict_order and tag <= last:
-                raise Unreadable(f"not a DICOM file: elements out of order at byte {pos}")
-            last = tag
+        # Items and delimiters (group FFFE) out of place end the walk here too.
+        if tag > SOP_INSTANCE:
+            return sop_class, sop_instance
+        if tag <= last and strict_order:
+            raise Unreadable(f"not a DICOM file: elements out of order at byte {pos}")
+        last = tag
         vr = b""
-        size = 8
-        if not implicit:
-            vr = header[4:6]
+        if implicit:
+            pos += 8
+        else:
+            vr = buf[off + 4 : off + 6]
             if vr in LONG_VRS:
-                if len(header) < 12:
+                if off + 12 > len(buf):
                     raise Unreadable(f"dataset is truncated at byte {pos}")
-                (length,) = (_LE_LONG if little else _BE_LONG).unpack_from(header, 8)
-                size = 12
+                (length,) = long_length.unpack_from(buf, off + 8)
+                pos += 12
             else:
-                length = (_LE_SHORT if little else _BE_SHORT).unpack_from(header)[2]
-        pos += size
+                # The 2-byte length is the upper (LE) or lower (BE) half of what was unpacked.
+                length = length >> 16 if little else length & 0xFFFF
+                pos += 8
         if length == _UNDEFINED:
-            if len(stack) >= _MAX_DEPTH:
-                raise Unreadable(f"dataset nests sequences too deep at byte {pos}")
-            # PS3.5 6.2.2: the content of UN of undefined length is Implicit VR Little Endian.
-            stack.append((True, True) if vr == b"UN" else (implicit, little))
+            pos = _skip_sequence(src, pos, *_content(vr, implicit, little))
             continue
-        if not stack and tag in uids:
-            uids[tag] = _uid(src, pos, length, tag)
+        if tag == SOP_CLASS:
+            sop_class = _uid(src, pos, length, "SOP Class UID (0008,0016)")
+        elif tag == SOP_INSTANCE:
+            sop_instance = _uid(src, pos, length, "SOP Instance UID (0008,0018)")
         pos += length
     raise Unreadable("dataset has too many elements before its SOP Instance UID")
 
 
-def _uid(src: Source, pos: int, length: int, tag: int) -> str:
-    name = "SOP Class UID (0008,0016)" if tag == SOP_CLASS else "SOP Instance UID (0008,0018)"
+def _content(vr: bytes, implicit: bool, little: bool) -> tuple[bool, bool]:
+    """(implicit, little) of the content of an element of undefined length: its own, except
+    for UN, whose content is Implicit VR Little Endian (PS3.5 6.2.2)."""
+    return (True, True) if vr == b"UN" else (implicit, little)
+
+
+def _skip_sequence(src: Source, pos: int, implicit: bool, little: bool) -> int:
+    """The position after the delimiter of the sequence of undefined length whose content
+    starts at ``pos``; nested sequences and items of undefined length are walked too."""
+    # Open sequences and items: the (implicit, little) of their content.
+    stack = [(implicit, little)]
+    for _ in range(_MAX_STEPS):
+        header = src.get(pos, 12)
+        if len(header) < 8:
+            raise Unreadable(f"dataset is truncated at byte {pos}, in a sequence")
+        implicit, little = stack[-1]
+        group, elem, length = (_LE if little else _BE).unpack_from(header)
+        tag = group << 16 | elem
+        vr = b""
+        if group == _ITEM_GROUP:
+            if tag not in _ITEM_TAGS:
+                raise Unreadable(f"dataset has an unknown item tag at byte {pos}")
+            pos += 8
+            if tag != _ITEM:
+                stack.pop()
+                if not stack:
+                    return pos
+                continue
+        elif implicit:
+            pos += 8
+        else:
+            vr = header[4:6]
+            if vr in LONG_VRS:
+                if len(header) < 12:
+                    raise Unreadable(f"dataset is truncated at byte {pos}, in a sequence")
+                (length,) = (_LE_LONG if little else _BE_LONG).unpack_from(header, 8)
+                pos += 12
+            else:
+                length = length >> 16 if little else length & 0xFFFF
+                pos += 8
+        if length != _UNDEFINED:
+            pos += length
+        elif len(stack) < _MAX_DEPTH:
+            stack.append(_content(vr, implicit, little))
+        else:
+            raise Unreadable(f"dataset nests sequences too deep at byte {pos}")
+    raise Unreadable("dataset has too many elements in a sequence before its SOP Instance UID")
+
+
+def _uid(src: Source, pos: int, length: int, name: str) -> str:
     if length > _MAX_UID:
         raise Unreadable(f"dataset's {name} is {length} bytes long: not a UID")
     value = src.get(pos, length)

@@ -15,11 +15,10 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from .dataset_head import (
-    CHUNK,
     DEFLATED_SYNTAXES,
+    HEAD,
     LONG_VRS,
     SYNTAX_NAMES,
     BufferSource,
@@ -42,6 +41,8 @@ _MAX_META_VALUE = 1024
 _META_NAMES = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID"}
 _DATASET_NAMES = {0x0002: "SOPClassUID", 0x0003: "SOPInstanceUID"}
 _META_ELEMENT = struct.Struct("<HHI")
+_META_LONG = struct.Struct("<I")
+_META_VALUES = frozenset({0x0002, 0x0003, 0x0010})
 
 
 @dataclass(frozen=True)
@@ -68,27 +69,32 @@ class Skip:
 def parse_meta(src: Source, pos: int, size: int) -> tuple[dict[int, str], int]:
     """Parse group 0002 from ``pos``: the text values of its UID elements by element number, and
     the dataset offset. An Implicit VR meta (a known writer bug) is read too, as pydicom does."""
-    implicit = not looks_explicit(src.get(pos + 4, 2))
+    buf, base = src.window(pos, 12)
+    implicit = not looks_explicit(buf[pos - base + 4 : pos - base + 6])
     values: dict[int, str] = {}
     while True:
-        header = src.get(pos, 12)
-        if len(header) < 8:
-            if header:
+        off = pos - base
+        if off + 12 > len(buf):
+            buf, base = src.window(pos, 12)
+            off = pos - base
+        available = len(buf) - off
+        if available < 8:
+            if available:
                 raise Unreadable("file meta is truncated")
             break
-        group, elem, length = _META_ELEMENT.unpack_from(header)
+        group, elem, length = _META_ELEMENT.unpack_from(buf, off)
         if group != 0x0002:
             break
         start = pos + 8
         if not implicit:
-            if header[4:6] in LONG_VRS:
-                if len(header) < 12:
+            if buf[off + 4 : off + 6] in LONG_VRS:
+                if available < 12:
                     raise Unreadable("file meta is truncated")
                 start = pos + 12
-                (length,) = struct.unpack_from("<I", header, 8)
+                (length,) = _META_LONG.unpack_from(buf, off + 8)
             else:
-                (length,) = struct.unpack_from("<H", header, 6)
-        if elem in (0x0002, 0x0003, 0x0010):
+                length >>= 16
+        if elem in _META_VALUES:
             if length > _MAX_META_VALUE:
                 raise Unreadable(f"file meta element (0002,{elem:04X}) is {length} bytes long")
             value = src.get(start, length)
@@ -196,18 +202,17 @@ def read_file(path: str | os.PathLike[str]) -> FileItem | Skip:
     """Describe one file from its first bytes, or say why it cannot be sent."""
     name = os.fspath(path)
     try:
-        with open(name, "rb") as f:
-            return describe_open(f, os.fstat(f.fileno()).st_size, name)
-    except OSError as exc:
-        return Skip(name, f"cannot read: {exc.strerror or exc}")
-
-
-def describe_open(f: BinaryIO, size: int, name: str) -> FileItem | Skip:
-    """Describe the ``size`` bytes of an open binary file, reading as little of it as it can."""
-    try:
-        return _describe(FileSource(f, f.read(CHUNK), size, _BUDGET), size, name)
+        # A bare descriptor: no buffered file object to build, the first read sized for the need.
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            return _describe(FileSource(fd, os.read(fd, HEAD), size, _BUDGET), size, name)
+        finally:
+            os.close(fd)
     except Unreadable as exc:
         return Skip(name, str(exc))
+    except OSError as exc:
+        return Skip(name, f"cannot read: {exc.strerror or exc}")
 
 
 def describe_buffer(data: bytes, name: str = "<bytes>") -> FileItem | Skip:

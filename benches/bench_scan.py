@@ -1,0 +1,109 @@
+"""Micro-benchmarks: describing 1,000 files (the scan before a push), this tree vs a baseline.
+
+    python -m pytest benches/bench_scan.py --benchmark-only
+
+The baseline is ``python/fastpush/scan.py`` as it was at ``FASTPUSH_SCAN_BASELINE`` (a git
+revision, default the commit before the scan read the dataset's own UIDs), loaded from git into a
+module of its own, so that both are timed in the same run on the same warm files:
+
+- ``ct``: 1,000 synthetic CT files (Explicit VR Little Endian, 64 KiB of pixels) on disk;
+- ``junk``: 1,000 files that are not DICOM (text, JPEG-like, zeros, random bytes), which must be
+  turned away from their first bytes;
+- ``memory``: the same CT files as bytes (``describe_buffer``): the parsing alone, no I/O.
+
+Not collected by the default ``pytest`` run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastpush import scan
+from fastpush.synthetic import write_study
+
+BASELINE = os.environ.get("FASTPUSH_SCAN_BASELINE", "acb960a")
+FILES = 1000
+
+
+def _baseline() -> types.ModuleType:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{BASELINE}:python/fastpush/scan.py"],
+            cwd=root,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"baseline scan.py at {BASELINE} is not available: {exc}")
+    module = types.ModuleType("fastpush_scan_baseline")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{BASELINE}:scan.py", "exec"), module.__dict__)
+    return module
+
+
+SCANS: dict[str, Callable[[], types.ModuleType]] = {"current": lambda: scan, "baseline": _baseline}
+
+
+@pytest.fixture(scope="module")
+def ct_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    folder = tmp_path_factory.mktemp("ct")
+    paths = write_study(folder, count=FILES, sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
+    return [str(p) for p in paths]
+
+
+@pytest.fixture(scope="module")
+def junk_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    folder = tmp_path_factory.mktemp("junk")
+    rng = random.Random(0)
+    makers = [
+        lambda: b"Just some notes, not an image.\n" * 40,
+        lambda: b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + rng.randbytes(20_000),
+        lambda: bytes(4096),
+        lambda: rng.randbytes(65_536),
+    ]
+    paths = []
+    for index in range(FILES):
+        path = folder / f"file{index:04d}.dcm"  # the extension must not matter
+        path.write_bytes(makers[index % len(makers)]())
+        paths.append(str(path))
+    return paths
+
+
+def _scan_all(module: types.ModuleType, paths: list[str]) -> list[Any]:
+    return [module.read_file(path) for path in paths]
+
+
+@pytest.mark.parametrize("version", list(SCANS))
+def test_scan_ct(benchmark: Any, version: str, ct_files: list[str]) -> None:
+    module = SCANS[version]()
+    benchmark.group = f"scan {FILES} CT files"
+    items = benchmark(_scan_all, module, ct_files)
+    assert all(isinstance(item, module.FileItem) for item in items)
+
+
+@pytest.mark.parametrize("version", list(SCANS))
+def test_scan_junk(benchmark: Any, version: str, junk_files: list[str]) -> None:
+    module = SCANS[version]()
+    benchmark.group = f"scan {FILES} non-DICOM files"
+    results = benchmark(_scan_all, module, junk_files)
+    assert all(isinstance(result, module.Skip) for result in results)
+
+
+@pytest.mark.parametrize("version", list(SCANS))
+def test_describe_in_memory(benchmark: Any, version: str, ct_files: list[str]) -> None:
+    module = SCANS[version]()
+    datasets = [Path(path).read_bytes() for path in ct_files]
+    benchmark.group = f"describe {FILES} CT files in memory"
+    items = benchmark(lambda: [module.describe_buffer(data) for data in datasets])
+    assert all(isinstance(item, module.FileItem) for item in items)
