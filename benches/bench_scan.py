@@ -80,24 +80,18 @@ def junk_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     return paths
 
 
-def _scan_all(module: types.ModuleType, paths: list[str]) -> list[Any]:
-    return [module.read_file(path) for path in paths]
-
-
 @pytest.mark.parametrize("version", list(SCANS))
-def test_scan_ct(benchmark: Any, version: str, ct_files: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("files", "kind"), [("ct_files", "FileItem"), ("junk_files", "Skip")], ids=["ct", "junk"]
+)
+def test_scan(
+    benchmark: Any, version: str, files: str, kind: str, request: pytest.FixtureRequest
+) -> None:
     module = SCANS[version]()
-    benchmark.group = f"scan {FILES} CT files"
-    items = benchmark(_scan_all, module, ct_files)
-    assert all(isinstance(item, module.FileItem) for item in items)
-
-
-@pytest.mark.parametrize("version", list(SCANS))
-def test_scan_junk(benchmark: Any, version: str, junk_files: list[str]) -> None:
-    module = SCANS[version]()
-    benchmark.group = f"scan {FILES} non-DICOM files"
-    results = benchmark(_scan_all, module, junk_files)
-    assert all(isinstance(result, module.Skip) for result in results)
+    paths: list[str] = request.getfixturevalue(files)
+    benchmark.group = f"scan {FILES} {files.replace('_files', '')} files"
+    results = benchmark(lambda: [module.read_file(path) for path in paths])
+    assert all(isinstance(result, getattr(module, kind)) for result in results)
 
 
 @pytest.mark.parametrize("version", list(SCANS))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import _read_file_meta_info, read_preamble
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_file_meta_info
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     CTImageStorage,
@@ -34,7 +33,7 @@ from fastpush.dataset_head import HEAD
 from fastpush.scan import FileItem, Skip, describe_buffer, expand, read_file
 from fastpush.synthetic import write_study
 
-from peers import dataset_bytes
+from peers import dataset_bytes, encode_dataset
 
 TEST_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
 ENCODINGS = {
@@ -188,17 +187,6 @@ def _dataset(sop_instance: str = "1.2.3.4", *, sequence: bool = True) -> Dataset
     return ds
 
 
-def _encode(ds: Dataset, syntax: str) -> bytes:
-    fp = DicomBytesIO()
-    fp.is_implicit_VR, fp.is_little_endian = ENCODINGS.get(syntax, (False, True))
-    write_dataset(fp, ds)
-    data = fp.getvalue()
-    if syntax == DeflatedExplicitVRLittleEndian:
-        z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-        data = z.compress(data) + z.flush()
-    return data
-
-
 def _meta(syntax: str | None, sop_instance: str = "1.2.3.4") -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
@@ -218,7 +206,7 @@ def test_sequences_before_the_uids_are_skipped(syntax: str, undefined: bool) -> 
     ds.LanguageCodeSequence[0]["LanguageCodeSequence"].is_undefined_length = not undefined
     for item in ds.LanguageCodeSequence[0].LanguageCodeSequence:
         item.is_undefined_length_sequence_item = undefined
-    data = _meta(syntax) + _encode(ds, syntax)
+    data = _meta(syntax) + encode_dataset(ds, syntax)
     item = describe_buffer(data)
     assert isinstance(item, FileItem), item
     assert (item.sop_class_uid, item.sop_instance_uid) == (CTImageStorage, "1.2.3.4")
@@ -253,7 +241,7 @@ def test_un_of_undefined_length_holds_implicit_vr() -> None:
 
 def test_meta_without_transfer_syntax_is_detected_from_the_dataset() -> None:
     for syntax in ENCODINGS:
-        item = describe_buffer(_meta(None) + _encode(_dataset(), syntax))
+        item = describe_buffer(_meta(None) + encode_dataset(_dataset(), syntax))
         assert isinstance(item, FileItem), item
         assert item.transfer_syntax == syntax
         assert item.notes[0].startswith("file meta lacks TransferSyntaxUID: ")
@@ -265,11 +253,13 @@ def test_meta_that_names_the_other_vr_encoding() -> None:
         (ExplicitVRLittleEndian, ImplicitVRLittleEndian),
         (ImplicitVRLittleEndian, ExplicitVRLittleEndian),
     ]:
-        item = describe_buffer(_meta(declared) + _encode(_dataset(), actual))
+        item = describe_buffer(_meta(declared) + encode_dataset(_dataset(), actual))
         assert isinstance(item, FileItem), item
         assert item.transfer_syntax == actual
         assert "does not match the dataset's encoding" in item.notes[0]
-    skip = describe_buffer(_meta(JPEGBaseline8Bit) + _encode(_dataset(), ImplicitVRLittleEndian))
+    skip = describe_buffer(
+        _meta(JPEGBaseline8Bit) + encode_dataset(_dataset(), ImplicitVRLittleEndian)
+    )
     assert isinstance(skip, Skip)
 
 
@@ -292,7 +282,9 @@ def test_missing_meta_uids_are_noted() -> None:
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     fp = DicomBytesIO()
     write_file_meta_info(fp, meta, enforce_standard=False)
-    data = b"\0" * 128 + b"DICM" + fp.getvalue() + _encode(_dataset(), ExplicitVRLittleEndian)
+    data = (
+        b"\0" * 128 + b"DICM" + fp.getvalue() + encode_dataset(_dataset(), ExplicitVRLittleEndian)
+    )
     item = describe_buffer(data)
     assert isinstance(item, FileItem)
     assert item.notes == (
@@ -372,7 +364,7 @@ def test_values_before_the_uids_are_skipped_not_read(
     ds = _dataset(sequence=False)
     ds.add_new(0x0008_0001, "OB", bytes(4 << 20))  # a 4 MiB value ahead of (0008,0016)
     path = tmp_path / "big_value.dcm"
-    path.write_bytes(_meta(ExplicitVRLittleEndian) + _encode(ds, ExplicitVRLittleEndian))
+    path.write_bytes(_meta(ExplicitVRLittleEndian) + encode_dataset(ds, ExplicitVRLittleEndian))
     item = read_file(path)
     assert isinstance(item, FileItem) and item.sop_instance_uid == "1.2.3.4"
     assert sum(counted_reads) < 64 << 10
@@ -390,7 +382,7 @@ def test_walking_gives_up_past_its_budget(
     ds.LanguageCodeSequence = Sequence(items)
     ds["LanguageCodeSequence"].is_undefined_length = True
     path = tmp_path / "long_sequence.dcm"
-    path.write_bytes(_meta(ExplicitVRLittleEndian) + _encode(ds, ExplicitVRLittleEndian))
+    path.write_bytes(_meta(ExplicitVRLittleEndian) + encode_dataset(ds, ExplicitVRLittleEndian))
     assert isinstance(read_file(path), FileItem)
     monkeypatch.setattr(scan, "_BUDGET", 256 << 10)
     counted_reads.clear()
@@ -400,8 +392,8 @@ def test_walking_gives_up_past_its_budget(
 
 
 def _valid_files() -> list[bytes]:
-    return [_meta(syntax) + _encode(_dataset(), syntax) for syntax in SYNTHETIC] + [
-        _encode(_dataset(), syntax) for syntax in ENCODINGS
+    return [_meta(syntax) + encode_dataset(_dataset(), syntax) for syntax in SYNTHETIC] + [
+        encode_dataset(_dataset(), syntax) for syntax in ENCODINGS
     ]
 
 
