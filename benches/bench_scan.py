@@ -11,15 +11,20 @@ module of its own, so that both are timed in the same run on the same warm files
   turned away from their first bytes;
 - ``memory``: the same CT files as bytes (``describe_buffer``): the parsing alone, no I/O.
 
-Not collected by the default ``pytest`` run.
+Not collected by the default ``pytest`` run. On a busy machine, ``python benches/bench_scan.py``
+alternates baseline and current run by run, so that both see the same load, and prints min and
+median of each.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -55,16 +60,23 @@ def _baseline() -> types.ModuleType:
 SCANS: dict[str, Callable[[], types.ModuleType]] = {"current": lambda: scan, "baseline": _baseline}
 
 
-@pytest.fixture(scope="module")
-def ct_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    folder = tmp_path_factory.mktemp("ct")
+def _write_ct(folder: Path) -> list[str]:
     paths = write_study(folder, count=FILES, sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
     return [str(p) for p in paths]
 
 
 @pytest.fixture(scope="module")
+def ct_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    return _write_ct(tmp_path_factory.mktemp("ct"))
+
+
+@pytest.fixture(scope="module")
 def junk_files(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    folder = tmp_path_factory.mktemp("junk")
+    return _write_junk(tmp_path_factory.mktemp("junk"))
+
+
+def _write_junk(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     makers = [
         lambda: b"Just some notes, not an image.\n" * 40,
@@ -101,3 +113,31 @@ def test_describe_in_memory(benchmark: Any, version: str, ct_files: list[str]) -
     benchmark.group = f"describe {FILES} CT files in memory"
     items = benchmark(lambda: [module.describe_buffer(data) for data in datasets])
     assert all(isinstance(item, module.FileItem) for item in items)
+
+
+def _interleaved(rounds: int = 40) -> None:
+    modules = {"baseline": _baseline(), "current": scan}
+    with tempfile.TemporaryDirectory() as tmp:
+        ct, junk = _write_ct(Path(tmp, "ct")), _write_junk(Path(tmp, "junk"))
+        memory = [Path(path).read_bytes() for path in ct]
+        cases: dict[str, Callable[[types.ModuleType], object]] = {
+            f"scan {FILES} CT files": lambda m: [m.read_file(p) for p in ct],
+            f"scan {FILES} non-DICOM files": lambda m: [m.read_file(p) for p in junk],
+            f"describe {FILES} CT files in memory": lambda m: [
+                m.describe_buffer(x) for x in memory
+            ],
+        }
+        times: dict[tuple[str, str], list[float]] = {}
+        for _ in range(rounds):
+            for case, run in cases.items():
+                for version, module in modules.items():
+                    start = time.perf_counter()
+                    run(module)
+                    times.setdefault((case, version), []).append(time.perf_counter() - start)
+    for (case, version), values in times.items():
+        low, mid = min(values) * 1e3, statistics.median(values) * 1e3
+        print(f"{case:38} {version:9} min {low:6.2f} ms  median {mid:6.2f} ms")
+
+
+if __name__ == "__main__":
+    _interleaved()
