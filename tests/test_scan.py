@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -391,10 +392,32 @@ def test_walking_gives_up_past_its_budget(
     assert sum(counted_reads) <= 256 << 10
 
 
-def _valid_files() -> list[bytes]:
-    return [_meta(syntax) + encode_dataset(_dataset(), syntax) for syntax in SYNTHETIC] + [
-        encode_dataset(_dataset(), syntax) for syntax in ENCODINGS
-    ]
+def _long_sequence_first(syntax: str) -> Dataset:
+    """UIDs behind 40 KiB of sequence items: past the first read and across read boundaries."""
+    ds = _dataset(sequence=False)
+    items = [Dataset() for _ in range(20)]
+    for item in items:
+        item.add_new(0x0009_1010, "OB", bytes(2000))
+        item.is_undefined_length_sequence_item = True
+    ds.LanguageCodeSequence = Sequence(items)
+    ds["LanguageCodeSequence"].is_undefined_length = True
+    return ds
+
+
+VALID = (
+    [_meta(syntax) + encode_dataset(_dataset(), syntax) for syntax in SYNTHETIC]
+    + [encode_dataset(_dataset(), syntax) for syntax in ENCODINGS]
+    + [_meta(syntax) + encode_dataset(_long_sequence_first(syntax), syntax) for syntax in SYNTHETIC]
+)
+
+
+def test_fuzz_seeds_are_sendable(tmp_path: Path) -> None:
+    for index, data in enumerate(VALID):
+        item = describe_buffer(data)
+        assert isinstance(item, FileItem) and item.sop_instance_uid == "1.2.3.4", index
+        path = tmp_path / f"{index}.dcm"
+        path.write_bytes(data)
+        assert read_file(path) == replace(item, path=str(path))
 
 
 @settings(max_examples=300, deadline=None)
@@ -408,19 +431,25 @@ def test_fuzz_arbitrary_bytes(data: bytes, prefix: bytes) -> None:
 
 @settings(max_examples=600, deadline=None)
 @given(
-    index=st.integers(0, len(SYNTHETIC) + len(ENCODINGS) - 1),
-    edits=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=6),
-    cut=st.integers(0, 10_000),
+    index=st.integers(0, len(VALID) - 1),
+    edits=st.lists(st.tuples(st.integers(0, 50_000), st.integers(0, 255)), max_size=6),
+    cut=st.integers(0, 50_000),
 )
 def test_fuzz_damaged_files(index: int, edits: list[tuple[int, int]], cut: int) -> None:
-    """Damaged headers, lengths and sequences: a description or a reason, nothing else."""
-    data = bytearray(_valid_files()[index])
+    """Damaged headers, lengths and sequences: a description or a reason, nothing else, and the
+    same from a file (read piece by piece) as from memory."""
+    data = bytearray(VALID[index])
     for pos, value in edits:
         data[pos % len(data)] = value
-    result = describe_buffer(bytes(data[: max(cut, 8)]))
+    damaged = bytes(data[: max(cut, 8)])
+    result = describe_buffer(damaged)
     assert isinstance(result, (FileItem, Skip))
     if isinstance(result, Skip):
         assert result.reason
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(damaged)
+        f.flush()
+        assert read_file(f.name) == replace(result, path=f.name)
 
 
 def test_expand_walks_folders(tmp_path: Path) -> None:
