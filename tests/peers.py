@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -134,6 +136,20 @@ def pydicom_test_files() -> list[Path]:
 
     folder = Path(pydicom.data.__file__).parent / "test_files"
     return sorted(folder.glob("*.dcm"))
+
+
+def encode_dataset(ds: Dataset, syntax: str) -> bytes:
+    """``ds`` encoded in the uncompressed ``syntax`` (deflated: Explicit VR LE, raw deflate)."""
+    uid = UID(syntax)
+    buffer = DicomBytesIO()
+    buffer.is_little_endian = uid.is_little_endian
+    buffer.is_implicit_VR = uid.is_implicit_VR
+    write_dataset(buffer, ds)
+    data = buffer.getvalue()
+    if uid.is_deflated:
+        z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        data = z.compress(data) + z.flush()
+    return data
 
 
 def dataset_bytes(path: Path | str) -> bytes:

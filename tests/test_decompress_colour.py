@@ -117,6 +117,10 @@ def test_decompressed_file_is_its_source(path: Path, storescp: StoreSCPFactory) 
     stored_files = scp.stored_files()
     source = pydicom.dcmread(path)
     has_pixels = "PixelData" in source
+    if result.outcome is Outcome.SKIPPED:
+        # A compressed syntax in the meta over an Implicit VR dataset: no PACS could read it.
+        assert "the dataset is Implicit VR: it cannot be sent" in result.reason, result
+        return
     if not result.ok:
         assert result.outcome is Outcome.FAILED and result.reason, result
         assert not stored_files

@@ -11,9 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
 from fastpush import _core, pytransport, rewrite
@@ -27,7 +25,7 @@ from fastpush.uids import (
     IMPLICIT_VR_LE,
 )
 
-from peers import pydicom_test_files
+from peers import encode_dataset, pydicom_test_files
 
 SYNTAXES = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE, DEFLATED_EXPLICIT_VR_LE]
 
@@ -120,18 +118,6 @@ def _build(values: dict[str, object]) -> Dataset:
     return ds
 
 
-def _encode(ds: Dataset, syntax: str) -> bytes:
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = syntax != EXPLICIT_VR_BE
-    buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
-    write_dataset(buffer, ds)
-    data = buffer.getvalue()
-    if syntax == DEFLATED_EXPLICIT_VR_LE:
-        z = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-        data = z.compress(data) + z.flush()
-    return data
-
-
 def _decode(data: bytes, syntax: str) -> Dataset:
     if syntax == DEFLATED_EXPLICIT_VR_LE:
         data = zlib.decompress(data, -zlib.MAX_WBITS)
@@ -165,7 +151,7 @@ def _values(ds: Dataset, swap: bool = False) -> dict[int, object]:
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ds=_dataset(2), src=st.sampled_from(SYNTAXES), dst=st.sampled_from(SYNTAXES))
 def test_random_datasets_round_trip(ds: Dataset, src: str, dst: str) -> None:
-    data = _encode(ds, src)
+    data = encode_dataset(ds, src)
     converted = _core.convert_dataset(data, src, dst)
     assert converted == rewrite.convert_bytes(data, src, dst)
     swap = (src == EXPLICIT_VR_BE) != (dst == EXPLICIT_VR_BE)

@@ -1,8 +1,11 @@
-"""Finding what to send: walking paths and reading only the file meta (group 0002) of each file.
+"""Finding what to send: walking paths and describing each file from its first bytes.
 
-A file is described by its SOP Class, SOP Instance, transfer syntax and the byte range of its
-dataset; nothing past the file meta is read. A file that cannot be sent becomes a ``Skip`` with a
-reason, never an exception.
+A file is described by its SOP Class and Instance UIDs — the dataset's own (0008,0016) and
+(0008,0018), which go on the wire — its transfer syntax and the byte range of its dataset. Part-10
+files are read through their file meta; a dataset without one (or with a meta that lacks its
+transfer syntax) has its encoding detected from its first element, as DCMTK and pydicom do. Only
+the start of the dataset is read (see ``dataset_head``). A file that cannot be sent becomes a
+``Skip`` with a reason, never an exception; what was odd but sendable is said in ``notes``.
 """
 
 from __future__ import annotations
@@ -12,108 +15,185 @@ import stat
 import struct
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
 
+from .dataset_head import (
+    DEFLATED_SYNTAXES,
+    HEAD,
+    LONG_VRS,
+    SYNTAX_NAMES,
+    BufferSource,
+    FileSource,
+    InflatedSource,
+    Source,
+    Unreadable,
+    detect_raw,
+    looks_explicit,
+    read_uids,
+)
 from .item import Item, Skip
+from .uids import EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
 _PREAMBLE = 128
 _MAGIC = b"DICM"
-# VRs whose explicit encoding has 2 reserved bytes and a 4-byte length (PS3.5 7.1.2).
-_LONG_VRS = {
-    b"OB",
-    b"OD",
-    b"OF",
-    b"OL",
-    b"OV",
-    b"OW",
-    b"SQ",
-    b"SV",
-    b"UC",
-    b"UN",
-    b"UR",
-    b"UT",
-    b"UV",
-}
-_META_LIMIT = 1 << 20
+# Bytes read (or inflated) per file before giving up on finding where its dataset starts and
+# what its UIDs are: far above any real file meta and group 0008.
+_BUDGET = 8 << 20
+_MAX_META_VALUE = 1024
+_META_NAMES = {0x0002: "MediaStorageSOPClassUID", 0x0003: "MediaStorageSOPInstanceUID"}
+_DATASET_NAMES = {0x0002: "SOPClassUID", 0x0003: "SOPInstanceUID"}
+_META_ELEMENT = struct.Struct("<HHI")
+_META_LONG = struct.Struct("<I")
+_META_VALUES = frozenset({0x0002, 0x0003, 0x0010})
 
 
-class _Unreadable(Exception):
-    pass
-
-
-def parse_meta(head: bytes, total: int) -> tuple[dict[int, str], int]:
-    """Parse the preamble and group 0002 from the first bytes of a Part-10 file.
-
-    Return the text values of the meta elements by element number and the dataset offset.
-    ``total`` is the size of the whole file (or buffer), to tell truncation from a short read.
-    """
-    if len(head) < _PREAMBLE + 4 or head[_PREAMBLE : _PREAMBLE + 4] != _MAGIC:
-        raise _Unreadable("not a DICOM Part-10 file (no 'DICM' after the 128-byte preamble)")
-    pos = _PREAMBLE + 4
+def parse_meta(src: Source, pos: int, size: int) -> tuple[dict[int, str], int]:
+    """Parse group 0002 from ``pos``: the text values of its UID elements by element number, and
+    the dataset offset. An Implicit VR meta (a known writer bug) is read too, as pydicom does."""
+    buf, base = src.window(pos, 12)
+    implicit = not looks_explicit(buf[pos - base + 4 : pos - base + 6])
     values: dict[int, str] = {}
     while True:
-        if pos + 8 > len(head):
-            if pos == total:
-                break
-            raise _Unreadable("file meta is truncated")
-        group, elem = struct.unpack_from("<HH", head, pos)
+        off = pos - base
+        if off + 12 > len(buf):
+            buf, base = src.window(pos, 12)
+            off = pos - base
+        available = len(buf) - off
+        if available < 8:
+            if available:
+                raise Unreadable("file meta is truncated")
+            break
+        group, elem, length = _META_ELEMENT.unpack_from(buf, off)
         if group != 0x0002:
             break
-        vr = head[pos + 4 : pos + 6]
-        if vr in _LONG_VRS:
-            if pos + 12 > len(head):
-                raise _Unreadable("file meta is truncated")
-            (length,) = struct.unpack_from("<I", head, pos + 8)
-            start = pos + 12
-        else:
-            (length,) = struct.unpack_from("<H", head, pos + 6)
-            start = pos + 8
-        end = start + length
-        if end > len(head):
-            raise _Unreadable("file meta is truncated")
-        if vr in (b"UI", b"AE", b"SH", b"CS", b"LO"):
-            values[elem] = head[start:end].decode("ascii", "replace").rstrip("\0 ")
-        pos = end
+        start = pos + 8
+        if not implicit:
+            if buf[off + 4 : off + 6] in LONG_VRS:
+                if available < 12:
+                    raise Unreadable("file meta is truncated")
+                start = pos + 12
+                (length,) = _META_LONG.unpack_from(buf, off + 8)
+            else:
+                length >>= 16
+        if elem in _META_VALUES:
+            if length > _MAX_META_VALUE:
+                raise Unreadable(f"file meta element (0002,{elem:04X}) is {length} bytes long")
+            value = src.get(start, length)
+            if len(value) < length:
+                raise Unreadable("file meta is truncated")
+            values[elem] = value.decode("ascii", "replace").strip("\0 ")
+        pos = start + length
+    if pos > size:
+        raise Unreadable("file meta is truncated")
     return values, pos
 
 
-def _describe(
-    values: dict[int, str], offset: int, size: int, path: str | None, data: bytes | None = None
-) -> Item:
-    sop_class = values.get(0x0002, "")
-    sop_instance = values.get(0x0003, "")
-    syntax = values.get(0x0010, "")
-    missing = [
-        name
-        for name, value in (
-            ("MediaStorageSOPClassUID", sop_class),
-            ("MediaStorageSOPInstanceUID", sop_instance),
-            ("TransferSyntaxUID", syntax),
+def _describe(src: Source, size: int, path: str | None, data: bytes | None = None) -> Item:
+    head = src.get(0, _PREAMBLE + 4)
+    notes: list[str] = []
+    values: dict[int, str] = {}
+    offset = 0
+    if head[_PREAMBLE:] == _MAGIC:
+        values, offset = parse_meta(src, _PREAMBLE + 4, size)
+    else:
+        implicit, little = detect_raw(head, size)
+        if head[:2] == b"\x02\x00" and not implicit:
+            values, offset = parse_meta(src, 0, size)
+            notes.append("file meta has no preamble")
+    if values or offset:
+        if offset >= size:
+            raise Unreadable("file has a file meta but no dataset")
+        syntax = _meta_syntax(src, values.get(0x0010, ""), offset, size, notes)
+    else:
+        syntax = _SYNTAXES[implicit, little]
+        notes.append(f"no file meta: {SYNTAX_NAMES[syntax]} detected from the dataset")
+    walked, start = (src, offset)
+    if syntax in DEFLATED_SYNTAXES:
+        walked, start = InflatedSource(src, offset, _BUDGET), 0
+    sop_class, sop_instance = read_uids(
+        walked,
+        start,
+        implicit=syntax == IMPLICIT_VR_LE,
+        little=syntax != EXPLICIT_VR_BE,
+        strict_order=not values and not offset,
+    )
+    if not sop_class:
+        raise Unreadable("dataset has no SOP Class UID (0008,0016)")
+    if not sop_instance:
+        raise Unreadable("dataset has no SOP Instance UID (0008,0018)")
+    if values or offset:
+        for elem, used in ((0x0002, sop_class), (0x0003, sop_instance)):
+            _compare(values.get(elem, ""), used, elem, notes)
+    return Item(path, sop_class, sop_instance, syntax, offset, size - offset, data, tuple(notes))
+
+
+_SYNTAXES = {
+    (True, True): IMPLICIT_VR_LE,
+    (False, True): EXPLICIT_VR_LE,
+    (False, False): EXPLICIT_VR_BE,
+}
+
+
+def _meta_syntax(src: Source, declared: str, offset: int, size: int, notes: list[str]) -> str:
+    """The syntax the dataset is in: the meta's, unless it lacks one or the dataset shows the
+    other VR encoding (pydicom reads such files the same way)."""
+    first = src.get(offset, 8)
+    if not declared:
+        try:
+            found = _SYNTAXES[detect_raw(first, size - offset)]
+        except Unreadable:
+            raise Unreadable(
+                "file meta lacks TransferSyntaxUID and the dataset's first element does not"
+                " tell its encoding"
+            ) from None
+        notes.append(f"file meta lacks TransferSyntaxUID: {SYNTAX_NAMES[found]} detected")
+        return found
+    if declared in DEFLATED_SYNTAXES or len(first) < 6:
+        return declared
+    explicit = looks_explicit(first[4:6])
+    found = declared
+    if declared == IMPLICIT_VR_LE and explicit:
+        found = EXPLICIT_VR_LE
+    elif declared == EXPLICIT_VR_LE and not explicit:
+        found = IMPLICIT_VR_LE
+    elif declared != IMPLICIT_VR_LE and not explicit:
+        raise Unreadable(
+            f"file meta TransferSyntaxUID {declared} is an explicit VR syntax but the dataset is"
+            " Implicit VR: it cannot be sent in either"
         )
-        if not value
-    ]
-    if missing:
-        raise _Unreadable(f"file meta lacks {', '.join(missing)}")
-    if offset >= size:
-        raise _Unreadable("file has a file meta but no dataset")
-    return Item(path, sop_class, sop_instance, syntax, offset, size - offset, data)
+    if found != declared:
+        notes.append(
+            f"file meta TransferSyntaxUID {SYNTAX_NAMES[declared]} does not match the dataset's"
+            f" encoding: sent as {SYNTAX_NAMES[found]}"
+        )
+    return found
+
+
+def _compare(meta: str, used: str, elem: int, notes: list[str]) -> None:
+    if not meta:
+        notes.append(f"file meta lacks {_META_NAMES[elem]}: sent with the dataset's")
+    elif meta != used:
+        notes.append(
+            f"file meta {_META_NAMES[elem]} {meta} differs from the dataset's"
+            f" {_DATASET_NAMES[elem]} {used}: sent with the dataset's"
+        )
 
 
 def read_file(path: str | os.PathLike[str]) -> Item | Skip:
-    """Describe one file from its file meta, or say why it cannot be sent."""
+    """Describe one file from its first bytes, or say why it cannot be sent."""
     name = os.fspath(path)
     try:
+        # A bare descriptor: no buffered file object to build, the first read sized for the need.
         # Non-blocking, so that a FIFO or a device is looked at, not waited on.
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-        with open(fd, "rb") as f:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 return Skip(name, f"not a regular file ({_file_kind(info.st_mode)})")
             size = info.st_size
-            head = f.read(16384)
-            values, offset = _parse_growing(f, head, size)
-        return _describe(values, offset, size, name)
-    except _Unreadable as exc:
+            return _describe(FileSource(fd, os.read(fd, HEAD), size, _BUDGET), size, name)
+        finally:
+            os.close(fd)
+    except Unreadable as exc:
         return Skip(name, str(exc))
     except OSError as exc:
         return Skip(name, f"cannot read: {exc.strerror or exc}")
@@ -125,27 +205,16 @@ def _file_kind(mode: int) -> str:
         stat.S_ISSOCK: "a socket",
         stat.S_ISCHR: "a character device",
         stat.S_ISBLK: "a block device",
+        stat.S_ISDIR: "a folder",
     }
     return next((name for test, name in kinds.items() if test(mode)), "not a file")
 
 
-def _parse_growing(f: BinaryIO, head: bytes, size: int) -> tuple[dict[int, str], int]:
-    """Parse the meta, reading further when it is longer than the first read (large meta)."""
-    while True:
-        try:
-            return parse_meta(head, size)
-        except _Unreadable:
-            if len(head) >= min(size, _META_LIMIT):
-                raise
-            head += f.read(len(head))
-
-
 def describe_buffer(data: bytes) -> Item | Skip:
-    """Describe a Part-10 file held in memory."""
+    """Describe a DICOM file (or bare dataset) held in memory."""
     try:
-        values, offset = parse_meta(data, len(data))
-        return _describe(values, offset, len(data), None, data)
-    except _Unreadable as exc:
+        return _describe(BufferSource(data), len(data), None, data)
+    except Unreadable as exc:
         return Skip(None, str(exc))
 
 
