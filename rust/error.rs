@@ -24,6 +24,9 @@ pub enum Error {
     /// A dataset that cannot be converted to the accepted transfer syntax:
     /// `fastpush.errors.ConversionError`.
     Convert(String),
+    /// A dataset sent verbatim that does not parse to its end (truncated, a length past the
+    /// end): `fastpush.errors.ConversionError`, before any byte is sent.
+    Malformed(String),
     /// The transport was closed: `OSError(EBADF)`, like a closed Python socket.
     Closed,
     /// TLS failed (handshake, certificate, alert, configuration): `fastpush.errors.TLSError`.
@@ -103,6 +106,7 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument(msg) => f.write_str(msg),
             Error::Convert(msg) => write!(f, "cannot convert the dataset: {msg}"),
+            Error::Malformed(msg) => write!(f, "the dataset does not parse: {msg}"),
             Error::Closed => f.write_str("transport is closed"),
             Error::Tls(msg) => f.write_str(msg),
             #[cfg(feature = "python")]
@@ -155,7 +159,9 @@ mod py {
                 e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
                 e @ Error::PduTooLarge { .. } => ProtocolError::new_err(e.to_string()),
                 Error::InvalidArgument(msg) => PyValueError::new_err(msg),
-                e @ Error::Convert(_) => ConversionError::new_err(e.to_string()),
+                e @ (Error::Convert(_) | Error::Malformed(_)) => {
+                    ConversionError::new_err(e.to_string())
+                }
                 e @ Error::Closed => PyOSError::new_err((libc::EBADF, e.to_string())),
                 Error::Tls(msg) => TLSError::new_err(msg),
                 Error::Python(e) => e,

@@ -336,8 +336,11 @@ impl Transport {
     }
 
     /// Frame and write one DIMSE message, its dataset converted when `convert` is given (the
-    /// same syntax twice: re-encoded, odd values padded); returns the bytes written.
-    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None))]
+    /// same syntax twice: re-encoded, odd values padded), or else, with `verify`, walked whole
+    /// in that syntax first (a truncated dataset fails before anything is sent); returns the
+    /// bytes written.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None, verify=None))]
+    #[allow(clippy::too_many_arguments)]
     fn send_message(
         &self,
         py: Python<'_>,
@@ -346,6 +349,7 @@ impl Transport {
         dataset: Option<&Bound<'_, PyAny>>,
         max_pdu: i64,
         convert: Option<(String, String)>,
+        verify: Option<String>,
     ) -> PyResult<u64> {
         let context_id = framing::context_id(context_id)?;
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
@@ -363,6 +367,10 @@ impl Transport {
                 ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag);
             drive(py, || writer.step(stream, &mut pacer))?;
             return Ok(writer.written());
+        }
+        if let (Some(ds), Some(syntax)) = (ds, verify.as_deref().and_then(Syntax::from_uid)) {
+            py.detach(|| convert::check(ds, syntax, syntax))
+                .map_err(|e| Error::Malformed(e.to_string()))?;
         }
         let mut out = self.checkout(py)?;
         let stream = out.stream.as_deref_mut().expect("checked out");

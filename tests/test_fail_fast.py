@@ -161,3 +161,22 @@ def test_fifos_and_dangling_links_get_results(storescp: StoreSCPFactory, tmp_pat
     assert "stored: 2" in done.stdout and "skipped: 3" in done.stdout
     assert done.stderr.count("not a regular file (a FIFO)") == 2
     assert "dangling" in done.stderr
+
+
+@pytest.mark.parametrize("engine", ["rust", "python"])
+def test_truncated_files_fail_before_sending_never_retried(
+    storescp: StoreSCPFactory, tmp_path: Path, engine: str
+) -> None:
+    files = write_study(tmp_path / "study", count=3, sop_classes=[CT])
+    data = files[1].read_bytes()
+    files[1].write_bytes(data[:-1000])  # cut inside the pixel data, even length
+    data = files[2].read_bytes()
+    files[2].write_bytes(data[: len(data) - (64 << 10) - 4])  # cut inside the last header
+    scp = storescp()
+    done = run_cli("store", "127.0.0.1", str(scp.port), str(tmp_path / "study"), "--engine", engine)
+    assert done.returncode == 1
+    assert "stored: 1" in done.stdout and "failed: 2" in done.stdout
+    assert "truncated in the value of (7FE0,0010) (at dataset offset" in done.stderr
+    assert "the dataset does not parse: dataset is truncated (at dataset offset" in done.stderr
+    assert "Retrying" not in done.stderr
+    assert len(scp.stored_files()) == 1

@@ -136,8 +136,13 @@ class Transport:
         dataset: bytes | FileRegion | None,
         max_pdu: int,
         convert: Conversion | None = None,
+        verify: str | None = None,
     ) -> int:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
+
+        Without ``convert``, ``verify`` (an uncompressed syntax's UID) walks the dataset's
+        element headers in that syntax first: one that does not parse to its end raises
+        ``ConversionError`` ("the dataset does not parse: ...") before anything is sent.
 
         ``max_pdu`` is the peer's Maximum Length Received (0: no limit). Returns the number of
         bytes written to the socket. Writes go out in ``sendmsg`` batches of many PDUs whose

@@ -26,7 +26,7 @@ from .errors import (
 from .failure import Failure
 from .identity import UserIdentity
 from .item import Item, Skip, Storable, describe
-from .payload import prepare
+from .payload import Payload, prepare
 from .plan import DEFAULT_PROPOSAL, AcceptedContext, Proposal, Routes
 from .reassembly import Reassembler
 from .results import Event, EventKind, Outcome, Result
@@ -370,16 +370,25 @@ class Association:
         self,
         ctx: AcceptedContext,
         command: bytes,
-        dataset: bytes | tuple[str, int, int] | None,
+        payload: Payload | None,
         message_id: int,
-        convert: tuple[str, str] | None = None,
     ) -> dimse.Command:
         transport = self._transport
         if transport is None:
             raise ProtocolError("the association is not open")
         transport.timeout = self.dimse_timeout
         self._message_sent = False
-        transport.send_message(ctx.context_id, command, dataset, self.send_limit, convert)
+        if payload is None:
+            transport.send_message(ctx.context_id, command, None, self.send_limit)
+        else:
+            transport.send_message(
+                ctx.context_id,
+                command,
+                payload.dataset,
+                self.send_limit,
+                payload.convert,
+                payload.verify,
+            )
         # A failure from here on lost only the response: the peer may have stored the data.
         self._message_sent = True
         response = self._receive_command(transport)
@@ -490,7 +499,7 @@ class Association:
             )
         started = time.perf_counter()
         try:
-            response = self._exchange(ctx, command, payload.dataset, message_id, payload.convert)
+            response = self._exchange(ctx, command, payload, message_id)
         except _SOURCE as exc:
             result.seconds = time.perf_counter() - started
             return result.fail(Failure.SOURCE, _reason(exc))

@@ -393,7 +393,7 @@ class StoreClient:
                 delay = max(0.0, min(delay, deadline - time.monotonic()))
             self._tell(
                 f"{ASSOCIATION_FAILED} ({error}): retry {attempt}/{self.retry.retries} "
-                f"in {delay:.0f} s"
+                f"in {delay:g} s"
             )
             if self._cancelled.wait(delay):
                 return None

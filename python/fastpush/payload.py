@@ -36,6 +36,8 @@ class Payload:
     """What was wrong with a dataset that goes out repaired, e.g. ``"odd-length value in
     (300A,00B0)"``; empty when nothing was. ``Proposal.strict`` refuses it: see
     :func:`refuse_repaired`."""
+    verify: str | None = None
+    """The syntax to walk a verbatim dataset in before it is sent (a truncated one fails)."""
 
 
 def refuse_repaired(payload: Payload) -> None:
@@ -79,7 +81,9 @@ def _prepare(item: Item, syntax: str) -> Payload:
             )
         # PS3.5 A.5: a deflated stream of odd length is padded with one null byte.
         return Payload(_read(dataset) + b"\0")
-    return Payload(dataset)
+    return Payload(
+        dataset, verify=item.transfer_syntax if item.transfer_syntax in _WALKABLE else None
+    )
 
 
 # Uncompressed syntaxes whose dataset length is the sum of its elements' (a deflated stream's

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 _LINE_EVERY = 10.0  # seconds between progress lines when not on a terminal
-_NUMBERS = re.compile(r"\d+")
+# Numbers, but for element tags like (7FE0,0010), which name the kind of failure.
+_NUMBERS = re.compile(r"(\([0-9A-Fa-f]{4},[0-9A-Fa-f]{4}\))|\d+")
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _failure_kind(result: Result) -> str:
     if result.status is not None:
         return describe(result.status)
     reason = result.reason.removeprefix("not sent: ")
-    return _NUMBERS.sub("N", reason)
+    return _NUMBERS.sub(lambda m: m.group(1) or "N", reason)
 
 
 class Reporter:

@@ -180,6 +180,17 @@ class _Source:
             self.map.madvise(_DONTNEED, lo, hi - lo)
 
 
+def _verify(data: memoryview, syntax: str) -> None:
+    failed = ""
+    try:
+        rewrite.check(data, syntax, syntax)
+    except ConversionError as exc:
+        # Raised outside: its traceback would hold views into the mapping, which must close.
+        failed = str(exc)
+    if failed:
+        raise ConversionError(f"the dataset does not parse: {failed}")
+
+
 def _conversion(convert: Conversion) -> tuple[str, str] | None:
     """The checked ``convert`` argument (the same syntax twice: re-encoded, odd values padded)."""
     if convert is None:
@@ -397,12 +408,14 @@ class PyTransport:
         dataset: Dataset,
         max_pdu: int,
         convert: Conversion = None,
+        verify: str | None = None,
     ) -> int:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
 
         ``max_pdu`` is the peer's Maximum Length Received (0: no limit). With ``convert``, the
         dataset is checked whole (``ConversionError`` before anything is sent), then converted
-        while it is sent. Returns the number of bytes written.
+        while it is sent; without, ``verify`` (a syntax) has it checked in that syntax before it
+        is sent verbatim. Returns the number of bytes written.
         """
         context_id = _context_id(context_id)
         frag = fragment_size(max_pdu)
@@ -418,6 +431,8 @@ class PyTransport:
         written = 0
         with _Source(dataset) as source:
             ds = source.view
+            if ds is not None and verify in rewrite.CONVERTIBLE:
+                _verify(ds, verify)
             batch: list[memoryview] = []
             batch_bytes = 0
             released = 0
