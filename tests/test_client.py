@@ -13,7 +13,7 @@ import fastpush
 from fastpush import EventKind, Outcome, StoreClient
 from fastpush.retry import RetryPolicy
 
-from conftest import PynetdicomSCPFactory
+from conftest import PynetdicomSCPFactory, StoreSCPFactory
 
 pytestmark = pytest.mark.interop
 
@@ -87,3 +87,21 @@ def test_cancelled_client_sends_nothing_more(
     assert late.outcome is Outcome.SKIPPED
     assert late.reason.startswith("not sent: push cancelled")
     assert len(scp.received) == 1
+
+
+def test_a_burst_to_a_peer_that_serves_one_association_at_a_time(
+    storescp: StoreSCPFactory, tmp_path: Path
+) -> None:
+    """The second association waits unanswered in storescp's queue: it never holds a file, and
+    closing the client does not wait out its ACSE timeout."""
+    from fastpush.synthetic import write_study
+
+    files = write_study(tmp_path, count=100, sop_classes=["1.2.840.10008.5.1.4.1.1.2"])
+    scp = storescp()
+    with StoreClient(
+        scp.host, scp.port, called_ae=scp.aet, associations=2, acse_timeout=300
+    ) as client:
+        futures = [client.submit(path) for path in files]
+        results = [future.result(timeout=60) for future in futures]
+    assert all(r.outcome is Outcome.STORED for r in results), {r.reason for r in results}
+    assert len(scp.stored_files()) == 100
