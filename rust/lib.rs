@@ -17,6 +17,8 @@ pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod server;
 
 #[cfg(test)]
 mod props;

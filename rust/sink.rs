@@ -222,6 +222,7 @@ impl Target {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)] // one piece is a case worth testing
 mod tests {
     use super::*;
 
