@@ -2,7 +2,7 @@
 
 ``push()`` sends files and folders and returns one result per file (``Push`` is the same as a
 cancellable iterator, with parallel associations and retries); ``StoreClient`` is the long-lived,
-thread-safe sender for routers; ``Association`` keeps one association open and stores files,
+thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Association`` keeps one association open and stores files,
 bytes or pydicom Datasets one after another; ``echo()`` checks that a peer answers. The bytes
 move through the Rust core (``fastpush._core``) when it is built, else through the pure-Python
 data path.
@@ -26,8 +26,11 @@ from .errors import (
     TLSError,
 )
 from .identity import IdentityType, UserIdentity
+from .negotiation import AcceptPolicy
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
+from .server import Received, StorageServer
+from .storage import Layout
 from .tls import TLSOptions
 
 __version__: str
@@ -41,6 +44,7 @@ except ImportError:  # pragma: no cover - installs without the extension
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AcceptPolicy",
     "Association",
     "AssociationAborted",
     "AssociationRejected",
@@ -50,12 +54,15 @@ __all__ = [
     "FastpushError",
     "IdentityRejected",
     "IdentityType",
+    "Layout",
     "NoAcceptedContext",
     "Outcome",
     "Proposal",
     "ProtocolError",
     "Push",
+    "Received",
     "Result",
+    "StorageServer",
     "StoreClient",
     "TLSError",
     "TLSOptions",

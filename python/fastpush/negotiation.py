@@ -65,7 +65,9 @@ def storage_sop_classes() -> frozenset[str]:
 def known_transfer_syntaxes() -> frozenset[str]:
     from pydicom._uid_dict import UID_dictionary
 
-    return frozenset(uid for uid, (_n, kind, *_r) in UID_dictionary.items() if kind == "Transfer Syntax")
+    return frozenset(
+        uid for uid, (_n, kind, *_r) in UID_dictionary.items() if kind == "Transfer Syntax"
+    )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from .uids import uid_name
 
 if TYPE_CHECKING:
     from ._core import ServerTransport
-    from .server import Received, StorageServer
+    from .server import StorageServer
 
 log = logging.getLogger("fastpush.server")
 

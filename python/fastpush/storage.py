@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import io
 import itertools
 import os
 import re
@@ -136,11 +137,10 @@ def file_meta(
 def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
     """The Study Instance UID from the first bytes of a dataset, or None when it is not there."""
     from pydicom.filereader import read_dataset
-    from pydicom.filebase import DicomBytesIO
 
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
         head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, STUDY_HEAD)
-    stream = DicomBytesIO(head)
+    stream = io.BytesIO(head)
     try:
         ds = read_dataset(
             stream,
@@ -150,7 +150,7 @@ def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
             specific_tags=[_STUDY_INSTANCE_UID],
         )
         value = ds.get(_STUDY_INSTANCE_UID)
-    except Exception:  # noqa: BLE001 - a truncated or odd head only means "not found"
+    except Exception:  # a truncated or odd head only means "not found"
         return None
     uid = str(value.value).strip("\0 ") if value is not None else ""
     return uid if re.fullmatch(r"[0-9.]{1,64}", uid) else None
