@@ -211,7 +211,9 @@ impl Inbound {
             self.end -= self.start;
             self.start = 0;
         }
-        stream.before_read();
+        // No TCP_QUICKACK here (unlike the send side waiting for a response): an ACK forced
+        // after every read costs both sides a packet and changes nothing for a sender that is
+        // not waiting on us.
         match stream.read(&mut self.buf[self.end..]) {
             Ok(0) => Err(Error::PeerClosed {
                 mid_pdu: !self.at_boundary(),

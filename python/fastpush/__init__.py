@@ -2,10 +2,10 @@
 
 ``push()`` sends files and folders and returns one result per file (``Push`` is the same as a
 cancellable iterator, with parallel associations and retries); ``StoreClient`` is the long-lived,
-thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Association`` keeps one association open and stores files,
-bytes or pydicom Datasets one after another; ``echo()`` checks that a peer answers. The bytes
-move through the Rust core (``fastpush._core``) when it is built, else through the pure-Python
-data path.
+thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Association``
+keeps one association open and stores files, bytes or pydicom Datasets one after another;
+``echo()`` checks that a peer answers. The bytes move through the Rust core (``fastpush._core``)
+when it is built, else through the pure-Python data path.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .identity import UserIdentity
-from .negotiation import AcceptPolicy
+from .negotiation import AcceptPolicy, known_transfer_syntaxes, storage_sop_classes
+from .server_association import serve_association
 from .storage import Layout, Storage
 
 if TYPE_CHECKING:
@@ -133,6 +134,10 @@ class StorageServer:
                 fsync=fsync,
             )
         )
+        # The UID tables the first association would load (pydicom's dictionary): at start-up,
+        # not in the middle of a sender's first request.
+        storage_sop_classes()
+        known_transfer_syntaxes()
         self.stats = Stats()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -166,8 +171,6 @@ class StorageServer:
             self._start(conn, address)
 
     def _start(self, conn: socket.socket, address: tuple[str, int]) -> None:
-        from .server_association import serve_association
-
         thread = threading.Thread(
             target=self._run,
             args=(serve_association, conn, address, next(self._ids)),

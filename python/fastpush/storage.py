@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import io
 import itertools
 import os
@@ -84,6 +85,7 @@ class Layout(enum.Enum):
     CALLING_AE = "calling-ae"
 
 
+@functools.cache
 def prefix(sop_class_uid: str) -> str:
     """storescp's file name prefix for a SOP class: ``CT``, ``MR``... else ``UNKNOWN``."""
     from pydicom.uid import UID
