@@ -490,6 +490,8 @@ pub mod _core {
     #[pymodule_export]
     use super::Transport;
     #[pymodule_export]
+    use crate::server::ServerTlsConfig;
+    #[pymodule_export]
     use crate::server::ServerTransport;
 
     #[pymodule_init]

@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use pyo3::exceptions::PyBaseException;
@@ -18,6 +18,44 @@ use crate::python::{drive, max_pdu, timeout_arg};
 use crate::receive::{Next, Receiver};
 use crate::sink::Target;
 use crate::stream::{self, FdStream, Stream};
+use crate::tls::{self, TlsStream};
+
+/// A TLS server configuration (rustls), built once and shared by every connection; see
+/// `_core.pyi`.
+#[pyclass(frozen, module = "fastpush._core")]
+pub struct ServerTlsConfig {
+    config: Arc<rustls::ServerConfig>,
+    verifies_clients: bool,
+}
+
+#[pymethods]
+impl ServerTlsConfig {
+    #[new]
+    #[pyo3(signature = (cert_file, key_file, *, ca_file=None))]
+    fn new(
+        py: Python<'_>,
+        cert_file: PathBuf,
+        key_file: PathBuf,
+        ca_file: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let config = py.detach(|| tls::server_config(&cert_file, &key_file, ca_file.as_deref()))?;
+        Ok(ServerTlsConfig {
+            config,
+            verifies_clients: ca_file.is_some(),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<fastpush._core.ServerTlsConfig{}>",
+            if self.verifies_clients {
+                " verifying clients"
+            } else {
+                ""
+            }
+        )
+    }
+}
 
 struct Conn {
     stream: Box<dyn Stream>,
@@ -38,6 +76,8 @@ struct State {
 pub struct ServerTransport {
     state: Mutex<State>,
     timeout: Option<Duration>,
+    /// `(protocol, cipher suite)` of a TLS connection.
+    tls: Option<(String, String)>,
 }
 
 /// Exclusive use of the connection for one operation; puts it back (or closes it) when dropped.
@@ -121,8 +161,13 @@ type Receipt<'py> = (
 #[pymethods]
 impl ServerTransport {
     #[new]
-    #[pyo3(signature = (fd, timeout=None))]
-    fn new(fd: i32, timeout: Option<f64>) -> PyResult<Self> {
+    #[pyo3(signature = (fd, timeout=None, *, tls=None))]
+    fn new(
+        py: Python<'_>,
+        fd: i32,
+        timeout: Option<f64>,
+        tls: Option<&ServerTlsConfig>,
+    ) -> PyResult<Self> {
         use std::os::fd::{FromRawFd, OwnedFd};
         let timeout = timeout_arg(timeout)?;
         if fd < 0 {
@@ -131,10 +176,24 @@ impl ServerTransport {
         // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         let plain = FdStream::new(owned, true).map_err(Error::from)?;
+        let (stream, negotiated): (Box<dyn Stream>, _) = match tls {
+            None => (Box::new(plain), None),
+            Some(config) => {
+                let mut secure = TlsStream::server(plain, config.config.clone())?;
+                let mut pacer = Pacer::new(timeout);
+                drive(py, || secure.handshake_step(&mut pacer))?;
+                let negotiated = (
+                    secure.protocol().unwrap_or_default(),
+                    secure.cipher().unwrap_or_default(),
+                );
+                (Box::new(secure), Some(negotiated))
+            }
+        };
         Ok(ServerTransport {
+            tls: negotiated,
             state: Mutex::new(State {
                 conn: Some(Conn {
-                    stream: Box::new(plain),
+                    stream,
                     receiver: Receiver::default(),
                 }),
                 fd,
@@ -276,6 +335,12 @@ impl ServerTransport {
         } else if state.fd >= 0 {
             stream::shutdown(state.fd);
         }
+    }
+
+    /// `(protocol, cipher suite)` of a TLS connection; `None` for plain TCP.
+    #[getter]
+    fn tls(&self) -> Option<(String, String)> {
+        self.tls.clone()
     }
 
     #[getter]

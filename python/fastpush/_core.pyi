@@ -162,8 +162,25 @@ DatasetReceipt = tuple[int, bytes | None, bytes, OSError | None]
 memory target; its first ``head`` bytes; why a file target could not keep it (its file is gone)."""
 
 @final
+class ServerTlsConfig:
+    """A TLS server configuration (rustls): TLS 1.3 preferred, 1.2 minimum.
+
+    ``cert_file`` and ``key_file`` (PEM) are our certificate chain and its key; with ``ca_file``,
+    every client must present a certificate signed by one of those CAs (PEM). Files are read
+    here: ``fastpush.errors.TLSError`` for a missing or unusable file or a key that does not
+    match the certificate. Shared by every connection accepted with it.
+    """
+
+    def __new__(
+        cls, cert_file: str, key_file: str, *, ca_file: str | None = None
+    ) -> ServerTlsConfig: ...
+
+@final
 class ServerTransport:
     """One accepted connection of a storage SCP: its receive loop, GIL released.
+
+    With ``tls``, the TLS handshake (server side) runs in the constructor, bounded by ``timeout``,
+    and fails with ``fastpush.errors.TLSError``.
 
     Takes ownership of the file descriptor (pass ``socket.detach()``), sets ``TCP_NODELAY``, and
     bounds every wait by ``timeout`` seconds without progress (``None``: no limit), in short
@@ -181,7 +198,12 @@ class ServerTransport:
     may be called from any thread and wakes a blocked call, which then fails with ``OSError``.
     """
 
-    def __new__(cls, fd: int, timeout: float | None = None) -> ServerTransport: ...
+    def __new__(
+        cls, fd: int, timeout: float | None = None, *, tls: ServerTlsConfig | None = None
+    ) -> ServerTransport: ...
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
         """Read one whole PDU other than P-DATA-TF of at most ``max_length`` bytes (the
         A-ASSOCIATE-RQ): ``(type, body)``."""

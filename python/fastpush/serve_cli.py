@@ -18,6 +18,7 @@ from .negotiation import DEFAULT_MAX_PDU, AcceptPolicy
 from .pdu import encode_ae_title
 from .server import Stats, StorageServer
 from .storage import Layout
+from .tls import TLSOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 2, 130
 _MB = 1e6
@@ -119,6 +120,12 @@ def add_parser(commands: Any) -> None:
         metavar="S",
         help="abort an association whose peer stalls this long (default 60)",
     )
+    secure = serve.add_argument_group("DICOM TLS")
+    secure.add_argument("--tls-cert", metavar="FILE", help="our PEM certificate (chain): TLS on")
+    secure.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    secure.add_argument(
+        "--tls-ca", metavar="FILE", help="require client certificates signed by these PEM CAs"
+    )
     serve.add_argument("-q", "--quiet", action="store_true", help="no live line, summary only")
     serve.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
     serve.add_argument("-d", "--debug", action="store_true", help="also log each context")
@@ -171,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
         syntax=args.syntax,
         max_pdu=args.max_pdu,
     )
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        tls = TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
     server = StorageServer(
         args.host,
         args.port,
@@ -182,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         unique_filenames=args.unique_filenames,
         fsync=args.fsync,
         timeout=args.timeout,
+        tls=tls,
     )
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)

@@ -25,6 +25,7 @@ from .server_association import serve_association
 from .storage import Layout, Storage
 
 if TYPE_CHECKING:
+    from ._core import ServerTlsConfig
     from .tls import TLSOptions
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ class Stats:
     bytes: int = 0
 
 
+def _server_tls(tls: TLSOptions) -> ServerTlsConfig:
+    from ._core import ServerTlsConfig
+
+    if tls.cert_file is None or tls.key_file is None:
+        raise ValueError("a TLS server needs a certificate file and a key file")
+    return ServerTlsConfig(tls.cert_file, tls.key_file, ca_file=tls.ca_file)
+
+
 class StorageServer:
     """A storage SCP on ``host:port`` (port 0 picks a free one: read ``.port``).
 
@@ -89,6 +98,11 @@ class StorageServer:
     ``accept`` (:class:`AcceptPolicy`) decides what is negotiated; ``identity_check`` vets user
     identities; above ``max_associations`` running associations a request is rejected
     (transient, "local limit exceeded"). ``timeout`` bounds every wait for the peer.
+
+    ``tls``: DICOM TLS (rustls, TLS 1.2/1.3) with ``TLSOptions(cert_file=..., key_file=...)``,
+    our certificate chain and key (PEM); with ``ca_file`` too, clients must present a
+    certificate signed by one of those CAs. A bad file raises ``TLSError`` here; a client whose
+    handshake fails costs only its own connection.
 
     Use as a context manager (serves in a background thread) or call :meth:`serve_forever`;
     :meth:`shutdown` stops accepting and lets running associations finish. Thread-safe.
@@ -116,8 +130,7 @@ class StorageServer:
         pdu.encode_ae_title(ae_title)  # ValueError now rather than at the first association
         if max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {max_associations}")
-        if tls is not None:
-            raise NotImplementedError("TLS on the server side is not available yet")
+        self.tls_config = None if tls is None else _server_tls(tls)
         self.ae_title = ae_title
         self.on_store = on_store
         self.accept = accept if accept is not None else AcceptPolicy()

@@ -54,7 +54,11 @@ def serve_association(
 ) -> None:
     from ._core import ServerTransport
 
-    transport = ServerTransport(conn.detach(), server.timeout)
+    try:
+        transport = ServerTransport(conn.detach(), server.timeout, tls=server.tls_config)
+    except OSError as exc:  # a TLS handshake that failed, a client gone already
+        log.warning("Connection from %s:%d refused: %s", address[0], address[1], exc)
+        return
     server.track(transport, True)
     try:
         _serve(server, transport, address, association_id)
