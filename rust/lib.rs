@@ -22,6 +22,8 @@ mod server;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod receive_props;
 
 pub use error::{Error, Result};
 pub use framing::UNLIMITED_FRAGMENT;

@@ -25,7 +25,7 @@ from .server_association import serve_association
 from .storage import Layout, Storage
 
 if TYPE_CHECKING:
-    from ._core import ServerTlsConfig
+    from ._core import ServerTlsConfig, ServerTransport
     from .tls import TLSOptions
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class StorageServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._threads: set[threading.Thread] = set()
-        self._connections: set[object] = set()
+        self._connections: set[ServerTransport] = set()
         self._stopping = threading.Event()
         self._serving: threading.Thread | None = None
         self._listener = socket.create_server((host, port), backlog=128)
@@ -223,7 +223,7 @@ class StorageServer:
         with self._lock:
             self.stats.active -= 1
 
-    def track(self, connection: object, running: bool) -> None:
+    def track(self, connection: ServerTransport, running: bool) -> None:
         """Remember open connections, so an abortive shutdown can close them."""
         with self._lock:
             if running:
@@ -256,7 +256,7 @@ class StorageServer:
             with self._lock:
                 connections = list(self._connections)
             for connection in connections:
-                connection.close()  # type: ignore[attr-defined]
+                connection.close()
         if self._serving is not None and self._serving is not threading.current_thread():
             self._serving.join(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
