@@ -391,25 +391,10 @@ mod tests {
     use super::*;
     use crate::framing::frame_message;
     use crate::io::run_to_end;
+    use crate::io::tests::{pdu, socketpair};
     use crate::stream::FdStream;
     use std::io::{IoSlice, Write};
-    use std::os::fd::{FromRawFd, OwnedFd};
     use std::time::Duration;
-
-    fn socketpair() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        let ret =
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
-        assert_eq!(ret, 0);
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
-
-    fn pdu(pdu_type: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![pdu_type, 0];
-        v.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
 
     /// Feed `bytes` to a receiver in a writer thread, in chunks of `chunk` bytes.
     fn feeder(bytes: Vec<u8>, chunk: usize) -> (FdStream, std::thread::JoinHandle<()>) {
