@@ -117,7 +117,8 @@ def test_sender_gone_mid_dataset_leaves_no_file(server: StorageServer, out: Path
             sender.send(pdu.encode_abort())
         elif how == "reset":
             sender.reset()
-    _still_serves(server)  # and by then the broken association has been cleaned up
+    _still_serves(server)
+    server.shutdown()  # waits for every association thread, the broken one included
     assert _files(out) == ["CT.9.9.9"]
     assert server.stats.files == 1
 

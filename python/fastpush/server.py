@@ -156,6 +156,7 @@ class StorageServer:
         self._ids = itertools.count(1)
         self._threads: set[threading.Thread] = set()
         self._connections: set[ServerTransport] = set()
+        self._running: set[int] = set()
         self._stopping = threading.Event()
         self._serving: threading.Thread | None = None
         self._listener = socket.create_server((host, port), backlog=128)
@@ -209,19 +210,22 @@ class StorageServer:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def admit(self) -> bool:
+    def admit(self, association_id: int) -> bool:
         """Count one more running association, unless at the limit."""
         with self._lock:
-            if self.stats.active >= self.max_associations:
+            if len(self._running) >= self.max_associations:
                 self.stats.rejected += 1
                 return False
-            self.stats.active += 1
+            self._running.add(association_id)
+            self.stats.active = len(self._running)
             self.stats.associations += 1
             return True
 
-    def leave(self) -> None:
+    def leave(self, association_id: int) -> None:
+        """The association no longer counts against the limit (idempotent)."""
         with self._lock:
-            self.stats.active -= 1
+            self._running.discard(association_id)
+            self.stats.active = len(self._running)
 
     def track(self, connection: ServerTransport, running: bool) -> None:
         """Remember open connections, so an abortive shutdown can close them."""

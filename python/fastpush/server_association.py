@@ -98,7 +98,7 @@ def _serve(
         rq.calling_ae,
         rq.called_ae,
     )
-    if not server.admit():
+    if not server.admit(association_id):
         log.warning(
             "Refusing Association %d: %d associations running (the limit)",
             association_id,
@@ -111,7 +111,7 @@ def _serve(
         if context is not None:
             _receive(context)
     finally:
-        server.leave()
+        server.leave(association_id)
 
 
 def _negotiate(
@@ -165,6 +165,8 @@ def _receive(context: _Context) -> None:
             _message(context, context_id, data)
         elif pdu_type == pdu.RELEASE_RQ:
             log.info("Association Release")
+            # Free the slot before answering: a peer that reconnects at once finds it free.
+            context.server.leave(context.association_id)
             transport.send_pdu(pdu.encode_release_rp())
             return
         elif pdu_type == pdu.ABORT:
