@@ -116,7 +116,7 @@ def test_describe_in_memory(benchmark: Any, version: str, ct_files: list[str]) -
 
 
 def _kind(result: object) -> str:
-    """The baseline's item class was FileItem, today's is Item."""
+    """The baseline's item class was Item, today's is Item."""
     return "Skip" if type(result).__name__ == "Skip" else "item"
 
 

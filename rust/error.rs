@@ -19,6 +19,11 @@ pub enum Error {
     PeerClosed { mid_pdu: bool },
     /// The peer announced a PDU longer than allowed: `fastpush.errors.ProtocolError`.
     PduTooLarge { pdu_type: u8, length: u32, max: u64 },
+    /// The peer broke the protocol (a malformed PDU or PDV, fragments out of order):
+    /// `fastpush.errors.ProtocolError`.
+    Protocol(String),
+    /// The peer sent an A-ABORT where a message was under way: `fastpush.errors.AssociationAborted`.
+    PeerAborted { source: u8, reason: u8 },
     /// A bad argument (max_pdu, context ID, file region): `ValueError`.
     InvalidArgument(String),
     /// A dataset that cannot be converted to the accepted transfer syntax:
@@ -104,6 +109,10 @@ impl fmt::Display for Error {
                 f,
                 "peer sent a PDU of type 0x{pdu_type:02X} and length {length}, over the limit of {max}"
             ),
+            Error::Protocol(msg) => f.write_str(msg),
+            Error::PeerAborted { source, reason } => {
+                write!(f, "peer sent A-ABORT (source {source}, reason {reason})")
+            }
             Error::InvalidArgument(msg) => f.write_str(msg),
             Error::Convert(msg) => write!(f, "cannot convert the dataset: {msg}"),
             Error::Malformed(msg) => write!(f, "the dataset does not parse: {msg}"),
@@ -137,6 +146,7 @@ mod py {
     pyo3::import_exception!(fastpush.errors, ConversionError);
     pyo3::import_exception!(fastpush.errors, TLSError);
     pyo3::import_exception!(fastpush.errors, SourceError);
+    pyo3::import_exception!(fastpush.errors, AssociationAborted);
 
     impl From<Error> for PyErr {
         fn from(err: Error) -> PyErr {
@@ -157,7 +167,12 @@ mod py {
                 }
                 Error::Timeout => PyTimeoutError::new_err("timed out"),
                 e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
-                e @ Error::PduTooLarge { .. } => ProtocolError::new_err(e.to_string()),
+                e @ (Error::PduTooLarge { .. } | Error::Protocol(_)) => {
+                    ProtocolError::new_err(e.to_string())
+                }
+                e @ Error::PeerAborted { source, reason } => {
+                    AssociationAborted::new_err((source, reason, e.to_string()))
+                }
                 Error::InvalidArgument(msg) => PyValueError::new_err(msg),
                 e @ (Error::Convert(_) | Error::Malformed(_)) => {
                     ConversionError::new_err(e.to_string())

@@ -407,13 +407,13 @@ pub fn run_to_end(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::framing::{fragment_size, frame_message};
     use crate::stream::FdStream;
     use std::os::fd::{FromRawFd, OwnedFd};
 
-    fn socketpair() -> (OwnedFd, OwnedFd) {
+    pub(crate) fn socketpair() -> (OwnedFd, OwnedFd) {
         let mut fds = [0; 2];
         let ret =
             unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
@@ -529,7 +529,7 @@ mod tests {
         );
     }
 
-    fn pdu(pdu_type: u8, body: &[u8]) -> Vec<u8> {
+    pub(crate) fn pdu(pdu_type: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![pdu_type, 0];
         v.extend_from_slice(&(body.len() as u32).to_be_bytes());
         v.extend_from_slice(body);

@@ -8,15 +8,22 @@ pub mod converting;
 pub mod error;
 pub mod framing;
 pub mod io;
+pub mod reassembly;
+pub mod receive;
+pub mod sink;
 pub mod source;
 pub mod stream;
 pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod server;
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod receive_props;
 
 pub use error::{Error, Result};
 pub use framing::UNLIMITED_FRAGMENT;

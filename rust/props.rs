@@ -14,10 +14,20 @@ use crate::io::{run_to_end, MessageWriter, Pacer, PduReader};
 use crate::stream::{Direction, Stream};
 
 /// Replays `data` in reads of the scripted sizes (0 in the script: `WouldBlock` once), then EOF.
-struct Replay {
+pub(crate) struct Replay {
     data: Vec<u8>,
     pos: usize,
     chunks: VecDeque<usize>,
+}
+
+impl Replay {
+    pub(crate) fn new(data: Vec<u8>, chunks: Vec<u8>) -> Self {
+        Replay {
+            data,
+            pos: 0,
+            chunks: chunks.into_iter().map(usize::from).collect(),
+        }
+    }
 }
 
 impl Stream for Replay {
@@ -40,11 +50,7 @@ impl Stream for Replay {
 }
 
 fn read_one(data: Vec<u8>, chunks: Vec<u8>, max: u64) -> crate::Result<(u8, Vec<u8>)> {
-    let mut stream = Replay {
-        data,
-        pos: 0,
-        chunks: chunks.into_iter().map(usize::from).collect(),
-    };
+    let mut stream = Replay::new(data, chunks);
     let mut reader = PduReader::new(max);
     // No timeout: the replay never stalls for long, and every path must end on its own.
     let mut pacer = Pacer::new(None);

@@ -92,11 +92,11 @@ fn checked<'a>(
     Ok(ds)
 }
 
-fn max_pdu(value: i64) -> Result<u64> {
+pub(crate) fn max_pdu(value: i64) -> Result<u64> {
     u64::try_from(value).map_err(|_| Error::InvalidArgument(format!("max_pdu {value} is negative")))
 }
 
-fn timeout_arg(value: Option<f64>) -> Result<Option<Duration>> {
+pub(crate) fn timeout_arg(value: Option<f64>) -> Result<Option<Duration>> {
     match value {
         None => Ok(None),
         Some(t) if t.is_finite() && t >= 0.0 => Ok(Some(Duration::from_secs_f64(t))),
@@ -107,7 +107,10 @@ fn timeout_arg(value: Option<f64>) -> Result<Option<Duration>> {
 }
 
 /// Run a stepped operation: each step with the GIL released, signals checked between steps.
-fn drive(py: Python<'_>, mut step: impl FnMut() -> Result<Progress> + Send) -> PyResult<()> {
+pub(crate) fn drive(
+    py: Python<'_>,
+    mut step: impl FnMut() -> Result<Progress> + Send,
+) -> PyResult<()> {
     loop {
         let progress = py.detach(&mut step)?;
         py.check_signals()?;
@@ -496,6 +499,10 @@ pub mod _core {
     use super::TlsConfig;
     #[pymodule_export]
     use super::Transport;
+    #[pymodule_export]
+    use crate::server::ServerTlsConfig;
+    #[pymodule_export]
+    use crate::server::ServerTransport;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

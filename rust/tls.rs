@@ -1,9 +1,10 @@
-//! DICOM TLS (PS3.15, BCP 195) on the client side: a rustls connection behind the [`Stream`]
+//! DICOM TLS (PS3.15, BCP 195), client and server side: a rustls connection behind the [`Stream`]
 //! trait, so the framing and write loops run unchanged and payload iovecs that point into the
 //! mapped file are encrypted straight into TLS records (never copied through Python).
 //!
 //! What this module owns: building a `ClientConfig` (TLS 1.2 minimum, 1.3 preferred, CA file or
-//! the system store, optional client certificate, optional *no verification*), the handshake as
+//! the system store, optional client certificate, optional *no verification*) and a
+//! `ServerConfig` (certificate and key, optional client verification), the handshake as
 //! a stepped operation, and the non-blocking record pump. It knows nothing of DICOM.
 
 use std::fmt;
@@ -15,7 +16,11 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{
+    ClientConfig, ClientConnection, Connection, DigitallySignedStruct, RootCertStore, ServerConfig,
+    ServerConnection,
+};
 
 use crate::error::{Error, Result};
 use crate::io::{Pacer, Progress};
@@ -120,9 +125,7 @@ pub fn client_config(settings: &TlsSettings<'_>) -> Result<Arc<ClientConfig>> {
     let config = match (settings.cert_file, settings.key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
-            let chain = load_certs(cert)?;
-            let key_der = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| pem_error(key, "a private key", e))?;
+            let (chain, key_der) = load_identity(cert, key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| Error::Tls(format!("TLS error: client certificate and key: {e}")))?
@@ -133,6 +136,44 @@ pub fn client_config(settings: &TlsSettings<'_>) -> Result<Arc<ClientConfig>> {
             ))
         }
     };
+    Ok(Arc::new(config))
+}
+
+fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let chain = load_certs(cert)?;
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, "a private key", e))?;
+    Ok((chain, key_der))
+}
+
+/// A server configuration: our certificate chain and key; with `client_ca`, clients must present
+/// a certificate signed by one of those CAs.
+pub fn server_config(
+    cert_file: &Path,
+    key_file: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::Tls(format!("TLS error: {e}")))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(Some(ca))?), provider)
+                    .build()
+                    .map_err(|e| Error::Tls(format!("TLS error: client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let (chain, key) = load_identity(cert_file, key_file)?;
+    let config = builder
+        .with_single_cert(chain, key)
+        .map_err(|e| Error::Tls(format!("TLS error: server certificate and key: {e}")))?;
     Ok(Arc::new(config))
 }
 
@@ -215,10 +256,10 @@ fn tls_io_error(err: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, err)
 }
 
-/// A TLS client connection over a non-blocking TCP stream.
+/// A TLS connection (client or server side) over a non-blocking TCP stream.
 pub struct TlsStream {
     tcp: FdStream,
-    conn: ClientConnection,
+    conn: Connection,
 }
 
 impl TlsStream {
@@ -228,10 +269,21 @@ impl TlsStream {
         let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
             Error::InvalidArgument(format!("{server_name:?} is not a valid TLS server name"))
         })?;
-        let mut conn = ClientConnection::new(config, name)
+        let conn = ClientConnection::new(config, name)
             .map_err(|e| Error::Tls(format!("TLS error: {e}")))?;
+        Ok(Self::over(tcp, conn.into()))
+    }
+
+    /// The server side of a connection a client opened; drive the handshake the same way.
+    pub fn server(tcp: FdStream, config: Arc<ServerConfig>) -> Result<Self> {
+        let conn =
+            ServerConnection::new(config).map_err(|e| Error::Tls(format!("TLS error: {e}")))?;
+        Ok(Self::over(tcp, conn.into()))
+    }
+
+    fn over(tcp: FdStream, mut conn: Connection) -> Self {
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
-        Ok(TlsStream { tcp, conn })
+        TlsStream { tcp, conn }
     }
 
     pub fn raw_fd(&self) -> std::os::fd::RawFd {

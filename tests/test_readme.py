@@ -11,7 +11,7 @@ import pytest
 from fastpush.cli import _parser
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-_OPTION = re.compile(r"(?<![\w-])(--?[a-z][a-z0-9-]*)")
+_OPTION = re.compile(r"(?<![\w-])((?:--?|\+)[a-z][a-z0-9=-]*)")
 
 
 def _synopses() -> dict[str, str]:

@@ -2,10 +2,10 @@
 
 ``push()`` sends files and folders and returns one result per file (``Push`` is the same as a
 cancellable iterator, with parallel associations and retries); ``StoreClient`` is the long-lived,
-thread-safe sender for routers; ``Association`` keeps one association open and stores files,
-bytes or pydicom Datasets one after another; ``echo()`` checks that a peer answers. The bytes
-move through the Rust core (``fastpush._core``) when it is built, else through the pure-Python
-data path.
+thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Association``
+keeps one association open and stores files, bytes or pydicom Datasets one after another;
+``echo()`` checks that a peer answers. The bytes move through the Rust core (``fastpush._core``)
+when it is built, else through the pure-Python data path.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from .errors import (
 from .failure import Failure
 from .identity import IdentityType, UserIdentity
 from .item import Item
+from .negotiation import AcceptPolicy
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
+from .server import Received, StorageServer
+from .storage import Layout
 from .tls import TLSOptions
 
 __version__: str
@@ -44,6 +47,7 @@ except ImportError:  # pragma: no cover - installs without the extension
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
+    "AcceptPolicy",
     "Association",
     "AssociationAborted",
     "AssociationRejected",
@@ -55,13 +59,16 @@ __all__ = [
     "IdentityRejected",
     "IdentityType",
     "Item",
+    "Layout",
     "NoAcceptedContext",
     "Outcome",
     "Proposal",
     "ProtocolError",
     "Push",
+    "Received",
     "Result",
     "SourceError",
+    "StorageServer",
     "StoreClient",
     "TLSError",
     "TLSOptions",

@@ -166,3 +166,87 @@ class Transport:
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
+
+DatasetReceipt = tuple[int, bytes | None, bytes, OSError | None]
+"""``(size, data, head, error)`` of a received dataset: its length in bytes; the bytes for a
+memory target; its first ``head`` bytes; why a file target could not keep it (its file is gone)."""
+
+@final
+class ServerTlsConfig:
+    """A TLS server configuration (rustls): TLS 1.3 preferred, 1.2 minimum.
+
+    ``cert_file`` and ``key_file`` (PEM) are our certificate chain and its key; with ``ca_file``,
+    every client must present a certificate signed by one of those CAs (PEM). Files are read
+    here: ``fastpush.errors.TLSError`` for a missing or unusable file or a key that does not
+    match the certificate. Shared by every connection accepted with it.
+    """
+
+    def __new__(
+        cls, cert_file: str, key_file: str, *, ca_file: str | None = None
+    ) -> ServerTlsConfig: ...
+
+@final
+class ServerTransport:
+    """One accepted connection of a storage SCP: its receive loop, GIL released.
+
+    With ``tls``, the TLS handshake (server side) runs in the constructor, bounded by ``timeout``,
+    and fails with ``fastpush.errors.TLSError``.
+
+    Takes ownership of the file descriptor (pass ``socket.detach()``), sets ``TCP_NODELAY``, and
+    bounds every wait by ``timeout`` seconds without progress (``None``: no limit), in short
+    steps that check for signals. Reads go through one 4 MiB buffer: PDUs are split into PDV
+    fragments in place and reassembled into messages (the command set in memory, at most
+    64 KiB; the dataset streamed to its target straight from the buffer).
+
+    Errors: ``ProtocolError`` for a PDU over the limit (refused from its header, before anything
+    is allocated or read for it), a malformed PDU or PDV, fragments out of order, or a PDU other
+    than P-DATA-TF in the middle of a message; ``AssociationAborted`` for an A-ABORT in the
+    middle of a message; ``TimeoutError``; ``ConnectionResetError`` when the peer closed.
+    After any of them the association is over: abort it.
+
+    Used by one thread at a time (a second concurrent call raises ``ValueError``); :meth:`close`
+    may be called from any thread and wakes a blocked call, which then fails with ``OSError``.
+    """
+
+    def __new__(
+        cls, fd: int, timeout: float | None = None, *, tls: ServerTlsConfig | None = None
+    ) -> ServerTransport: ...
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
+    def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
+        """Read one whole PDU other than P-DATA-TF of at most ``max_length`` bytes (the
+        A-ASSOCIATE-RQ): ``(type, body)``."""
+    def send_pdu(self, data: bytes) -> None:
+        """Write one already-encoded PDU (A-ASSOCIATE-AC/RJ, A-RELEASE-RP, A-ABORT)."""
+    def send_message(self, context_id: int, command: bytes, max_pdu: int) -> int:
+        """Write a message without dataset (a response) in PDUs of at most ``max_pdu`` (the
+        peer's Maximum Length Received; 0: no limit); returns the bytes written."""
+    def next_message(self, max_pdu: int) -> tuple[int, int, bytes]:
+        """Wait for the next command set: ``(0x04, context_id, command_bytes)``; or for another
+        PDU between messages: ``(pdu_type, 0, body)`` (A-RELEASE-RQ, A-ABORT...). ``max_pdu`` is
+        our Maximum Length Received (0: no limit). When the command announced a dataset, call
+        :meth:`receive_dataset` before this again."""
+    def receive_dataset(
+        self,
+        max_pdu: int,
+        path: str | None = None,
+        header: bytes | None = None,
+        *,
+        memory: bool = False,
+        fsync: bool = False,
+        head: int = 0,
+    ) -> DatasetReceipt:
+        """Receive the dataset the last command set announced.
+
+        With ``path``: a new file there (``O_EXCL``; an existing file is never written into),
+        ``header`` first, then the dataset bytes as received, in large vectored writes;
+        ``fsync`` syncs it before returning. A file that cannot be created or written (full
+        disk, unwritable folder) is removed, the rest of the dataset is read and dropped, and the
+        error is returned: the association goes on. On an exception the file is removed too.
+        With ``memory``: the bytes are returned. Otherwise they are dropped (counted).
+        """
+    def close(self) -> None:
+        """Close the connection. Idempotent; callable from any thread."""
+    @property
+    def closed(self) -> bool: ...

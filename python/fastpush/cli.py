@@ -1,4 +1,4 @@
-"""``python -m fastpush``: store, echo and demo, in the vocabulary of DCMTK's storescu.
+"""``python -m fastpush``: store, echo, demo and serve, in the vocabulary of DCMTK's storescu.
 
 Exit codes: 0 every file stored (warnings included); 1 some file failed or was skipped; 2 usage,
 connection or association failure; 130 interrupted (Ctrl-C).
@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import __version__
+from . import __version__, serve_cli
 from .api import Push, ReportError, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
@@ -141,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="push a synthetic CT study to an embedded SCP")
     _common(demo, peer=None, quiet=True)
     demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
+
+    serve_cli.add_parser(commands)
     return parser
 
 
@@ -434,13 +436,13 @@ def _echo(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .scp import StorageSCP
+    from .server import StorageServer
     from .synthetic import write_study
 
     with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
         ct = "1.2.840.10008.5.1.4.1.1.2"
         paths = write_study(Path(folder), count=args.count, sop_classes=[ct])
-        with StorageSCP() as scp:
+        with StorageServer("127.0.0.1", 0, ae_title="FASTPUSH-SCP") as scp:
             print(
                 f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
                 f"at {scp.host}:{scp.port}"
@@ -448,7 +450,7 @@ def _demo(args: argparse.Namespace) -> int:
             push = Push([folder], scp.host, scp.port, called_ae=scp.ae_title, engine=args.engine)
             tally, interrupted = _push(push, None, args.quiet)
             summary(tally, sys.stdout)
-            print(f"The SCP received {len(scp.received)} datasets.")
+        print(f"The SCP received {scp.stats.files} datasets.")
     return _exit_code(tally, interrupted)
 
 
@@ -456,7 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args)
     try:
-        handler = {"store": _store, "echo": _echo, "demo": _demo}[args.command]
+        handler = {"store": _store, "echo": _echo, "demo": _demo, "serve": serve_cli.run}[
+            args.command
+        ]
         return handler(args)
     except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)
