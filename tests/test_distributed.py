@@ -162,39 +162,47 @@ def test_a_scan_with_files_that_are_not_dicom(
 def test_a_worker_killed_mid_push_loses_nothing(
     client: Client, pynetdicom_scp: PynetdicomSCPFactory, archive: Path
 ) -> None:
-    arrived = threading.Event()
-
     def slow(index: int) -> int:
-        if index == 120:
-            arrived.set()
-        time.sleep(0.004)  # keeps batches in flight long enough to kill a worker under one
+        time.sleep(0.01)  # keeps a batch in flight after its first results came back
         return 0x0000
 
     scp = pynetdicom_scp(statuses=slow)
     paths = _files(archive)[:300]
     results: list[Result] = []
-    killed = False
+    before: set[str] = set()  # the killed batch's files the driver had a result for
     with DistributedPush(
         paths, scp.host, scp.port, client=client, called_ae=scp.aet, batch_files=50
     ) as pushing:
         for result in pushing:
             results.append(result)
-            if not killed and arrived.is_set():
-                busy = [w for w, keys in client.processing().items() if keys]
-                pids = client.run(os.getpid, workers=busy[:1])
-                os.kill(next(iter(pids.values())), signal.SIGKILL)
-                killed = True
-    assert killed
+            if not before:
+                before = _kill_a_worker_halfway_through_a_batch(client, pushing)
+    assert before, "no worker was killed halfway through a batch"
     _one_result_each(results, paths)
     assert all(r.ok for r in results), [r.reason for r in results if not r.ok]
-    # A file the peer received twice was resent by the rerun, and says it may be a duplicate;
-    # those the driver had a result for were not resent.
     received = Counter(scp.received_uids)
     assert set(received) == {r.sop_instance_uid for r in results}
+    by_path = {r.path: r for r in results}
+    # What the driver had was not sent again; what it had not heard of was, flagged as such.
+    assert all(received[by_path[p].sop_instance_uid] == 1 for p in before)
+    assert not any(by_path[p].maybe_duplicate for p in before)
     flagged = {r.sop_instance_uid for r in results if r.maybe_duplicate}
     assert {uid for uid, n in received.items() if n > 1} <= flagged
-    assert flagged, "no batch was rerun: the kill missed"
+    assert flagged, "the killed batch was not rerun"
     client.wait_for_workers(2)
+
+
+def _kill_a_worker_halfway_through_a_batch(client: Client, pushing: DistributedPush) -> set[str]:
+    """SIGKILL the worker running a batch some of whose results have arrived; returns those
+    files (nothing when no batch is halfway yet)."""
+    for worker, keys in client.processing().items():
+        for key in keys:
+            batch = pushing._open.get(int(str(key).rsplit("-", 1)[1]))
+            if batch is not None and 0 < len(batch.done) < len(batch.paths):
+                pid = client.run(os.getpid, workers=[worker])[worker]
+                os.kill(pid, signal.SIGKILL)
+                return {batch.paths[number] for number in batch.done}
+    return set()
 
 
 def _report(path: Path) -> list[dict[str, Any]]:
