@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -112,9 +111,7 @@ def test_500_files_into_forking_storescp_byte_exact(
     assert max(streamed) <= 32
 
 
-def test_500_files_into_orthanc_read_back(
-    client: Client, orthanc: Orthanc, archive: Path
-) -> None:
+def test_500_files_into_orthanc_read_back(client: Client, orthanc: Orthanc, archive: Path) -> None:
     results = push(
         [archive],
         "127.0.0.1",
