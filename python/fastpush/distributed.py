@@ -151,6 +151,9 @@ class DistributedPush:
         ``Push`` is (``abort`` cuts their connections at once), batches not started yet send
         nothing; their files are reported not sent. Callable from any thread."""
         try:
+            # Batches that start later, on a worker that joins later too, read this first.
+            for index in list(self._open):
+                self._client.set_metadata([self._spec.topic, str(index), "cancelled"], True)
             self._client.run(cancel_here, self._id, abort)
         except Exception as exc:  # a worker gone meanwhile: its batches end with a reason
             log.warning("Could not reach every worker to cancel: %s", exc)

@@ -152,11 +152,11 @@ def push_batch(spec: BatchSpec, index: int, paths: list[str]) -> list[WireResult
     from distributed import get_client, get_worker
 
     local = _local(spec.push_id)
-    if local.cancelled.is_set():
-        return [to_wire(cancelled_result(path)) for path in paths]
     client = get_client()
     key = [spec.topic, str(index)]
     state = client.get_metadata(key, default=None) or {}
+    if local.cancelled.is_set() or state.get("cancelled"):
+        return [to_wire(cancelled_result(path)) for path in paths]
     done = set(state.get("done", ()))
     rerun = bool(state.get("started"))
     client.set_metadata([*key, "started"], True)
