@@ -32,12 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client, LocalCluster
+from sinks import Sink, start_sink
 
 import fastpush
 import fastpush.distributed
 from fastpush.synthetic import write_study
-
-from sinks import Sink, start_sink
 
 NON_BOTTLENECK = "storescp-fork-nodelay"
 
@@ -108,9 +107,12 @@ def main() -> None:
                     transfer_syntaxes=["1.2.840.10008.1.2.1"])  # fmt: skip
         paths = sorted(str(p) for p in data.iterdir())
         started = time.perf_counter()
-        with LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             startup = time.perf_counter() - started
             cells = _run_all(paths, root, args.repeat, client)
         print(_markdown(cells, args, startup, len(paths)))
