@@ -20,7 +20,7 @@ import pytest
 from distributed import Client, LocalCluster
 from pydicom import dcmread
 
-from fastpush import Outcome, Result
+from fastpush import Failure, Outcome, Result
 from fastpush.distributed import DistributedPush, batches, iter_push, push
 from fastpush.distributed_worker import CANCELLED
 from fastpush.scan import expand
@@ -272,3 +272,16 @@ def test_options_a_cluster_push_does_not_take(client: Client) -> None:
     done = run_cli("store", "127.0.0.1", "104", ".", "--max-associations", "2")
     assert done.returncode == 2
     assert "--max-associations needs --dask or --dask-local" in done.stderr
+
+
+def test_a_batch_that_fails_for_good_still_gives_each_file_a_result(
+    client: Client, archive: Path
+) -> None:
+    paths = _files(archive)[:40]
+    # A retry count the workers' Push refuses: every batch raises there.
+    results = push(paths, "127.0.0.1", 104, client=client, retries=-1, batch_files=16)
+    _one_result_each(results, paths)
+    for result in results:
+        assert result.outcome is Outcome.FAILED and result.failure is Failure.TRANSFER
+        assert result.reason.startswith("its batch failed on the cluster: ValueError(")
+        assert result.maybe_duplicate

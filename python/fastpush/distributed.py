@@ -253,14 +253,16 @@ class DistributedPush:
         future: Future[Any] = message[2]
         if future.status == "finished":
             self._deliver(batch, future.result())
-            reason, failure = "no result came back for it from its batch", Failure.TRANSFER
+            reason = "no result came back for it from its batch"
         else:
             error = future.exception() if future.status == "error" else "cancelled"
-            reason, failure = f"its batch failed on the cluster: {error!r}", Failure.TRANSFER
+            reason = f"its batch failed on the cluster: {error!r}"
+        # Whatever became of them there, these files get their one result: they may have been
+        # sent before the batch was lost.
         for number, path in enumerate(batch.paths):
             if number not in batch.done:
                 lost = Result(path, Outcome.FAILED, maybe_duplicate=True)
-                self._ready.append(lost.fail(failure, reason))
+                self._ready.append(lost.fail(Failure.TRANSFER, reason))
         del self._open[index]
         future.release()
 
