@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import __version__, serve_cli
+from . import __version__, distributed_cli, serve_cli
 from .api import Push, ReportError, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
     store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     _sending_options(store)
+    distributed_cli.add_arguments(store, _positive)
 
     echo_cmd = commands.add_parser("echo", help="C-ECHO a DICOM peer")
     _common(echo_cmd)
@@ -301,7 +302,7 @@ class _DcmtkStyle(logging.Formatter):
         return f"{record.levelname[0]}: {record.getMessage()}"
 
 
-def _push(push: Push, report: IO[str] | None, quiet: bool) -> tuple[Tally, bool]:
+def _push(push: distributed_cli.Pushing, report: IO[str] | None, quiet: bool) -> tuple[Tally, bool]:
     """Run a push to its end with the reporter; the first Ctrl-C finishes the files in flight
     and releases, the second aborts at once. Returns the tally and whether it was interrupted."""
     tally = Tally(push.total_files, push.total_bytes, push.resumed)
@@ -352,6 +353,10 @@ def _peer_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _store(args: argparse.Namespace) -> int:
+    problem = distributed_cli.problem(args)
+    if problem is not None:
+        print(f"fastpush: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
     skip: set[str] = set()
     if args.resume is not None:
         found = _resumed(args.resume)
@@ -371,8 +376,10 @@ def _store(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILURE
-    with report if report is not None else contextlib.nullcontext():
-        push = Push(
+    with (
+        report if report is not None else contextlib.nullcontext(),
+        distributed_cli.pusher(
+            args,
             args.paths,
             args.host,
             args.port,
@@ -388,7 +395,8 @@ def _store(args: argparse.Namespace) -> int:
             max_pdu=args.max_pdu,
             max_send_pdu=args.max_send_pdu,
             **_peer_options(args),
-        )
+        ) as push,
+    ):
         if push.total_files == 0 and push.resumed == 0:
             hint = "" if args.recursive else " (folders are not descended without -r)"
             print(f"fastpush: no DICOM files found{hint}", file=sys.stderr)

@@ -15,13 +15,14 @@ protocol is ``association``'s.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +44,10 @@ _OPEN_ERRORS = (OSError, AssociationRejected, AssociationAborted, ProtocolError)
 
 Group = frozenset[Pair]
 
+Lease = Callable[[], contextlib.AbstractContextManager[object]]
+"""Entered before an association is opened and left once it is gone: a limit on associations
+shared with other clients (e.g. a cluster-wide semaphore)."""
+
 
 @dataclass(eq=False)
 class _Job:
@@ -57,6 +62,7 @@ class _Job:
 class _Member:
     association: Association
     contexts: Group
+    lease: contextlib.ExitStack
     stores: int = 0
 
 
@@ -71,6 +77,9 @@ class StoreClient:
     the attempts of each file and of each association; ``give_up_after`` (seconds) also bounds
     how long associations are retried before the waiting items fail. The other keyword
     arguments are ``Association``'s.
+
+    ``lease``, when given, is entered before each association is opened and left when it is
+    released or fails: how many associations exist at once can be bounded across clients.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class StoreClient:
         proposal: Proposal = DEFAULT_PROPOSAL,
         give_up_after: float | None = None,
         on_event: EventHandler | None = None,
+        lease: Lease | None = None,
         **options: Any,
     ) -> None:
         if associations < 1:
@@ -101,6 +111,7 @@ class StoreClient:
         self.give_up_after = give_up_after
         self.proposal = proposal
         self._on_event = on_event
+        self._lease = lease
         self._options = options
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
         self._seen: dict[Pair, None] = {}
@@ -321,7 +332,8 @@ class StoreClient:
             return
         with self._cond:
             self._open.discard(member.association)
-        member.association.release()
+        with member.lease:
+            member.association.release()
 
     # -- associations --------------------------------------------------------------------------
 
@@ -354,19 +366,27 @@ class StoreClient:
                 proposal=self.proposal,
                 **self._options,
             )
+            lease = contextlib.ExitStack()
+            if self._lease is not None:
+                lease.enter_context(self._lease())
             with self._cond:
                 if self._cancelled.is_set() or self._closing:
+                    lease.close()
                     return None
                 self._opening.add(association)
             try:
                 association.open()
             except _OPEN_ERRORS as exc:
                 error: BaseException = exc
+                lease.close()
+            except BaseException:
+                lease.close()
+                raise
             else:
                 with self._cond:
                     self._opening.discard(association)
                     self._open.add(association)
-                return _Member(association, group)
+                return _Member(association, group, lease)
             finally:
                 with self._cond:
                     self._opening.discard(association)
