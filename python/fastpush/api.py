@@ -19,7 +19,6 @@ from typing import Any
 
 from .association import Association, EventHandler
 from .client import StoreClient
-from .failure import Failure
 from .item import Item, Skip
 from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Outcome, Result
@@ -74,10 +73,7 @@ class Push:
                 continue
             described = read_file(name)
             if isinstance(described, Skip):
-                skipped = Result(described.path, Outcome.SKIPPED)
-                self._ready.append(
-                    skipped.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
-                )
+                self._ready.append(Result.skipped(described))
             else:
                 items.append(described)
         groups = plan(items, proposal)

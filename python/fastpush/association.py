@@ -453,22 +453,11 @@ class Association:
         """
         described = describe(item)
         if isinstance(described, Skip):
-            result = Result(described.path, Outcome.SKIPPED)
-            return result.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
+            return Result.skipped(described)
         return self._store(described)
 
     def _store(self, item: Item) -> Result:
-        result = Result(
-            item.path,
-            Outcome.FAILED,
-            item.sop_class_uid,
-            item.sop_instance_uid,
-            item.transfer_syntax,
-            bytes=item.length,
-            association=self.number,
-            attempts=1,
-            notes=list(item.notes),
-        )
+        result = Result.of(item, association=self.number, attempts=1)
         try:
             ctx = self._routes.route(*item.pair)
         except NoAcceptedContext as exc:

@@ -17,61 +17,17 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import __version__, distributed_cli, serve_cli
+from . import __version__, arguments, distributed_cli, serve_cli
 from .api import Push, ReportError, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
 from .identity import TOKEN_TYPES, UserIdentity, read_secret
-from .pdu import encode_ae_title
 from .plan import Proposal, syntax_uid
 from .progress import Reporter, Tally, summary
 from .tls import TLSOptions
 from .transport import ENGINES
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-def _ae_title(text: str) -> str:
-    try:
-        encode_ae_title(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return text
-
-
-def _integer(low: int, high: int | None = None, *, zero: bool = False) -> Any:
-    """An argparse type: an integer in ``low..high`` (or 0 when ``zero``)."""
-
-    def check(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if (zero and value == 0) or (value >= low and (high is None or value <= high)):
-            return value
-        allowed = f"{low}..{high}" if high is not None else f"at least {low}"
-        raise argparse.ArgumentTypeError(
-            f"{value} is out of range ({'0 or ' if zero else ''}{allowed})"
-        )
-
-    return check
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
-
-
-_port = _integer(1, 65535)
-# PS3.8 D.1: the Maximum Length is a 32-bit field (0: no limit); below 4096, as DCMTK refuses,
-# a PDU carries too little to be worth its header.
-_pdu_length = _integer(4096, 0xFFFFFFFF)
-_positive = _integer(1)
 
 
 def _syntaxes(text: str) -> list[str]:
@@ -86,30 +42,34 @@ def _common(
 ) -> None:
     if peer:
         parser.add_argument("host", help=f"the {peer}'s host name or address")
-        parser.add_argument("port", type=_port, help="its TCP port (1-65535)")
+        parser.add_argument("port", type=arguments.port, help="its TCP port (1-65535)")
         parser.add_argument(
-            "-aet", "--calling-ae", default="FASTPUSH", type=_ae_title, help="our AE title"
+            "-aet", "--calling-ae", default="FASTPUSH", type=arguments.ae_title, help="our AE title"
         )
         parser.add_argument(
-            "-aec", "--called-ae", default="ANY-SCP", type=_ae_title, help="the peer's AE title"
+            "-aec",
+            "--called-ae",
+            default="ANY-SCP",
+            type=arguments.ae_title,
+            help="the peer's AE title",
         )
         parser.add_argument(
             "--connect-timeout",
-            type=_seconds,
+            type=arguments.seconds,
             default=10.0,
             metavar="S",
             help="seconds to wait for the TCP connection (default 10)",
         )
         parser.add_argument(
             "--acse-timeout",
-            type=_seconds,
+            type=arguments.seconds,
             default=30.0,
             metavar="S",
             help="seconds to wait for the peer to accept, reject or release (default 30)",
         )
         parser.add_argument(
             "--dimse-timeout",
-            type=_seconds,
+            type=arguments.seconds,
             default=60.0,
             metavar="S",
             help="seconds to wait for each response, or to send (default 60)",
@@ -134,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
     store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     _sending_options(store)
-    distributed_cli.add_arguments(store, _positive)
+    distributed_cli.add_arguments(store)
 
     echo_cmd = commands.add_parser("echo", help="C-ECHO a DICOM peer")
     _common(echo_cmd)
@@ -214,14 +174,14 @@ def _identity(args: argparse.Namespace) -> UserIdentity | None:
 def _sending_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-pdu",
-        type=_integer(4096, 0xFFFFFFFF, zero=True),
+        type=arguments.integer(4096, 0xFFFFFFFF, zero=True),
         default=DEFAULT_MAX_PDU,
         metavar="N",
         help=f"our Maximum Length Received, 4096-4294967295 (default {DEFAULT_MAX_PDU}; 0 = none)",
     )
     parser.add_argument(
         "--max-send-pdu",
-        type=_pdu_length,
+        type=arguments.pdu_length,
         metavar="N",
         help="send PDUs no larger than this (4096-4294967295) even if the peer allows more",
     )
@@ -237,21 +197,28 @@ def _sending_options(parser: argparse.ArgumentParser) -> None:
         "exist yet starts a fresh report)",
     )
     parser.add_argument(
-        "--associations", type=_positive, default=1, metavar="N", help="parallel associations"
+        "--associations",
+        type=arguments.positive,
+        default=1,
+        metavar="N",
+        help="parallel associations",
     )
     parser.add_argument(
-        "--max-per-association", type=_positive, metavar="K", help="reassociate every K files"
+        "--max-per-association",
+        type=arguments.positive,
+        metavar="K",
+        help="reassociate every K files",
     )
     parser.add_argument(
         "--retries",
-        type=_integer(0),
+        type=arguments.integer(0),
         default=3,
         metavar="R",
         help="retries of a transient failure, of a file or of an association (default 3)",
     )
     parser.add_argument(
         "--give-up-after",
-        type=_seconds,
+        type=arguments.seconds,
         metavar="S",
         help="stop retrying associations after S seconds; the files not sent then fail",
     )

@@ -138,15 +138,12 @@ class StoreClient:
         described = describe(item)
         if isinstance(described, Skip):
             future: Future[Result] = Future()
-            result = Result(described.path, Outcome.SKIPPED)
-            future.set_result(
-                result.fail(Failure.SOURCE, described.reason, outcome=Outcome.SKIPPED)
-            )
+            future.set_result(Result.skipped(described))
             return future
         job = _Job(described, self._group(described.pair))
         with self._cond:
             if self._cancelled.is_set():
-                job.future.set_result(_not_sent(_unsent(described)))
+                job.future.set_result(_not_sent(Result.of(described)))
                 return job.future
             self._queues.setdefault(job.group, deque()).append(job)
             if self._waiting:
@@ -165,7 +162,7 @@ class StoreClient:
             cut = (self._busy | self._opening) if abort else self._opening
             self._cond.notify_all()
         for job in waiting:
-            job.future.set_result(_not_sent(_unsent(job.item)))
+            job.future.set_result(_not_sent(Result.of(job.item)))
         for association in cut:
             association.interrupt()
 
@@ -231,7 +228,7 @@ class StoreClient:
                 waiting = self._take_all() if len(self._workers) == 1 else []
             for lost in waiting:
                 lost.future.set_result(
-                    _unsent(lost.item).fail(Failure.TRANSFER, f"internal error: {exc!r}")
+                    Result.of(lost.item).fail(Failure.TRANSFER, f"internal error: {exc!r}")
                 )
         finally:
             self._release(member)
@@ -291,7 +288,7 @@ class StoreClient:
                     if opened is not None:
                         return None, _given_up(job, opened)
                     if self._cancelled.is_set():
-                        return None, _not_sent(result or _unsent(job.item))
+                        return None, _not_sent(result or Result.of(job.item))
                     return None, None
                 member = opened
             job.attempts += 1
@@ -444,23 +441,10 @@ def _hopeless(error: BaseException) -> bool:
 
 
 def _given_up(job: _Job, error: BaseException) -> Result:
-    result = _unsent(job.item)
+    result = Result.of(job.item)
     result.attempts = job.attempts
     result.maybe_duplicate = job.maybe_duplicate
     return result.fail(Failure.ASSOCIATION, f"not sent: {ASSOCIATION_FAILED}: {error}", error=error)
-
-
-def _unsent(item: Item) -> Result:
-    """The result of an item that never reached an association."""
-    return Result(
-        item.path,
-        Outcome.FAILED,
-        item.sop_class_uid,
-        item.sop_instance_uid,
-        item.transfer_syntax,
-        bytes=item.length,
-        notes=list(item.notes),
-    )
 
 
 def _not_sent(result: Result) -> Result:

@@ -9,6 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from . import arguments
 from .api import PathLike, Push
 from .results import Result
 
@@ -27,7 +28,7 @@ class Pushing(Protocol):
     def cancel(self, abort: bool = False) -> None: ...
 
 
-def add_arguments(parser: argparse.ArgumentParser, positive: Any) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "pushing from a Dask cluster (pip install 'fastpush[dask]')",
         "The files must be reachable by the same paths from every worker; --associations is "
@@ -40,11 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser, positive: Any) -> None:
         help="push from the workers of this Dask scheduler (e.g. tcp://10.0.0.5:8786)",
     )
     where.add_argument(
-        "--dask-local", type=positive, metavar="N", help="push from N local Dask worker processes"
+        "--dask-local",
+        type=arguments.positive,
+        metavar="N",
+        help="push from N local Dask worker processes",
     )
     group.add_argument(
         "--max-associations",
-        type=positive,
+        type=arguments.positive,
         metavar="N",
         help="with --dask or --dask-local: at most N associations at once across the cluster",
     )

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .failure import Failure
+from .item import Item, Skip
 from .retry import retryable
 
 
@@ -50,6 +51,27 @@ class Result:
     disagree with the dataset's, which are the ones sent)."""
     retryable: bool = field(default=False, repr=False)
     """Whether another attempt may succeed: set with ``failure`` by ``retry.classify``."""
+
+    @classmethod
+    def of(cls, item: Item, outcome: Outcome = Outcome.FAILED, **fields: Any) -> Result:
+        """A result for ``item``: its identity, syntax, size and notes, and ``fields``."""
+        return cls(
+            item.path,
+            outcome,
+            item.sop_class_uid,
+            item.sop_instance_uid,
+            item.transfer_syntax,
+            bytes=item.length,
+            notes=list(item.notes),
+            **fields,
+        )
+
+    @classmethod
+    def skipped(cls, skip: Skip) -> Result:
+        """The result of an input that will not be sent (not DICOM, unreadable...)."""
+        return cls(skip.path, Outcome.SKIPPED).fail(
+            Failure.SOURCE, skip.reason, outcome=Outcome.SKIPPED
+        )
 
     @property
     def ok(self) -> bool:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import arguments
 from .negotiation import DEFAULT_MAX_PDU, AcceptPolicy
-from .pdu import encode_ae_title
 from .server import Stats, StorageServer
 from .storage import Layout
 from .tls import TLSOptions
@@ -35,14 +35,6 @@ _SYNTAX_OPTIONS = (
 )
 
 
-def _ae_title(text: str) -> str:
-    try:
-        encode_ae_title(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    return text
-
-
 def add_parser(commands: Any) -> None:
     """Add the ``serve`` subcommand to the CLI's subparsers."""
     serve = commands.add_parser(
@@ -51,9 +43,11 @@ def add_parser(commands: Any) -> None:
         description="Receive C-STORE as a storage SCP, like DCMTK's storescp.",
         prefix_chars="-+",
     )
-    serve.add_argument("port", type=int, help="TCP port to listen on")
+    serve.add_argument("port", type=arguments.port, help="TCP port to listen on (1-65535)")
     serve.add_argument("--host", default="", help="address to listen on (default: all)")
-    serve.add_argument("-aet", "--aetitle", default="FASTPUSH", type=_ae_title, help="our AE title")
+    serve.add_argument(
+        "-aet", "--aetitle", default="FASTPUSH", type=arguments.ae_title, help="our AE title"
+    )
     where = serve.add_mutually_exclusive_group()
     where.add_argument(
         "-od",
@@ -91,7 +85,7 @@ def add_parser(commands: Any) -> None:
     accept.add_argument(
         "-pdu",
         "--max-pdu",
-        type=int,
+        type=arguments.integer(4096, 0xFFFFFFFF, zero=True),
         default=DEFAULT_MAX_PDU,
         metavar="N",
         help=f"our maximum PDU length (default {DEFAULT_MAX_PDU}; 0: no limit)",
@@ -102,20 +96,20 @@ def add_parser(commands: Any) -> None:
     accept.add_argument(
         "--accept-calling",
         action="append",
-        type=_ae_title,
+        type=arguments.ae_title,
         metavar="AE",
         help="accept only this calling AE title (repeatable)",
     )
     accept.add_argument(
         "--max-associations",
-        type=int,
+        type=arguments.positive,
         default=64,
         metavar="N",
         help="reject associations above N running at once (default 64)",
     )
     accept.add_argument(
         "--timeout",
-        type=float,
+        type=arguments.seconds,
         default=60.0,
         metavar="S",
         help="abort an association whose peer stalls this long (default 60)",
