@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -39,7 +39,7 @@ from report import (
 )
 from runner import TIME, run_timed
 from senders import PARALLEL_SENDERS, SENDERS, STORESCU, TLS_SENDERS, Data, Sender, sender_env
-from sinks import OPENSSL, ORTHANC, PARALLEL_SINKS, SINKS, STORESCP, TLS_SINK, start_sink
+from sinks import OPENSSL, ORTHANC, PARALLEL_SINKS, SINKS, STORESCP, TLS_SINK, Sink, start_sink
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -297,9 +297,20 @@ def _size_label(size: int) -> str:
 def _execute(data: Data, sink_name: str, sender: Sender, workdir: Path, timeout: float) -> Run:
     """Start a fresh sink, run the sender against it, check the outcome, stop the sink."""
 
-    def result(seconds: float, rss: int, status: str, reason: str | None = None) -> Run:
+    def result(
+        seconds: float, rss: int, status: str, reason: str | None = None, cpu: float = 0.0
+    ) -> Run:
         return Run(
-            sender.name, sink_name, data.name, data.files, data.bytes, seconds, rss, status, reason
+            sender.name,
+            sink_name,
+            data.name,
+            data.files,
+            data.bytes,
+            seconds,
+            rss,
+            status,
+            reason,
+            cpu_seconds=cpu,
         )
 
     # Flush dirty pages first: writeback of an earlier run's files (Orthanc's storage) must not
@@ -310,34 +321,48 @@ def _execute(data: Data, sink_name: str, sender: Sender, workdir: Path, timeout:
     except RuntimeError as exc:
         return result(0.0, 0, "FAILED", f"sink did not start: {exc}")
     try:
-        command = sender.command(data, HOST, sink.port, sink.aet, sink.ca)
-        finished = run_timed(
-            command,
-            timeout=timeout,
-            log_path=workdir / f"{sender.name}.log",
-            env=sender_env(sender),
-            cwd=workdir,
-        )
-        rss = finished.peak_rss_kib
-        if finished.timed_out:
-            tail = finished.output(600).strip().replace("\n", " | ") or "(no output)"
-            return result(
-                finished.seconds,
-                rss,
-                "TIMEOUT",
-                f"killed after {timeout:.0f} s (a stall?); last output: {tail}",
-            )
-        reason = sender.verify(finished, data.files)
-        if reason is None and sink.proc.poll() is not None:
-            reason = f"the sink exited with {sink.proc.returncode} during the run"
-        stored = sink.stored_count() if reason is None else None
-        if stored is not None and stored != data.files:
-            reason = f"the sender said all stored, but {sink_name} holds {stored} of {data.files}"
-        if reason is not None:
-            return result(finished.seconds, rss, "FAILED", reason)
-        return result(finished.seconds, rss, "ok")
+        run = _measure(data, sink, sender, workdir, timeout, result)
     finally:
-        sink.stop()
+        sink_cpu = sink.stop()
+    return replace(run, sink_cpu_seconds=sink_cpu)
+
+
+def _measure(
+    data: Data,
+    sink: Sink,
+    sender: Sender,
+    workdir: Path,
+    timeout: float,
+    result: Callable[..., Run],
+) -> Run:
+    """Run the sender against a started sink and check the outcome."""
+    sink_name = sink.name
+    command = sender.command(data, HOST, sink.port, sink.aet, sink.ca)
+    finished = run_timed(
+        command,
+        timeout=timeout,
+        log_path=workdir / f"{sender.name}.log",
+        env=sender_env(sender),
+        cwd=workdir,
+    )
+    rss = finished.peak_rss_kib
+    if finished.timed_out:
+        tail = finished.output(600).strip().replace("\n", " | ") or "(no output)"
+        return result(
+            finished.seconds,
+            rss,
+            "TIMEOUT",
+            f"killed after {timeout:.0f} s (a stall?); last output: {tail}",
+        )
+    reason = sender.verify(finished, data.files)
+    if reason is None and sink.proc.poll() is not None:
+        reason = f"the sink exited with {sink.proc.returncode} during the run"
+    stored = sink.stored_count() if reason is None else None
+    if stored is not None and stored != data.files:
+        reason = f"the sender said all stored, but {sink_name} holds {stored} of {data.files}"
+    if reason is not None:
+        return result(finished.seconds, rss, "FAILED", reason)
+    return result(finished.seconds, rss, "ok", cpu=finished.cpu_seconds)
 
 
 def _progress(index: int, total: int, run: Run) -> None:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from e2e import _big, _require_release_build, _study, _warm_page_cache
-from runner import TIME, Finished
+from runner import Finished, run_timed
 from senders import SENDERS, Data, Sender, sender_env
 from sinks import STORESCP
 
@@ -181,25 +181,11 @@ def _sender_timed(
     sender: Sender, data: Data, port: int, workdir: Path, timeout: float
 ) -> tuple[Finished, float, float]:
     """Run the sender under /usr/bin/time: (finished, user+sys seconds, peak RSS MB)."""
-    log = workdir / "sender.log"
-    usage = workdir / "sender.time"
     command = sender.command(data, "127.0.0.1", port, "ANY-SCP", None)
-    wrapped = [TIME, "--quiet", "--format", "%U %S %M", "--output", str(usage), "--", *command]
-    with log.open("wb") as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            wrapped, stdout=out, stderr=subprocess.STDOUT, env=sender_env(sender)
-        )
-        try:
-            code: int | None = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
-        seconds = time.perf_counter() - started
-    user, system, rss = usage.read_text().split()[-3:] if usage.exists() else ("0", "0", "0")
-    finished = Finished(tuple(command), code, seconds, int(rss), log)
-    return finished, float(user) + float(system), int(rss) / 1024
+    finished = run_timed(
+        command, timeout=timeout, log_path=workdir / "sender.log", env=sender_env(sender)
+    )
+    return finished, finished.cpu_seconds, finished.peak_rss_kib / 1024
 
 
 def _stored(out: Path) -> int:

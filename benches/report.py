@@ -30,6 +30,10 @@ class Run:
     reason: str | None = None
     samples: tuple[float, ...] = ()
     """Seconds of every repetition; ``seconds`` is their median."""
+    cpu_seconds: float = 0.0
+    """The sender's user + system CPU seconds (GNU time's ``wait4``)."""
+    sink_cpu_seconds: float = 0.0
+    """The sink's user + system CPU seconds over its life (our ``wait4``), start-up included."""
 
     @property
     def ok(self) -> bool:
@@ -46,6 +50,14 @@ class Run:
     @property
     def files_per_s(self) -> float:
         return self.files / self.seconds
+
+    @property
+    def cpu_per_gb(self) -> float:
+        return self.cpu_seconds / (self.bytes / 1e9)
+
+    @property
+    def sink_cpu_per_gb(self) -> float:
+        return self.sink_cpu_seconds / (self.bytes / 1e9)
 
     @property
     def peak_rss_mb(self) -> float:
@@ -81,9 +93,9 @@ def markdown_table(runs: Sequence[Run]) -> str:
     """The table of every run; failed runs show their status and a numbered note, no numbers."""
     head = (
         "| sender | sink | dataset | files | MB | runs | s | MB/s | files/s | peak RSS MB "
-        "| x DCMTK files/s | x DCMTK MB/s |"
+        "| sender CPU s/GB | sink CPU s/GB | x DCMTK files/s | x DCMTK MB/s |"
     )
-    lines = [head, "|" + "---|" * 3 + "---:|" * 9]
+    lines = [head, "|" + "---|" * 3 + "---:|" * 11]
     notes: list[str] = []
     for run in runs:
         where = (
@@ -93,13 +105,14 @@ def markdown_table(runs: Sequence[Run]) -> str:
         if not run.ok:
             notes.append(f"{run.status} after {run.seconds:.1f} s: {run.reason}")
             mark = f"**{run.status}** [{len(notes)}]"
-            lines.append(where + f"| {mark} | — | — | — | — | — |")
+            lines.append(where + f"| {mark} | — | — | — | — | — | — | — |")
             continue
         by_files = _ratio(runs, run, lambda r: r.files_per_s)
         by_mb = _ratio(runs, run, lambda r: r.mb_per_s)
         lines.append(
             where + f"| {run.seconds:.2f} | {run.mb_per_s:,.1f} | {run.files_per_s:,.1f} "
-            f"| {run.peak_rss_mb:,.1f} | {_fmt(by_files, 2, 'x')} | {_fmt(by_mb, 2, 'x')} |"
+            f"| {run.peak_rss_mb:,.1f} | {run.cpu_per_gb:.2f} | {run.sink_cpu_per_gb:.2f} "
+            f"| {_fmt(by_files, 2, 'x')} | {_fmt(by_mb, 2, 'x')} |"
         )
     if notes:
         lines.append("")

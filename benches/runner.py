@@ -36,6 +36,8 @@ class Finished:
     """Exit code (negative: killed by that signal); ``None`` when we killed it at the deadline."""
     seconds: float
     peak_rss_kib: int
+    cpu_seconds: float
+    """User + system CPU of the process (and the children it waited for), from ``wait4``."""
     log_path: Path
 
     @property
@@ -73,7 +75,7 @@ def run_timed(
 ) -> Finished:
     """Run ``command``, its output in ``log_path``; kill it (its whole session) at ``timeout``."""
     rss_path = log_path.with_suffix(".maxrss")
-    wrapped = [TIME, "--quiet", "--format", "%M", "--output", str(rss_path), "--", *command]
+    wrapped = [TIME, "--quiet", "--format", "%M %U %S", "--output", str(rss_path), "--", *command]
     with log_path.open("wb") as log:
         started = time.perf_counter()
         # A session of its own, so a stalled sender is killed with any helper it spawned.
@@ -94,30 +96,35 @@ def run_timed(
     seconds = time.perf_counter() - started
     # Reaped here, not by Popen: record the code so Popen never waits for the PID again.
     proc.returncode = os.waitstatus_to_exitcode(status)
+    rss, cpu = _read_time(rss_path) if exited else (0, 0.0)
     return Finished(
         command=tuple(command),
         returncode=proc.returncode if exited else None,
         seconds=seconds,
-        peak_rss_kib=_read_maxrss(rss_path) if exited else 0,
+        peak_rss_kib=rss,
+        cpu_seconds=cpu,
         log_path=log_path,
     )
 
 
-def _read_maxrss(path: Path) -> int:
-    """The KiB GNU time wrote: the last line (earlier ones note a non-zero exit or a signal)."""
+def _read_time(path: Path) -> tuple[int, float]:
+    """The KiB and the user and system seconds GNU time wrote: its last line (earlier ones note
+    a non-zero exit or a signal)."""
     try:
-        return int(path.read_text().split()[-1])
+        kib, user, system = path.read_text().splitlines()[-1].split()
+        return int(kib), float(user) + float(system)
     except (OSError, IndexError, ValueError):
-        return 0
+        return 0, 0.0
 
 
-def stop_pid(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
-    """Stop a server we started: SIGTERM by PID, SIGKILL if it is still there after ``grace``."""
-    if proc.poll() is not None:
-        return
+def stop_pid(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> float:
+    """Stop a server we started: SIGTERM by PID, SIGKILL if it is still there after ``grace``.
+    Returns the user + system CPU seconds it used in its life (0 if it was already reaped)."""
+    if proc.returncode is not None:
+        return 0.0
     proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    if not _wait_until_exit(proc.pid, grace):
         proc.kill()
-        proc.wait(timeout=grace)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime

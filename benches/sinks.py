@@ -62,8 +62,9 @@ class Sink:
     ca: Path | None = None
     """TLS sinks: the PEM certificate senders must verify the sink against."""
 
-    def stop(self) -> None:
-        stop_pid(self.proc)
+    def stop(self) -> float:
+        """Stop it; the CPU seconds it used (user + system), start-up included."""
+        return stop_pid(self.proc)
 
     def stored_count(self) -> int | None:
         """Instances the sink holds, when it can tell (Orthanc); ``None`` for ``--ignore``."""
