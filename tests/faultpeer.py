@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fastpush import dimse, pdu
 from fastpush.errors import ProtocolError
 from fastpush.pytransport import PyTransport
+from fastpush.reassembly import Message, Reassembler
 from fastpush.uids import EXPLICIT_VR_LE, IMPLEMENTATION_CLASS_UID, IMPLICIT_VR_LE
 
 log = logging.getLogger(__name__)
@@ -124,9 +125,8 @@ class ScriptedSCP:
     def _serve_messages(
         self, transport: PyTransport, syntaxes: dict[int, str], peer_max: int
     ) -> None:
-        command = bytearray()
-        dataset = bytearray()
-        decoded: dimse.Command | None = None
+        messages = Reassembler(syntaxes, keep_datasets=True)
+        announced: Message | None = None
         while True:
             pdu_type, body = transport.recv_pdu(_RECV_LIMIT + self.max_pdu)
             if pdu_type == pdu.RELEASE_RQ:
@@ -134,27 +134,25 @@ class ScriptedSCP:
                 return
             if pdu_type != pdu.P_DATA_TF:
                 return
-            for pdv in pdu.decode_pdvs(body):
-                if pdv.context_id not in syntaxes:
-                    transport.send_pdu(pdu.encode_abort(2, 6))
-                    return
-                if decoded is None:
-                    command += pdv.data
-                    if not pdv.is_last:
-                        continue
-                    decoded = dimse.decode(bytes(command))
-                    command.clear()
-                    if decoded.has_dataset:
-                        continue
-                else:
-                    self._dataset_fragment(transport, decoded, len(dataset), pdv.is_last)
-                    dataset += pdv.data
-                    if not pdv.is_last:
-                        continue
-                reply = self._handle(decoded, syntaxes[pdv.context_id], bytes(dataset))
-                transport.send_message(pdv.context_id, reply, None, peer_max)
-                decoded = None
-                dataset.clear()
+            arriving = messages.pending
+            if arriving is not None and arriving.dataset_size:
+                self._dataset_fragment(transport, arriving.command, arriving.dataset_size, False)
+            try:
+                done = messages.feed(body)
+            except ProtocolError:
+                transport.send_pdu(pdu.encode_abort(2, 6))
+                return
+            for message in done:
+                dataset = message.dataset or b""
+                if message.dataset is not None:
+                    if message is not announced:  # the whole dataset came in one PDU
+                        self._dataset_fragment(transport, message.command, 0, False)
+                    self._dataset_fragment(transport, message.command, len(dataset), True)
+                reply = self._handle(message.command, syntaxes[message.context_id], dataset)
+                transport.send_message(message.context_id, reply, None, peer_max)
+            if messages.pending is not None and messages.pending is not announced:
+                announced = messages.pending
+                self._dataset_fragment(transport, announced.command, 0, False)
 
     def _dataset_fragment(
         self, transport: PyTransport, command: dimse.Command, received: int, last: bool
