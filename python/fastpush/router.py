@@ -145,9 +145,24 @@ class Router:
 
     def start(self) -> Router:
         """Recover the spool, start forwarding, then receiving (in background threads)."""
-        if self._started:
-            return self
-        self._started = True
+        if self._begin():
+            self._serving = threading.Thread(
+                target=self.server.serve_forever, name=f"fastpush-route-{self.port}", daemon=True
+            )
+            self._serving.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Recover the spool, start forwarding, then receive in this thread until
+        :meth:`stop` is called from another."""
+        if self._begin():
+            self.server.serve_forever()
+
+    def _begin(self) -> bool:
+        with self._lock:
+            if self._started:
+                return False
+            self._started = True
         for entry in self.spool.recover(list(self.destinations)):
             self._tell(
                 RouteEvent(
@@ -164,17 +179,14 @@ class Router:
             log.info("%d files waiting in the spool from an earlier run", self.spool.files)
         for forwarder in self.forwarders.values():
             forwarder.start()
-        self._serving = threading.Thread(
-            target=self.server.serve_forever, name=f"fastpush-route-{self.port}", daemon=True
-        )
-        self._serving.start()
-        return self
+        return True
 
     def stop(self, *, abort: bool = False, timeout: float | None = None) -> None:
         """Stop receiving (running associations finish, or are cut with ``abort``), then stop
-        forwarding after the files in flight. Files waiting stay spooled. Idempotent."""
+        forwarding after the files in flight. Files waiting stay spooled. Idempotent; called
+        again with ``abort`` while a graceful stop waits, it cuts what runs."""
         with self._lock:
-            if self._stopped:
+            if self._stopped and not abort:
                 return
             self._stopped = True
         self.server.shutdown(abort=abort, timeout=timeout)
@@ -193,13 +205,6 @@ class Router:
         tb: TracebackType | None,
     ) -> None:
         self.stop(abort=exc is not None)
-
-    def serve_forever(self) -> None:
-        """Start (if not yet) and block until :meth:`stop` is called from another thread."""
-        self.start()
-        assert self._serving is not None
-        while self._serving.is_alive():
-            self._serving.join(1.0)
 
     # -- watching ----------------------------------------------------------------------------
 
@@ -239,7 +244,9 @@ class Router:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _before_store(self, sop_class_uid: str, sop_instance_uid: str, calling_ae: str) -> int | None:
+    def _before_store(
+        self, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
+    ) -> int | None:
         if self.max_spool is None or self.spool.bytes < self.max_spool:
             return None
         with self._lock:

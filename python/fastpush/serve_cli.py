@@ -11,6 +11,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,12 @@ def _line(stats: Stats, seconds: float) -> str:
     )
 
 
-class _LiveLine:
-    """Files, MB and MB/s on one line of stderr: rewritten in place on a terminal, a line every
-    10 s elsewhere."""
+class LiveLine:
+    """A status line on stderr, ``text(seconds since start)``: rewritten in place on a
+    terminal, a line every 10 s elsewhere."""
 
-    def __init__(self, stats: Stats, quiet: bool) -> None:
-        self.stats = stats
+    def __init__(self, text: Callable[[float], str], quiet: bool) -> None:
+        self.text = text
         self.tty = sys.stderr.isatty()
         self.interval = 0.5 if self.tty else 10.0
         self.started = time.perf_counter()
@@ -158,7 +159,7 @@ class _LiveLine:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            text = _line(self.stats, time.perf_counter() - self.started)
+            text = self.text(time.perf_counter() - self.started)
             sys.stderr.write(f"\r\x1b[K{text}" if self.tty else f"{text}\n")
             sys.stderr.flush()
 
@@ -196,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     )
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
-    live = _LiveLine(server.stats, args.quiet)
+    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)
     code = EXIT_OK
     try:
         server.serve_forever()
