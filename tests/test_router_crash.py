@@ -91,6 +91,10 @@ def test_sigkill_at_random_points_loses_nothing_acknowledged(
     assert _queue_empty(spool, 120), router.text()
     router.proc.send_signal(signal.SIGINT)
     assert router.proc.wait(timeout=30) == 0, router.text()
+    story = router.text()
+    for line in ("I: Spooled ", "I: Forwarded ", "files waiting in the spool from an earlier run"):
+        assert line in story
+    assert "Routed in " in story and "0 waiting" in story
     found = arrived(scp.outdir)
     assert_byte_exact(files, found)
     assert not unexplained_duplicates(found, spool)
