@@ -18,6 +18,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .client import StoreClient
 from .failure import Failure
@@ -175,19 +176,7 @@ class Forwarder:
             self.stats.forwarded += 1
             self.stats.bytes += entry.size
             log.info("Forwarded %s to %s", uid, self.name)
-            self._tell(
-                RouteEvent(
-                    Step.FORWARDED,
-                    uid,
-                    self.name,
-                    str(entry.path),
-                    result.sop_class_uid,
-                    status=result.status,
-                    reason=result.reason,
-                    bytes=entry.size,
-                    maybe_duplicate=entry.maybe_duplicate,
-                )
-            )
+            self._tell(self._event(Step.FORWARDED, entry, result, entry.path))
             return True
         if result.failure is Failure.CANCELLED and self._stopping.is_set():
             return False
@@ -196,32 +185,24 @@ class Forwarder:
             lane.attempts = 0
             self.stats.failed += 1
             log.warning("%s refused %s (%s): moved to %s", self.name, uid, result.reason, target)
-            self._tell(
-                RouteEvent(
-                    Step.FAILED,
-                    uid,
-                    self.name,
-                    str(target),
-                    result.sop_class_uid,
-                    status=result.status,
-                    reason=result.reason,
-                    bytes=entry.size,
-                )
-            )
+            self._tell(self._event(Step.FAILED, entry, result, target))
             return True
-        self._tell(
-            RouteEvent(
-                Step.RETRYING,
-                uid,
-                self.name,
-                str(entry.path),
-                result.sop_class_uid,
-                status=result.status,
-                reason=result.reason,
-            )
-        )
+        self._tell(self._event(Step.RETRYING, entry, result, entry.path))
         self._wait(lane, result.reason)
         return False
+
+    def _event(self, step: Step, entry: Entry, result: Result, path: Path) -> RouteEvent:
+        return RouteEvent(
+            step,
+            result.sop_instance_uid or entry.name,
+            self.name,
+            str(path),
+            result.sop_class_uid,
+            status=result.status,
+            reason=result.reason,
+            bytes=entry.size,
+            maybe_duplicate=entry.maybe_duplicate,
+        )
 
     def _wait(self, lane: _Lane, reason: str) -> None:
         lane.attempts += 1

@@ -9,7 +9,6 @@ stays in the spool for the next run), the second cuts them.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from .forwarder import Destination
 from .negotiation import AcceptPolicy
 from .retry import RetryPolicy
 from .router import Router, RouterStats
-from .serve_cli import LiveLine, _ae_title
+from .serve_cli import LiveLine, _ae_title, until_interrupted
 from .tls import TLSOptions
 
-EXIT_OK, EXIT_INTERRUPTED = 0, 130
 _MB = 1e6
 
 
@@ -194,18 +192,12 @@ def run(args: argparse.Namespace) -> int:
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
     live = LiveLine(_Status(router), args.quiet)
-    code = EXIT_OK
-    try:
-        router.serve_forever()
-    except KeyboardInterrupt:
-        print("\nStopping after the files in flight (Ctrl-C again to cut them)", file=sys.stderr)
-        try:
-            router.stop()
-        except KeyboardInterrupt:
-            router.stop(abort=True)
-            code = EXIT_INTERRUPTED
-    finally:
-        live.close()
+    code = until_interrupted(
+        router.serve_forever,
+        lambda abort: router.stop(abort=abort),
+        live,
+        "the files in flight finish, the others stay spooled",
+    )
     stats = router.stats()
     print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
     for name, dest in stats.destinations.items():

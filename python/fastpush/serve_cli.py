@@ -171,6 +171,26 @@ class LiveLine:
                 sys.stderr.write("\r\x1b[K")
 
 
+def until_interrupted(
+    serve: Callable[[], None], stop: Callable[[bool], None], live: LiveLine, finishing: str
+) -> int:
+    """Run ``serve()`` until Ctrl-C: the first calls ``stop(False)`` (``finishing`` says what
+    still runs), the second ``stop(True)``. Closes ``live``; returns the exit code."""
+    code = EXIT_OK
+    try:
+        serve()
+    except KeyboardInterrupt:
+        print(f"\nStopping: {finishing} (Ctrl-C again to cut them)", file=sys.stderr)
+        try:
+            stop(False)
+        except KeyboardInterrupt:
+            stop(True)
+            code = EXIT_INTERRUPTED
+    finally:
+        live.close()
+    return code
+
+
 def run(args: argparse.Namespace) -> int:
     policy = AcceptPolicy(
         check_called_ae=args.check_called_ae,
@@ -198,18 +218,12 @@ def run(args: argparse.Namespace) -> int:
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
     live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)
-    code = EXIT_OK
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nStopping: running associations finish (Ctrl-C again to cut them)", file=sys.stderr)
-        try:
-            server.shutdown()
-        except KeyboardInterrupt:
-            server.shutdown(abort=True)
-            code = EXIT_INTERRUPTED
-    finally:
-        live.close()
+    code = until_interrupted(
+        server.serve_forever,
+        lambda abort: server.shutdown(abort=abort),
+        live,
+        "running associations finish",
+    )
     seconds = time.perf_counter() - live.started
     print(f"Received {_line(server.stats, seconds)} in {seconds:.1f} s")
     return code
