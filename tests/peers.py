@@ -195,8 +195,10 @@ def start_storescp(
     env: dict[str, str] | None = None,
     aet: str = "STORESCP",
     attempts: int = 3,
+    port: int | None = None,
 ) -> StoreSCP:
-    """Start storescp with ``-dhl --aetitle AET -od OUTDIR ARGS... PORT`` on a free port.
+    """Start storescp with ``-dhl --aetitle AET -od OUTDIR ARGS... PORT`` on a free port (or
+    on ``port``).
 
     ``env`` is added to a copy of the current environment (e.g. ``{"TCP_NODELAY": "1"}``).
     Retries on a fresh port if the chosen one was taken in the meantime.
@@ -206,8 +208,9 @@ def start_storescp(
     if env:
         full_env.update(env)
     last_error: Exception | None = None
-    for attempt in range(attempts):
-        port = free_port()
+    fixed = port
+    for attempt in range(attempts if fixed is None else 1):
+        port = free_port() if fixed is None else fixed
         outdir = workdir / f"out-{port}"
         outdir.mkdir()
         log_path = workdir / f"storescp-{port}.log"

@@ -2,7 +2,8 @@
 
 ``push()`` sends files and folders and returns one result per file (``Push`` is the same as a
 cancellable iterator, with parallel associations and retries); ``StoreClient`` is the long-lived,
-thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Association``
+thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Router``
+receives, spools and forwards to each ``Destination`` without losing a file; ``Association``
 keeps one association open and stores files, bytes or pydicom Datasets one after another;
 ``echo()`` checks that a peer answers. The bytes move through the Rust core (``fastpush._core``)
 when it is built, else through the pure-Python data path.
@@ -27,12 +28,16 @@ from .errors import (
     TLSError,
 )
 from .failure import Failure
+from .forwarder import Destination, DestinationStats
 from .identity import IdentityType, UserIdentity
 from .item import Item
+from .journal import RouteEvent, Step
 from .negotiation import AcceptPolicy
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
+from .router import Router, RouterStats
 from .server import Received, StorageServer
+from .spool import SpoolBusy
 from .storage import Layout
 from .tls import TLSOptions
 
@@ -52,6 +57,8 @@ __all__ = [
     "AssociationAborted",
     "AssociationRejected",
     "ConversionError",
+    "Destination",
+    "DestinationStats",
     "Event",
     "EventKind",
     "Failure",
@@ -67,7 +74,12 @@ __all__ = [
     "Push",
     "Received",
     "Result",
+    "RouteEvent",
+    "Router",
+    "RouterStats",
     "SourceError",
+    "SpoolBusy",
+    "Step",
     "StorageServer",
     "StoreClient",
     "TLSError",

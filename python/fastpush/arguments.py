@@ -35,16 +35,22 @@ def integer(low: int, high: int | None = None, *, zero: bool = False) -> Callabl
     return check
 
 
-def seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
-    return value
+def amount(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number above 0, of ``unit``."""
+
+    def check(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} is not a positive number of {unit}")
+        return value
+
+    return check
 
 
+seconds = amount("seconds")
 port = integer(1, 65535)
 # PS3.8 D.1: the Maximum Length is a 32-bit field (0: no limit); below 4096, as DCMTK refuses,
 # a PDU carries too little to be worth its header.

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from . import __version__, arguments, distributed_cli, serve_cli
+from . import __version__, arguments, distributed_cli, route_cli, serve_cli
 from .api import Push, ReportError, echo, stored_paths
 from .association import DEFAULT_MAX_PDU
 from .errors import FastpushError
@@ -104,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
 
     serve_cli.add_parser(commands)
+    route_cli.add_parser(commands)
     return parser
 
 
@@ -433,9 +434,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args)
     try:
-        handler = {"store": _store, "echo": _echo, "demo": _demo, "serve": serve_cli.run}[
-            args.command
-        ]
+        handler = {
+            "store": _store,
+            "echo": _echo,
+            "demo": _demo,
+            "serve": serve_cli.run,
+            "route": route_cli.run,
+        }[args.command]
         return handler(args)
     except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -136,12 +137,12 @@ def _line(stats: Stats, seconds: float) -> str:
     )
 
 
-class _LiveLine:
-    """Files, MB and MB/s on one line of stderr: rewritten in place on a terminal, a line every
-    10 s elsewhere."""
+class LiveLine:
+    """A status line on stderr, ``text(seconds since start)``: rewritten in place on a
+    terminal, a line every 10 s elsewhere."""
 
-    def __init__(self, stats: Stats, quiet: bool) -> None:
-        self.stats = stats
+    def __init__(self, text: Callable[[float], str], quiet: bool) -> None:
+        self.text = text
         self.tty = sys.stderr.isatty()
         self.interval = 0.5 if self.tty else 10.0
         self.started = time.perf_counter()
@@ -152,7 +153,7 @@ class _LiveLine:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            text = _line(self.stats, time.perf_counter() - self.started)
+            text = self.text(time.perf_counter() - self.started)
             sys.stderr.write(f"\r\x1b[K{text}" if self.tty else f"{text}\n")
             sys.stderr.flush()
 
@@ -162,6 +163,26 @@ class _LiveLine:
             self._thread.join()
             if self.tty:
                 sys.stderr.write("\r\x1b[K")
+
+
+def until_interrupted(
+    serve: Callable[[], None], stop: Callable[[bool], None], live: LiveLine, finishing: str
+) -> int:
+    """Run ``serve()`` until Ctrl-C: the first calls ``stop(False)`` (``finishing`` says what
+    still runs), the second ``stop(True)``. Closes ``live``; returns the exit code."""
+    code = EXIT_OK
+    try:
+        serve()
+    except KeyboardInterrupt:
+        print(f"\nStopping: {finishing} (Ctrl-C again to cut them)", file=sys.stderr)
+        try:
+            stop(False)
+        except KeyboardInterrupt:
+            stop(True)
+            code = EXIT_INTERRUPTED
+    finally:
+        live.close()
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -190,19 +211,13 @@ def run(args: argparse.Namespace) -> int:
     )
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
-    live = _LiveLine(server.stats, args.quiet)
-    code = EXIT_OK
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("\nStopping: running associations finish (Ctrl-C again to cut them)", file=sys.stderr)
-        try:
-            server.shutdown()
-        except KeyboardInterrupt:
-            server.shutdown(abort=True)
-            code = EXIT_INTERRUPTED
-    finally:
-        live.close()
+    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)
+    code = until_interrupted(
+        server.serve_forever,
+        lambda abort: server.shutdown(abort=abort),
+        live,
+        "running associations finish",
+    )
     seconds = time.perf_counter() - live.started
     print(f"Received {_line(server.stats, seconds)} in {seconds:.1f} s")
     return code

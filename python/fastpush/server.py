@@ -54,6 +54,10 @@ class Received:
 StoreHandler = Callable[[Received], "int | None"]
 """Called for each dataset received; returns a DIMSE status (None: success, 0x0000)."""
 
+StoreGate = Callable[[str, str, str], "int | None"]
+"""Called with the SOP class, SOP instance and calling AE of each C-STORE request before its
+dataset is received: a status refuses it (the dataset is read and dropped), None lets it in."""
+
 IdentityCheck = Callable[[UserIdentity | None, str], "bool | bytes"]
 """Called with the user identity a request carries (None without one) and its calling AE:
 True accepts, False rejects, bytes accept and are sent back as the server response."""
@@ -95,6 +99,10 @@ class StorageServer:
     that cannot be written (full disk, unwritable folder) is answered ``0xA700`` without calling
     ``on_store``, and nothing of it is left.
 
+    ``before_store(sop_class_uid, sop_instance_uid, calling_ae)`` runs before a dataset is
+    received: returning a status (e.g. ``0xA700`` when the disk is full) answers it without
+    writing anything; None receives it as usual.
+
     ``accept`` (:class:`AcceptPolicy`) decides what is negotiated; ``identity_check`` vets user
     identities; above ``max_associations`` running associations a request is rejected
     (transient, "local limit exceeded"). ``timeout`` bounds every wait for the peer.
@@ -124,6 +132,7 @@ class StorageServer:
         unique_filenames: bool = False,
         fsync: bool = False,
         timeout: float | None = 60.0,
+        before_store: StoreGate | None = None,
     ) -> None:
         from . import pdu
 
@@ -133,6 +142,7 @@ class StorageServer:
         self.tls_config = None if tls is None else _server_tls(tls)
         self.ae_title = ae_title
         self.on_store = on_store
+        self.before_store = before_store
         self.accept = accept if accept is not None else AcceptPolicy()
         self.max_associations = max_associations
         self.identity_check = identity_check

@@ -223,6 +223,15 @@ def _store(context: _Context, command: dimse.Command, syntax: str) -> int:
         command.sop_instance_uid,
     )
     path: Path | None = None
+    if server.before_store is not None:
+        refusal = server.before_store(
+            command.sop_class_uid, command.sop_instance_uid, rq.calling_ae
+        )
+        if refusal is not None:
+            size = transport.receive_dataset(max_pdu)[0]
+            log.warning("Refusing %s: 0x%04X", command.sop_instance_uid, refusal)
+            server.count(size, stored=False)
+            return refusal
     if storage is None:
         size, data, _head, error = transport.receive_dataset(
             max_pdu, memory=server.on_store is not None

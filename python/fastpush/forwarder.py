@@ -1,0 +1,219 @@
+"""One destination of the router: its queue pushed with a ``StoreClient``.
+
+The queue is split into ``lanes`` (as many as the client's associations), a study always in the
+same lane, and each lane sends one file at a time, in arrival order, waiting for its result:
+the files of a study reach the destination in the order they arrived, while the lanes keep up to
+``lanes`` associations busy. A transient failure (the destination down, Out of Resources, a
+lost connection, after the client's own retries) keeps the file at the head of its lane, which
+tries again after a growing delay; a permanent refusal (a failure status, a refused SOP class or
+syntax, a file that cannot be converted) moves it to ``failed/`` and the lane goes on. Nothing
+here waits on another destination or on the receiving side.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .client import StoreClient
+from .failure import Failure
+from .journal import RouteEvent, Step
+from .results import Result
+from .retry import RetryPolicy
+from .spool import Entry, Spool, folder_name
+from .tls import TLSOptions
+
+log = logging.getLogger("fastpush.router")
+
+_PERMANENT = (Failure.STATUS, Failure.REFUSED, Failure.SOURCE)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the router forwards: ``host:port`` with AE title ``called_ae``. ``name`` (default
+    ``AE@host_port``) names its queue and failed folders: keep it when the address changes and
+    the files waiting follow."""
+
+    host: str
+    port: int
+    called_ae: str = "ANY-SCP"
+    name: str = ""
+    tls: TLSOptions | None = None
+
+    @property
+    def key(self) -> str:
+        return folder_name(self.name or f"{self.called_ae}@{self.host}_{self.port}")
+
+
+@dataclass
+class DestinationStats:
+    """Running totals of one destination (read without locking: approximate mid-run)."""
+
+    forwarded: int = 0
+    bytes: int = 0
+    failed: int = 0
+    waiting: int = 0
+    retrying: str = ""
+    """The last transient failure while files wait for it, else empty."""
+
+
+@dataclass(eq=False)
+class _Lane:
+    entries: deque[Entry] = field(default_factory=deque)
+    attempts: int = 0
+
+
+Tell = Callable[[RouteEvent], None]
+
+
+class Forwarder:
+    """Pushes the entries ``put`` to it to one destination, in ``lanes`` ordered lanes."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        spool: Spool,
+        *,
+        lanes: int,
+        retry: RetryPolicy,
+        tell: Tell,
+        on_idle: Callable[[], None],
+        **options: object,
+    ) -> None:
+        self.destination = destination
+        self.name = destination.key
+        self.spool = spool
+        self.retry = retry
+        self.stats = DestinationStats()
+        self._tell = tell
+        self._on_idle = on_idle
+        self._client = StoreClient(
+            destination.host,
+            destination.port,
+            associations=lanes,
+            retry=retry,
+            called_ae=destination.called_ae,
+            tls=destination.tls,
+            **options,  # type: ignore[arg-type]
+        )
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(lane,), name=f"fastpush-route-{self.name}-{n}", daemon=True
+            )
+            for n, lane in enumerate(self._lanes)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, entry: Entry) -> None:
+        lane = self._lanes[zlib.crc32(entry.study.encode()) % len(self._lanes)]
+        with self._cond:
+            lane.entries.append(entry)
+            self.stats.waiting += 1
+            self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        return self.stats.waiting
+
+    def stop(self, abort: bool = False) -> None:
+        """Stop after the files being sent (``abort``: cut them); waiting files stay queued."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._client.cancel(abort=abort)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+        self._client.close()
+
+    def _next(self, lane: _Lane) -> Entry | None:
+        with self._cond:
+            while not lane.entries:
+                if self._stopping.is_set():
+                    return None
+                self._cond.wait()
+            return None if self._stopping.is_set() else lane.entries[0]
+
+    def _run(self, lane: _Lane) -> None:
+        while True:
+            entry = self._next(lane)
+            if entry is None:
+                return
+            try:
+                self.spool.sending(entry)
+                result = self._client.store(str(entry.path))
+                finished = self._settle(lane, entry, result)
+            except OSError as exc:  # the spool itself (a full or failing disk): try again later
+                log.error("Spool error on %s: %s", entry.path, exc)
+                finished = False
+                self._wait(lane, str(exc))
+            if finished:
+                with self._cond:
+                    lane.entries.popleft()
+                    self.stats.waiting -= 1
+                    if not self.stats.waiting:
+                        self.stats.retrying = ""
+                self._on_idle()
+
+    def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
+        """Act on a result; whether the entry has left the queue."""
+        uid = result.sop_instance_uid or entry.name
+        entry.maybe_duplicate |= result.maybe_duplicate
+        if result.ok:
+            self.spool.done(entry)
+            lane.attempts = 0
+            self.stats.forwarded += 1
+            self.stats.bytes += entry.size
+            log.info("Forwarded %s to %s", uid, self.name)
+            self._tell(self._event(Step.FORWARDED, entry, result, entry.path))
+            return True
+        if result.failure is Failure.CANCELLED and self._stopping.is_set():
+            return False
+        if result.failure in _PERMANENT and not result.retryable:
+            target = self.spool.fail(entry, result)
+            lane.attempts = 0
+            self.stats.failed += 1
+            log.warning("%s refused %s (%s): moved to %s", self.name, uid, result.reason, target)
+            self._tell(self._event(Step.FAILED, entry, result, target))
+            return True
+        self._tell(self._event(Step.RETRYING, entry, result, entry.path))
+        self._wait(lane, result.reason)
+        return False
+
+    def _event(self, step: Step, entry: Entry, result: Result, path: Path) -> RouteEvent:
+        return RouteEvent(
+            step,
+            result.sop_instance_uid or entry.name,
+            self.name,
+            str(path),
+            result.sop_class_uid,
+            status=result.status,
+            reason=result.reason,
+            bytes=entry.size,
+            maybe_duplicate=entry.maybe_duplicate,
+        )
+
+    def _wait(self, lane: _Lane, reason: str) -> None:
+        lane.attempts += 1
+        delay = self.retry.delay(lane.attempts)
+        self.stats.retrying = reason
+        log.warning(
+            "%s: %s; %d files waiting, trying again in %.1f s",
+            self.name,
+            reason,
+            self.stats.waiting,
+            delay,
+        )
+        # Waits on the stop event, not a sleep: stop() ends the wait at once.
+        self._stopping.wait(delay)
