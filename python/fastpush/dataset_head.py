@@ -191,7 +191,26 @@ def read_uids(
     ``strict_order``: top-level tags must ascend, as PS3.5 7.1 requires (used where nothing
     else says the data is DICOM).
     """
-    sop_class = sop_instance = ""
+    found = read_top_uids(src, pos, _IDENTITY, implicit, little, strict_order)
+    return found.get(SOP_CLASS, ""), found.get(SOP_INSTANCE, "")
+
+
+_IDENTITY = {SOP_CLASS: "SOP Class UID (0008,0016)", SOP_INSTANCE: "SOP Instance UID (0008,0018)"}
+
+
+def read_top_uids(
+    src: Source,
+    pos: int,
+    wanted: dict[int, str],
+    implicit: bool,
+    little: bool,
+    strict_order: bool = False,
+) -> dict[int, str]:
+    """The values of the top-level UI elements ``wanted`` (tag: name for messages) that the
+    dataset has, walking element headers from ``pos`` and stopping past the last of them."""
+    found: dict[int, str] = {}
+    stop = max(wanted)
+    last_name = wanted[stop]
     last = -1
     buf, base = src.window(pos, 12)
     tags, long_length = (_LE, _LE_LONG) if little else (_BE, _BE_LONG)
@@ -202,13 +221,13 @@ def read_uids(
             off = pos - base
             if off + 8 > len(buf):
                 if off == len(buf):
-                    return sop_class, sop_instance
-                raise Unreadable(f"dataset is truncated at byte {pos}, before its SOP Instance UID")
+                    return found
+                raise Unreadable(f"dataset is truncated at byte {pos}, before its {last_name}")
         group, elem, length = tags.unpack_from(buf, off)
         tag = group << 16 | elem
         # Items and delimiters (group FFFE) out of place end the walk here too.
-        if tag > SOP_INSTANCE:
-            return sop_class, sop_instance
+        if tag > stop:
+            return found
         if tag <= last and strict_order:
             raise Unreadable(f"not a DICOM file: elements out of order at byte {pos}")
         last = tag
@@ -229,12 +248,10 @@ def read_uids(
         if length == _UNDEFINED:
             pos = _skip_sequence(src, pos, *_content(vr, implicit, little))
             continue
-        if tag == SOP_CLASS:
-            sop_class = _uid(src, pos, length, "SOP Class UID (0008,0016)")
-        elif tag == SOP_INSTANCE:
-            sop_instance = _uid(src, pos, length, "SOP Instance UID (0008,0018)")
+        if tag in wanted:
+            found[tag] = _uid(src, pos, length, wanted[tag])
         pos += length
-    raise Unreadable("dataset has too many elements before its SOP Instance UID")
+    raise Unreadable(f"dataset has too many elements before its {last_name}")
 
 
 def _content(vr: bytes, implicit: bool, little: bool) -> tuple[bool, bool]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import io
 import itertools
 import os
 import re
@@ -22,6 +21,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .dataset_head import BufferSource, Unreadable, read_top_uids
 from .uids import (
     DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
@@ -138,23 +138,19 @@ def file_meta(
 
 def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
     """The Study Instance UID from the first bytes of a dataset, or None when it is not there."""
-    from pydicom.filereader import read_dataset
-
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
         head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, STUDY_HEAD)
-    stream = io.BytesIO(head)
     try:
-        ds = read_dataset(
-            stream,
-            transfer_syntax == IMPLICIT_VR_LE,
-            transfer_syntax != EXPLICIT_VR_BE,
-            stop_when=lambda tag, _vr, _length: tag > _STUDY_INSTANCE_UID,
-            specific_tags=[_STUDY_INSTANCE_UID],
+        found = read_top_uids(
+            BufferSource(head),
+            0,
+            {_STUDY_INSTANCE_UID: "Study Instance UID (0020,000D)"},
+            implicit=transfer_syntax == IMPLICIT_VR_LE,
+            little=transfer_syntax != EXPLICIT_VR_BE,
         )
-        value = ds.get(_STUDY_INSTANCE_UID)
-    except Exception:  # a truncated or odd head only means "not found"
+    except Unreadable:  # a truncated or odd head only means "not found"
         return None
-    uid = str(value.value).strip("\0 ") if value is not None else ""
+    uid = found.get(_STUDY_INSTANCE_UID, "")
     return uid if re.fullmatch(r"[0-9.]{1,64}", uid) else None
 
 
