@@ -5,7 +5,10 @@ fresh process on a free loopback port per run: ``fastpush serve --ignore``, ``st
 (``TCP_NODELAY=1``), a pynetdicom SCP whose handler drops the dataset; then the same writing
 files to a tmpfs folder (``fastpush serve -od``, ``storescp +B -od``, pynetdicom writing
 ``event.encoded_dataset()``); and raw loopback TCP (``sendfile`` into a 4 MiB ``recv_into``)
-for the physical limit. dicom-rs ``dicom-storescp`` is used when it is on PATH.
+for the physical limit. dicom-rs (``$CARGO_HOME/bin``, see ``ensure_dicom_rs`` in scripts/lib.sh):
+``dicom-storescp`` receives from both senders into the tmpfs folder, and ``dicom-storescu`` sends
+into ``fastpush serve --ignore``, ``storescp --ignore`` and ``dicom-storescp``; its rows are
+left out when the binaries are missing.
 
 Per run: wall time of the sender (spawn to reap), MB/s and files/s, the sender's user+sys CPU
 and peak RSS (``/usr/bin/time``), the receiver's user+sys CPU over the sender's lifetime
@@ -41,6 +44,9 @@ TICKS = os.sysconf("SC_CLK_TCK")
 GB = 1e9
 TMPFS = Path("/dev/shm")
 PYTHON = sys.executable
+CARGO_BIN = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
+DICOM_STORESCP = CARGO_BIN / "dicom-storescp"
+DICOM_STORESCU = CARGO_BIN / "dicom-storescu"
 
 Command = Callable[[int, Path], list[str]]
 
@@ -73,7 +79,14 @@ RECEIVERS = {
         ),
         Receiver(
             "dicom-rs-files",
-            lambda port, out: ["dicom-storescp", "-p", str(port), "-o", str(out), "--promiscuous"],
+            lambda port, out: [
+                str(DICOM_STORESCP),
+                "-p",
+                str(port),
+                "-o",
+                str(out),
+                "--promiscuous",
+            ],
             {},
             writes=True,
         ),
@@ -116,8 +129,18 @@ def _tcp_verify(finished: Finished, expected: int) -> str | None:
     return None if finished.returncode == 0 else f"exit {finished.returncode}"
 
 
+def _dicom_storescu(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
+    # It takes files, not folders; it reads each whole file into memory before sending it.
+    files = sorted(map(str, data.path.iterdir())) if data.is_folder else [str(data.path)]
+    return [str(DICOM_STORESCU), "--fail-first", f"{aet}@{host}:{port}", *files]
+
+
 TCP_SENDER = Sender("tcp-send", _tcp_command, _tcp_verify)
+# --fail-first: a non-zero exit unless every file was stored.
+DICOM_RS_SENDER = Sender("dicom-storescu", _dicom_storescu, _tcp_verify)
 DICOM_SENDERS = ("storescu", "fastpush-rust")
+# Where dicom-storescu sends: the two --ignore receivers the issue compares, and dicom-rs's own.
+DICOM_RS_RECEIVERS = ("fastpush-ignore", "storescp-ignore", "dicom-rs-files")
 
 
 @dataclass
@@ -244,7 +267,7 @@ def _plan(datasets: Sequence[Data], only: Sequence[str]) -> list[tuple[Data, Sen
     plan = []
     for data in datasets:
         for receiver in RECEIVERS.values():
-            if receiver.name == "dicom-rs-files" and shutil.which("dicom-storescp") is None:
+            if receiver.name == "dicom-rs-files" and not DICOM_STORESCP.exists():
                 continue
             if receiver.name == "tcp":
                 if not data.is_folder:
@@ -252,6 +275,8 @@ def _plan(datasets: Sequence[Data], only: Sequence[str]) -> list[tuple[Data, Sen
                 continue
             for name in DICOM_SENDERS:
                 plan.append((data, SENDERS[name], receiver))
+            if receiver.name in DICOM_RS_RECEIVERS and DICOM_STORESCU.exists():
+                plan.append((data, DICOM_RS_SENDER, receiver))
     return [
         step
         for step in plan

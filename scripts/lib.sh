@@ -35,5 +35,18 @@ ensure_peers() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
+# Install dicom-rs's storage SCP and SCU (interop tests, receive benchmark) into
+# $CARGO_HOME/bin when missing. Idempotent: cargo only runs if a binary is absent; the build
+# takes about 3 minutes on two cores.
+DICOM_RS_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
+ensure_dicom_rs() {
+    if [[ -x $DICOM_RS_BIN/dicom-storescp && -x $DICOM_RS_BIN/dicom-storescu ]]; then
+        echo "dicom-rs storescp and storescu already installed" >&2
+        return 0
+    fi
+    step "cargo install dicom-storescp dicom-storescu (a few minutes)"
+    cargo install --locked dicom-storescp dicom-storescu
+}
+
 # The Python interpreter to use (override with PYTHON=...).
 PYTHON=${PYTHON:-python3}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run every test: the README's test command (and CI's, via .ci/run).
-#   - installs the real DICOM peers (Debian dcmtk, orthanc) if missing;
+#   - installs the real DICOM peers (Debian dcmtk, orthanc; dicom-rs with cargo) if missing;
 #   - installs the package editable with its test extras (tests run against this tree);
 #   - lint (scripts/lint.sh), cargo test, then pytest (unit and interop tests).
 # Exits non-zero if anything fails.
@@ -11,6 +11,9 @@ source scripts/lib.sh
 
 step "Debian peers"
 ensure_peers
+
+step "dicom-rs peers"
+ensure_dicom_rs
 
 step "pip install -e '.[test]' (builds the Rust extension)"
 "$PYTHON" -m pip install -e '.[test]'

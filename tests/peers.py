@@ -252,9 +252,11 @@ class Orthanc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.http_port}"
 
-    def request(self, method: str, path: str, *, timeout: float = 30.0) -> bytes:
+    def request(
+        self, method: str, path: str, *, body: bytes | None = None, timeout: float = 30.0
+    ) -> bytes:
         """One REST call (proxies bypassed); returns the body, raises ``HTTPError`` on 4xx/5xx."""
-        req = urllib.request.Request(self.url + path, method=method)
+        req = urllib.request.Request(self.url + path, data=body, method=method)
         with _NO_PROXY.open(req, timeout=timeout) as resp:
             body: bytes = resp.read()
             return body

@@ -138,6 +138,13 @@ def decode(data: bytes) -> Command:
     def text(tag: int) -> str:
         return values.get(tag, b"").decode("ascii", "replace").rstrip("\0 ")
 
+    def uid(tag: int) -> str:
+        # A UID is digits and dots: one that is not ASCII could not even be answered.
+        value = text(tag)
+        if not value.isascii():
+            raise ProtocolError(f"command element (0000,{tag:04X}) is not an ASCII UID")
+        return value
+
     field = us(_COMMAND_FIELD)
     if field is None:
         raise ProtocolError("command set has no Command Field (0000,0100)")
@@ -148,8 +155,8 @@ def decode(data: bytes) -> Command:
         responded_to=us(_RESPONDED_TO),
         status=us(_STATUS),
         has_dataset=dataset_type is not None and dataset_type != NO_DATASET,
-        sop_class_uid=text(_AFFECTED_SOP_CLASS),
-        sop_instance_uid=text(_AFFECTED_SOP_INSTANCE),
+        sop_class_uid=uid(_AFFECTED_SOP_CLASS),
+        sop_instance_uid=uid(_AFFECTED_SOP_INSTANCE),
         error_comment=text(_ERROR_COMMENT),
     )
 

@@ -120,10 +120,16 @@ class AcceptPolicy:
         return uid in allowed
 
     def rejection(self, rq: pdu.AssociateRQ, ae_title: str) -> pdu.AssociateRJ | None:
-        """Why the request as a whole is refused (rejected-permanent, by the service user)."""
-        if self.check_called_ae and rq.called_ae != ae_title:
+        """Why the request as a whole is refused (rejected-permanent, by the service user).
+        A title we could not send back in the A-ASSOCIATE-AC (all spaces, a backslash) is not
+        recognized."""
+        if not pdu.valid_ae_title(rq.called_ae) or (
+            self.check_called_ae and rq.called_ae != ae_title
+        ):
             return pdu.AssociateRJ(1, 1, 7)
-        if self._calling is not None and rq.calling_ae not in self._calling:
+        if not pdu.valid_ae_title(rq.calling_ae) or (
+            self._calling is not None and rq.calling_ae not in self._calling
+        ):
             return pdu.AssociateRJ(1, 1, 3)
         return None
 

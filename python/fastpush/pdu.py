@@ -174,12 +174,17 @@ def _item(item_type: int, value: bytes) -> bytes:
     return _ITEM.pack(item_type, len(value)) + value
 
 
+def valid_ae_title(title: str) -> bool:
+    """Whether the standard allows ``title``: 1 to 16 ASCII characters, not all spaces, no
+    backslash."""
+    return title.isascii() and bool(title.strip()) and len(title) <= 16 and "\\" not in title
+
+
 def encode_ae_title(title: str) -> bytes:
     """The 16-byte field of an AE title; ValueError for a title the standard does not allow."""
-    raw = title.encode("ascii", "replace")
-    if not title.isascii() or not raw.strip() or len(raw) > 16 or b"\\" in raw:
+    if not valid_ae_title(title):
         raise ValueError(f"AE title {title!r} must be 1 to 16 ASCII characters")
-    return raw.ljust(16, b" ")
+    return title.encode("ascii").ljust(16, b" ")
 
 
 def _uid(uid: str) -> bytes:

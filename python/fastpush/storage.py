@@ -85,12 +85,15 @@ class Layout(enum.Enum):
     CALLING_AE = "calling-ae"
 
 
-@functools.cache
+# Bounded: the SOP class comes from the sender, who can make up as many as it likes.
+@functools.lru_cache(maxsize=1024)
 def prefix(sop_class_uid: str) -> str:
     """storescp's file name prefix for a SOP class: ``CT``, ``MR``... else ``UNKNOWN``."""
-    from pydicom.uid import UID
+    # The dictionary, not pydicom's UID(): that one warns about a malformed UID, once per call.
+    from pydicom._uid_dict import UID_dictionary
 
-    keyword = UID(sop_class_uid).keyword
+    entry = UID_dictionary.get(sop_class_uid)
+    keyword = entry[4] if entry is not None else ""
     for fragment, abbreviation in _PREFIXES:
         if keyword.startswith(fragment):
             return abbreviation

@@ -17,7 +17,8 @@ IMPLEMENTATION_VERSION_NAME = "FASTPUSH_010"
 
 def uid_name(uid: str) -> str:
     """A readable name for a UID pydicom knows, else the UID itself."""
-    from pydicom.uid import UID
+    # The dictionary, not pydicom's UID(): that one warns about a malformed UID (a sender's).
+    from pydicom._uid_dict import UID_dictionary
 
-    name = UID(uid).name
-    return name if name else uid
+    entry = UID_dictionary.get(uid)
+    return entry[0] if entry is not None and entry[0] else uid
