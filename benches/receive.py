@@ -157,6 +157,9 @@ class Run:
     receiver_rss_mb: float
     status: str
     reason: str | None = None
+    receiver_cpu_low: float | None = None
+    receiver_cpu_high: float | None = None
+    """The range of ``receiver_cpu`` over the runs of a median cell."""
 
     @property
     def mb_s(self) -> float:
@@ -294,6 +297,8 @@ def _median_run(runs: list[Run]) -> Run:
             **asdict(middle),
             "sender_cpu": statistics.median(r.sender_cpu for r in ok),
             "receiver_cpu": statistics.median(r.receiver_cpu for r in ok),
+            "receiver_cpu_low": min(r.receiver_cpu for r in ok),
+            "receiver_cpu_high": max(r.receiver_cpu for r in ok),
             "receiver_rss_mb": max(r.receiver_rss_mb for r in ok),
         }
     )
@@ -394,14 +399,18 @@ def _markdown(runs: list[Run], targets: list[tuple[str, str, bool | None]], head
         header,
         "",
         "| dataset | sender | receiver | MB/s | files/s | sender CPU s/GB | "
-        "receiver CPU s/GB | receiver peak RSS MB | status |",
+        "receiver CPU s/GB (range) | receiver peak RSS MB | status |",
         "|" + "---|" * 9,
     ]
     for r in runs:
         gb = r.bytes / GB
+        spread = ""
+        if r.receiver_cpu_low is not None and r.receiver_cpu_high is not None:
+            spread = f" ({r.receiver_cpu_low / gb:.2f}-{r.receiver_cpu_high / gb:.2f})"
         lines.append(
             f"| {r.dataset} | {r.sender} | {r.receiver} | {r.mb_s:,.0f} | {r.files_s:,.1f} | "
-            f"{r.sender_cpu / gb:.2f} | {r.receiver_cpu / gb:.2f} | {r.receiver_rss_mb:.0f} | "
+            f"{r.sender_cpu / gb:.2f} | {r.receiver_cpu / gb:.2f}{spread} | "
+            f"{r.receiver_rss_mb:.0f} | "
             f"{r.status}{'' if r.reason is None else ': ' + r.reason} |"
         )
     lines += ["", "| target | measured | met |", "|---|---|---|"]
