@@ -120,6 +120,37 @@ pub(crate) fn drive(
     }
 }
 
+/// Take over a connected socket's `fd` (from `socket.detach()`), wrapped by `secure` in TLS when
+/// given, the handshake run within `timeout`. Returns the stream and, for TLS, the negotiated
+/// `(protocol, cipher suite)`.
+#[allow(clippy::type_complexity)]
+pub(crate) fn open_stream(
+    py: Python<'_>,
+    fd: i32,
+    timeout: Option<Duration>,
+    nodelay: bool,
+    secure: Option<impl FnOnce(FdStream) -> Result<TlsStream> + Send>,
+) -> PyResult<(Box<dyn Stream>, Option<(String, String)>)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    if fd < 0 {
+        return Err(Error::InvalidArgument(format!("invalid file descriptor {fd}")).into());
+    }
+    // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let plain = FdStream::new(owned, nodelay).map_err(Error::from)?;
+    let Some(secure) = secure else {
+        return Ok((Box::new(plain), None));
+    };
+    let mut stream = secure(plain)?;
+    let mut pacer = Pacer::new(timeout);
+    drive(py, || stream.handshake_step(&mut pacer))?;
+    let negotiated = (
+        stream.protocol().unwrap_or_default(),
+        stream.cipher().unwrap_or_default(),
+    );
+    Ok((Box::new(stream), Some(negotiated)))
+}
+
 /// A TLS client configuration, built once and shared by every connection made with it (which
 /// also lets later connections resume the TLS session). See `_core.pyi`.
 #[pyclass(frozen, module = "fastpush._core")]
@@ -260,30 +291,17 @@ impl Transport {
         tls: Option<&TlsConfig>,
         server_name: Option<&str>,
     ) -> PyResult<Self> {
-        use std::os::fd::{FromRawFd, OwnedFd};
         let timeout = timeout_arg(timeout)?;
-        if fd < 0 {
-            return Err(Error::InvalidArgument(format!("invalid file descriptor {fd}")).into());
-        }
-        // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let plain = FdStream::new(owned, nodelay).map_err(Error::from)?;
-        let (stream, negotiated): (Box<dyn Stream>, _) = match tls {
-            None => (Box::new(plain), None),
+        let secure = match tls {
+            None => None,
             Some(config) => {
                 let name = server_name.ok_or_else(|| {
                     Error::InvalidArgument("a TLS transport needs a server_name".into())
                 })?;
-                let mut secure = TlsStream::new(plain, config.config.clone(), name)?;
-                let mut pacer = Pacer::new(timeout);
-                drive(py, || secure.handshake_step(&mut pacer))?;
-                let negotiated = (
-                    secure.protocol().unwrap_or_default(),
-                    secure.cipher().unwrap_or_default(),
-                );
-                (Box::new(secure), Some(negotiated))
+                Some(move |plain| TlsStream::new(plain, config.config.clone(), name))
             }
         };
+        let (stream, negotiated) = open_stream(py, fd, timeout, nodelay, secure)?;
         Ok(Transport {
             slot: Mutex::new(Slot::Idle(stream)),
             returned: Condvar::new(),

@@ -14,10 +14,10 @@ use pyo3::types::PyBytes;
 use crate::error::{Error, Result};
 use crate::framing;
 use crate::io::{BufferWriter, MessageWriter, Pacer, Progress};
-use crate::python::{drive, max_pdu, timeout_arg};
+use crate::python::{drive, max_pdu, open_stream, timeout_arg};
 use crate::receive::{Next, Receiver};
 use crate::sink::Target;
-use crate::stream::{self, FdStream, Stream};
+use crate::stream::{self, Stream};
 use crate::tls::{self, TlsStream};
 
 /// A TLS server configuration (rustls), built once and shared by every connection; see
@@ -168,27 +168,9 @@ impl ServerTransport {
         timeout: Option<f64>,
         tls: Option<&ServerTlsConfig>,
     ) -> PyResult<Self> {
-        use std::os::fd::{FromRawFd, OwnedFd};
         let timeout = timeout_arg(timeout)?;
-        if fd < 0 {
-            return Err(Error::InvalidArgument(format!("invalid file descriptor {fd}")).into());
-        }
-        // SAFETY: the caller hands over ownership (`socket.detach()`); we close it exactly once.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        let plain = FdStream::new(owned, true).map_err(Error::from)?;
-        let (stream, negotiated): (Box<dyn Stream>, _) = match tls {
-            None => (Box::new(plain), None),
-            Some(config) => {
-                let mut secure = TlsStream::server(plain, config.config.clone())?;
-                let mut pacer = Pacer::new(timeout);
-                drive(py, || secure.handshake_step(&mut pacer))?;
-                let negotiated = (
-                    secure.protocol().unwrap_or_default(),
-                    secure.cipher().unwrap_or_default(),
-                );
-                (Box::new(secure), Some(negotiated))
-            }
-        };
+        let secure = tls.map(|config| move |plain| TlsStream::server(plain, config.config.clone()));
+        let (stream, negotiated) = open_stream(py, fd, timeout, true, secure)?;
         Ok(ServerTransport {
             tls: negotiated,
             state: Mutex::new(State {

@@ -11,7 +11,9 @@ when it is built, else through the pure-Python data path.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from .api import Push, echo, iter_push, push, stored_paths
 from .association import Association
@@ -28,17 +30,10 @@ from .errors import (
     TLSError,
 )
 from .failure import Failure
-from .forwarder import Destination, DestinationStats
 from .identity import IdentityType, UserIdentity
 from .item import Item
-from .journal import RouteEvent, Step
-from .negotiation import AcceptPolicy
 from .plan import Proposal
 from .results import Event, EventKind, Outcome, Result
-from .router import Router, RouterStats
-from .server import Received, StorageServer
-from .spool import SpoolBusy
-from .storage import Layout
 from .tls import TLSOptions
 
 __version__: str
@@ -48,6 +43,40 @@ except ImportError:  # pragma: no cover - installs without the extension
     from importlib.metadata import version
 
     __version__ = version("fastpush")
+
+if TYPE_CHECKING:
+    from .forwarder import Destination, DestinationStats
+    from .journal import RouteEvent, Step
+    from .negotiation import AcceptPolicy
+    from .router import Router, RouterStats
+    from .server import Received, StorageServer
+    from .spool import SpoolBusy
+    from .storage import Layout
+
+# The receive side and the router load on first use, so that a push does not start up with them.
+_LAZY = {
+    "AcceptPolicy": ".negotiation",
+    "Destination": ".forwarder",
+    "DestinationStats": ".forwarder",
+    "Layout": ".storage",
+    "Received": ".server",
+    "RouteEvent": ".journal",
+    "Router": ".router",
+    "RouterStats": ".router",
+    "SpoolBusy": ".spool",
+    "Step": ".journal",
+    "StorageServer": ".server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

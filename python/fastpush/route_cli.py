@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import arguments
-from .forwarder import Destination
 from .negotiation import AcceptPolicy
 from .retry import RetryPolicy
-from .router import Router, RouterStats
 from .serve_cli import LiveLine, until_interrupted
 from .tls import TLSOptions
+
+if TYPE_CHECKING:
+    from .router import Router, RouterStats
 
 _MB = 1e6
 
@@ -158,6 +159,10 @@ def _received(stats: RouterStats) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The router loads only when it runs: `store` starts without it.
+    from .forwarder import Destination
+    from .router import Router
+
     if args.retries < 0:
         raise ValueError("--retries must be 0 or more")
     outgoing = None

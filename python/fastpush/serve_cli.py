@@ -13,13 +13,15 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import arguments
 from .negotiation import DEFAULT_MAX_PDU, AcceptPolicy
-from .server import Stats, StorageServer
 from .storage import Layout
 from .tls import TLSOptions
+
+if TYPE_CHECKING:
+    from .server import Stats
 
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 2, 130
 _MB = 1e6
@@ -186,6 +188,8 @@ def until_interrupted(
 
 
 def run(args: argparse.Namespace) -> int:
+    from .server import StorageServer  # the receive side loads only when it serves
+
     policy = AcceptPolicy(
         check_called_ae=args.check_called_ae,
         calling_aes=args.accept_calling,
