@@ -35,9 +35,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from e2e import _big, _require_release_build, _study, _warm_page_cache
+from report import Rates
 from runner import Finished, run_timed
 from senders import SENDERS, Data, Sender, sender_env
-from sinks import STORESCP
+from sinks import STORESCP, free_port
 
 HERE = Path(__file__).resolve().parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -144,7 +145,7 @@ DICOM_RS_RECEIVERS = ("fastpush-ignore", "storescp-ignore", "dicom-rs-files")
 
 
 @dataclass
-class Run:
+class Run(Rates):
     dataset: str
     sender: str
     receiver: str
@@ -160,21 +161,6 @@ class Run:
     receiver_cpu_low: float | None = None
     receiver_cpu_high: float | None = None
     """The range of ``receiver_cpu`` over the runs of a median cell."""
-
-    @property
-    def mb_s(self) -> float:
-        return self.bytes / 1e6 / self.seconds
-
-    @property
-    def files_s(self) -> float:
-        return self.files / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -219,7 +205,7 @@ def _stored(out: Path) -> int:
 
 
 def _execute(data: Data, sender: Sender, receiver: Receiver, workdir: Path, timeout: float) -> Run:
-    port = _free_port()
+    port = free_port()
     out = Path(tempfile.mkdtemp(prefix="recv-", dir=TMPFS))
     env = {**{k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}, **receiver.env}
     log = (workdir / f"{receiver.name}.log").open("wb")

@@ -14,6 +14,22 @@ RUST, PYTHON = "fastpush-rust", "fastpush-python"
 STUDY, BIG = "study", "big"
 
 
+class Rates:
+    """MB/s and files/s of a run that moved ``files`` files of ``bytes`` in ``seconds``."""
+
+    files: int
+    bytes: int
+    seconds: float
+
+    @property
+    def mb_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds
+
+    @property
+    def files_s(self) -> float:
+        return self.files / self.seconds
+
+
 @dataclass(frozen=True)
 class Run:
     """One sender pushing one dataset into one fresh sink."""

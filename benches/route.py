@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from e2e import _big, _require_release_build, _study, _warm_page_cache
-from receive import TMPFS, _cpu_seconds, _free_port, _peak_rss_mb, _sender_timed, _wait_port
+from receive import TMPFS, _cpu_seconds, _peak_rss_mb, _sender_timed, _wait_port
+from report import Rates
 from senders import SENDERS, Data
-from sinks import STORESCP
+from sinks import STORESCP, free_port
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -70,7 +71,7 @@ ROUTERS: dict[str, Command | None] = {
 
 
 @dataclass
-class Run:
+class Run(Rates):
     dataset: str
     router: str
     files: int
@@ -79,14 +80,6 @@ class Run:
     cpu: float
     rss_mb: float
     status: str
-
-    @property
-    def mb_s(self) -> float:
-        return self.bytes / 1e6 / self.seconds
-
-    @property
-    def files_s(self) -> float:
-        return self.files / self.seconds
 
     @property
     def cpu_per_gb(self) -> float:
@@ -122,7 +115,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _direct(data: Data, workdir: Path, timeout: float) -> Run:
     """storescu straight into storescp: the ceiling of any router between them."""
-    dest = _free_port()
+    dest = free_port()
     env = {**os.environ, "TCP_NODELAY": "1"}
     with (workdir / "storescp.log").open("wb") as log:
         sink = subprocess.Popen(
@@ -146,7 +139,7 @@ def _direct(data: Data, workdir: Path, timeout: float) -> Run:
 def _execute(data: Data, name: str, workdir: Path, timeout: float) -> Run:
     if name == DIRECT:
         return _direct(data, workdir, timeout)
-    dest, port = _free_port(), _free_port()
+    dest, port = free_port(), free_port()
     spool = Path(tempfile.mkdtemp(prefix="route-", dir=TMPFS))
     env = {**os.environ, "TCP_NODELAY": "1"}
     logs = [(workdir / f"{n}.log").open("wb") for n in ("storescp", name)]

@@ -77,7 +77,7 @@ class Sink:
         return self.log_path.read_text(errors="replace")[-2000:]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -125,7 +125,7 @@ def _self_signed(workdir: Path) -> tuple[Path, Path]:
 def _start_storescp(
     name: str, workdir: Path, nodelay: bool, *options: str, tls: bool = False
 ) -> Sink:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
     if nodelay:
         env["TCP_NODELAY"] = "1"  # DCMTK reads this variable and disables Nagle on its sockets
@@ -146,9 +146,9 @@ def _start_storescp(
 
 
 def _start_orthanc(workdir: Path) -> Sink:
-    port, http_port = _free_port(), _free_port()
+    port, http_port = free_port(), free_port()
     while http_port == port:
-        http_port = _free_port()
+        http_port = free_port()
     storage = workdir / "orthanc-storage"
     config = {
         "Name": "fastpush-bench",
