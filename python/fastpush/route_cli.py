@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import arguments
 from .negotiation import AcceptPolicy
 from .retry import RetryPolicy
-from .serve_cli import LiveLine, until_interrupted
+from .serve_cli import LiveLine, add_dataset_check, until_interrupted, warn_lenient
 from .tls import TLSOptions
 
 if TYPE_CHECKING:
@@ -113,6 +113,7 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="reject incoming associations above N running at once (default 64)",
     )
+    add_dataset_check(route)
     secure = route.add_argument_group("DICOM TLS")
     secure.add_argument("--tls-cert", metavar="FILE", help="receive with TLS: our PEM certificate")
     secure.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
@@ -184,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
         accept=AcceptPolicy(promiscuous=args.promiscuous),
         tls=incoming,
         max_associations=args.max_associations,
+        dataset_check=args.dataset_check,
     )
+    warn_lenient(args)
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
     live = LiveLine(_Status(router), args.quiet)

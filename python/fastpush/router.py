@@ -88,6 +88,7 @@ class Router:
         max_associations: int = 64,
         timeout: float | None = 60.0,
         calling_ae: str | None = None,
+        dataset_check: bool = True,
         **client_options: Any,
     ) -> None:
         if not destinations:
@@ -137,6 +138,7 @@ class Router:
             unique_filenames=True,
             fsync=True,
             timeout=timeout,
+            dataset_check=dataset_check,
         )
         self.host, self.port = self.server.host, self.server.port
         self._serving: threading.Thread | None = None

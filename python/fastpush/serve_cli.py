@@ -8,6 +8,7 @@ accepting and lets running associations finish, the second cuts them.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 import time
@@ -22,6 +23,8 @@ from .tls import TLSOptions
 
 if TYPE_CHECKING:
     from .server import Stats
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 2, 130
 _MB = 1e6
@@ -117,6 +120,7 @@ def add_parser(commands: Any) -> None:
         metavar="S",
         help="abort an association whose peer stalls this long (default 60)",
     )
+    add_dataset_check(accept)
     secure = serve.add_argument_group("DICOM TLS")
     secure.add_argument("--tls-cert", metavar="FILE", help="our PEM certificate (chain): TLS on")
     secure.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
@@ -126,6 +130,26 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("-q", "--quiet", action="store_true", help="no live line, summary only")
     serve.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
     serve.add_argument("-d", "--debug", action="store_true", help="also log each context")
+
+
+def add_dataset_check(group: Any) -> None:
+    """``--no-dataset-check``, shared with ``route``."""
+    group.add_argument(
+        "--no-dataset-check",
+        dest="dataset_check",
+        action="store_false",
+        help="store datasets whose SOP Class/Instance UIDs differ from the command's "
+        "(for senders known to send mismatched meta)",
+    )
+
+
+def warn_lenient(args: argparse.Namespace) -> None:
+    """Say at start that datasets are stored unchecked: a setting an operator must see."""
+    if not args.dataset_check:
+        log.warning(
+            "--no-dataset-check: datasets are stored even when their SOP Class/Instance UIDs "
+            "differ from the C-STORE command's"
+        )
 
 
 def _line(stats: Stats, seconds: float) -> str:
@@ -212,7 +236,9 @@ def run(args: argparse.Namespace) -> int:
         fsync=args.fsync,
         timeout=args.timeout,
         tls=tls,
+        dataset_check=args.dataset_check,
     )
+    warn_lenient(args)
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
     live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)

@@ -107,6 +107,9 @@ class StorageServer:
     identities; above ``max_associations`` running associations a request is rejected
     (transient, "local limit exceeded"). ``timeout`` bounds every wait for the peer.
 
+    ``dataset_check``: check each dataset's header carries the command's SOP Class/Instance
+    UIDs; False keeps the lenient behaviour for senders known to send mismatched meta.
+
     ``tls``: DICOM TLS (rustls, TLS 1.2/1.3) with ``TLSOptions(cert_file=..., key_file=...)``,
     our certificate chain and key (PEM); with ``ca_file`` too, clients must present a
     certificate signed by one of those CAs. A bad file raises ``TLSError`` here; a client whose
@@ -133,6 +136,7 @@ class StorageServer:
         fsync: bool = False,
         timeout: float | None = 60.0,
         before_store: StoreGate | None = None,
+        dataset_check: bool = True,
     ) -> None:
         from . import pdu
 
@@ -147,6 +151,7 @@ class StorageServer:
         self.max_associations = max_associations
         self.identity_check = identity_check
         self.timeout = timeout
+        self.dataset_check = dataset_check
         self.storage = (
             None
             if directory is None
