@@ -15,6 +15,35 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 _HEADER = struct.Struct(">BxI")
 
 
+def _element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    """One Explicit VR Little Endian element; ``value`` padded to even length as its VR pads."""
+    if len(value) % 2:
+        value += b"\0" if vr in (b"UI", b"OB") else b" "
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return struct.pack("<HH2s2xI", group, elem, vr, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+def dataset(
+    sop_instance_uid: str,
+    *,
+    sop_class_uid: str = CT,
+    study_uid: str | None = None,
+    pixels: int = 1 << 20,
+) -> bytes:
+    """A small real dataset (Explicit VR Little Endian, what :meth:`FakeSender.associate`
+    negotiates): the SOP Class and Instance UIDs the server checks against the command, a Study
+    Instance UID (the study layout's folder), ``pixels`` bytes of pixel data after them (many
+    PDUs at the sender's 16 KiB). UIDs go in as they are, however hostile."""
+    out = _element(0x0008, 0x0016, b"UI", sop_class_uid.encode("latin-1"))
+    out += _element(0x0008, 0x0018, b"UI", sop_instance_uid.encode("latin-1"))
+    if study_uid is not None:
+        out += _element(0x0020, 0x000D, b"UI", study_uid.encode("latin-1"))
+    if pixels:
+        out += _element(0x7FE0, 0x0010, b"OB", bytes(range(256)) * (pixels // 256))
+    return out
+
+
 class FakeSender:
     def __init__(self, port: int, *, timeout: float = 20.0) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -69,9 +98,11 @@ class FakeSender:
         self.peer_max = ac.max_length
         return ac
 
-    def store_bytes(self, uid: str, dataset: bytes, message_id: int = 1) -> bytes:
+    def store_bytes(
+        self, uid: str, dataset: bytes, message_id: int = 1, sop_class_uid: str = CT
+    ) -> bytes:
         """The P-DATA-TF PDUs of one C-STORE-RQ of ``dataset`` on context 1."""
-        command = dimse.store_rq(message_id, CT, uid)
+        command = dimse.store_rq(message_id, sop_class_uid, uid)
         return _core.frame_message(1, command, dataset, self.peer_max)
 
     def response(self) -> dimse.Command | None:
@@ -81,9 +112,11 @@ class FakeSender:
             return None
         return dimse.decode(b"".join(bytes(p.data) for p in pdu.decode_pdvs(answer[1])))
 
-    def store(self, uid: str, dataset: bytes, message_id: int = 1) -> int | None:
+    def store(
+        self, uid: str, dataset: bytes, message_id: int = 1, sop_class_uid: str = CT
+    ) -> int | None:
         """Send a whole C-STORE; the status answered (None if the server went away)."""
-        self.send(self.store_bytes(uid, dataset, message_id))
+        self.send(self.store_bytes(uid, dataset, message_id, sop_class_uid))
         response = self.response()
         return None if response is None else response.status
 

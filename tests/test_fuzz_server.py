@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakesender import FakeSender
+from fakesender import FakeSender, dataset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fuzz_parsers import mutated
@@ -52,13 +52,15 @@ def _request() -> bytes:
 
 
 REQUEST = _request()
+STORED = "1.2.826.0.1.3680043.8.498.1"
 COMMANDS = {
-    "store": dimse.store_rq(7, CT, "1.2.826.0.1.3680043.8.498.1"),
+    "store": dimse.store_rq(7, CT, STORED),
     "echo": dimse.echo_rq(3),
     # A C-FIND-RQ: a command the server does not serve.
     "find": dimse.response(0x0020, 5, 0, CT)[:-10],
 }
-DATASET = b"\x08\x00\x16\x00\x02\x00\x00\x00AB"  # (0008,0016) SOP Class UID "AB", implicit VR
+# What the unmutated store announces; a mutated command gets it too, and its answer.
+DATASET = dataset(STORED, pixels=256)
 POLICIES = (
     AcceptPolicy(),
     AcceptPolicy(check_called_ae=True, calling_aes={"STORESCU"}, syntax="big"),
@@ -232,7 +234,8 @@ def test_fake_sender_seed_is_stored(tmp_path: Path) -> None:
         sender.send(_pdata(COMMANDS["store"], DATASET))
         answer = sender.recv_pdu()
         assert answer is not None and answer[0] == pdu.P_DATA_TF
-    assert [p.name for p in tmp_path.iterdir()] == ["CT.1.2.826.0.1.3680043.8.498.1"]
+        assert dimse.decode(b"".join(bytes(p.data) for p in pdu.decode_pdvs(answer[1]))).status == 0
+    assert [p.name for p in tmp_path.iterdir()] == [f"CT.{STORED}"]
 
 
 @pytest.mark.parametrize(

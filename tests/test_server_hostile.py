@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakesender import FakeSender
+from fakesender import FakeSender, dataset
 
 import fastpush
 from fastpush import AssociationRejected, pdu
 from fastpush.server import Received, StorageServer
 
-DATASET = bytes(range(256)) * 4096  # 1 MiB: many PDUs at the sender's 16 KiB
 UID = "1.2.3.4"
+DATASET = dataset(UID)  # 1 MiB: many PDUs at the sender's 16 KiB
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def _files(folder: Path) -> list[str]:
 def _still_serves(server: StorageServer) -> None:
     with FakeSender(server.port) as sender:
         sender.associate()
-        assert sender.store("9.9.9", DATASET) == 0
+        assert sender.store("9.9.9", dataset("9.9.9")) == 0
 
 
 def _aborted(sender: FakeSender) -> bool:
@@ -98,7 +98,8 @@ def test_oversized_pdu_refused_from_its_header(server: StorageServer) -> None:
     with FakeSender(server.port) as sender:
         sender.associate()
         sender.send(bytes([pdu.P_DATA_TF, 0, 0xFF, 0xFF, 0xFF, 0xF0]))
-        assert sender.recv_pdu() == (pdu.ABORT, bytes([0, 0, 2, 0]))
+        # From the service provider: invalid PDU parameter value (the length).
+        assert sender.recv_pdu() == (pdu.ABORT, bytes([0, 0, 2, 6]))
 
 
 def test_oversized_association_request_refused(server: StorageServer) -> None:
@@ -156,11 +157,11 @@ def test_vanished_folder_answers_out_of_resources_and_goes_on(out: Path) -> None
         FakeSender(server.port) as sender,
     ):
         sender.associate()
-        assert sender.store("1.1", DATASET, 1) == 0
+        assert sender.store("1.1", dataset("1.1"), 1) == 0
         shutil.rmtree(out)
-        assert sender.store("1.2", DATASET, 2) == 0xA700
+        assert sender.store("1.2", dataset("1.2"), 2) == 0xA700
         out.mkdir()
-        assert sender.store("1.3", DATASET, 3) == 0
+        assert sender.store("1.3", dataset("1.3"), 3) == 0
     assert _files(out) == ["CT.1.3"]
     assert (server.stats.files, server.stats.failed) == (2, 1)
 
@@ -181,7 +182,9 @@ def test_raising_handler_answers_failure_and_goes_on(
         FakeSender(server.port) as sender,
     ):
         sender.associate()
-        statuses = [sender.store(uid, DATASET, n) for n, uid in enumerate(["1.1", "1.2", "1.3"])]
+        statuses = [
+            sender.store(uid, dataset(uid), n) for n, uid in enumerate(["1.1", "1.2", "1.3"])
+        ]
     assert statuses == [0, 0xC000, 0xB000]
     assert calls == ["1.1", "1.2", "1.3"]
     assert "the handler broke" in caplog.text

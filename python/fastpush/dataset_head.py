@@ -154,6 +154,34 @@ class InflatedSource:
         return self.data, self.base
 
 
+def inflated_head(head: bytes, transfer_syntax: str, limit: int = 1 << 16) -> bytes:
+    """The first bytes of a received dataset as a walk reads them: ``head`` itself, or at most
+    ``limit`` inflated bytes of a deflated one (PS3.5 A.5); ``Unreadable`` when it does not
+    inflate."""
+    if transfer_syntax not in DEFLATED_SYNTAXES:
+        return head
+    try:
+        return zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, limit)
+    except zlib.error as exc:
+        raise Unreadable(f"deflated dataset cannot be inflated: {exc}") from None
+
+
+def head_identity(head: bytes, transfer_syntax: str) -> tuple[str, str]:
+    """The SOP Class and Instance UIDs ('' when absent) at the start of a received dataset, in
+    ``transfer_syntax`` (compressed ones encode the dataset in Explicit VR Little Endian);
+    ``Unreadable`` when its first bytes are not element headers that lead there."""
+    data = inflated_head(head, transfer_syntax)
+    if not data:
+        raise Unreadable("dataset is empty")
+    return read_uids(
+        BufferSource(data),
+        0,
+        implicit=transfer_syntax == IMPLICIT_VR_LE,
+        little=transfer_syntax != EXPLICIT_VR_BE,
+        strict_order=True,
+    )
+
+
 def looks_explicit(vr: bytes) -> bool:
     """pydicom's test for an explicit VR where an implicit length could be: two capitals."""
     return len(vr) == 2 and 0x40 < vr[0] < 0x5B and 0x40 < vr[1] < 0x5B

@@ -20,6 +20,18 @@ C_ECHO_RSP = 0x8030
 NO_DATASET = 0x0101
 DATASET_PRESENT = 0x0001
 
+# The statuses fastpush answers with, as an SCP (PS3.4 B.2.3, PS3.7 C).
+SUCCESS = 0x0000
+UNRECOGNIZED_OPERATION = 0x0211
+# Transient: the sender may try again later (full disk, descriptors exhausted).
+OUT_OF_RESOURCES = 0xA700
+# Permanent: the dataset is not the instance the command announced, or its class does not fit
+# the presentation context.
+DATASET_MISMATCH = 0xA900
+# Permanent: the dataset does not parse, or what it needs cannot be done with it at all (a name
+# the file system cannot hold). Sending it again would fail again.
+CANNOT_UNDERSTAND = 0xC000
+
 _GROUP_LENGTH = 0x00000000
 _AFFECTED_SOP_CLASS = 0x00000002
 _COMMAND_FIELD = 0x00000100
@@ -82,8 +94,10 @@ def response(
     status: int,
     sop_class_uid: str,
     sop_instance_uid: str = "",
+    error_comment: str = "",
 ) -> bytes:
-    """A response command set; what an SCP (the embedded one, test peers) sends back."""
+    """A response command set; what an SCP (the embedded one, test peers) sends back.
+    ``error_comment`` (0000,0902), for a failure, says why (ASCII, at most 64 characters)."""
     elements = [
         (_AFFECTED_SOP_CLASS, sop_class_uid.encode("ascii")),
         (_COMMAND_FIELD, _us(command_field)),
@@ -93,6 +107,8 @@ def response(
     ]
     if sop_instance_uid:
         elements.append((_AFFECTED_SOP_INSTANCE, sop_instance_uid.encode("ascii")))
+    if error_comment:
+        elements.append((_ERROR_COMMENT, error_comment[:64].encode("ascii", "replace")))
     return _command(elements)
 
 
@@ -110,8 +126,12 @@ class Command:
     error_comment: str
 
 
-def decode(data: bytes) -> Command:
-    """Parse a command set; raise ProtocolError when it is malformed."""
+def decode(data: bytes, *, strict: bool = False) -> Command:
+    """Parse a command set; raise ProtocolError when it is malformed.
+
+    ``strict`` (what a received request gets): a Command Group Length (0000,0000) that is not
+    the length of the rest of the command set is malformed too. Responses from peers are read
+    leniently: a sloppy SCP's length does not make its status unreadable."""
     view = memoryview(data)
     values: dict[int, bytes] = {}
     pos = 0
@@ -145,6 +165,12 @@ def decode(data: bytes) -> Command:
             raise ProtocolError(f"command element (0000,{tag:04X}) is not an ASCII UID")
         return value
 
+    if strict and _GROUP_LENGTH in values:
+        raw = values[_GROUP_LENGTH]
+        if len(raw) != 4 or int.from_bytes(raw, "little") != len(view) - 12:
+            raise ProtocolError(
+                f"Command Group Length (0000,0000) is not the {len(view) - 12} bytes that follow it"
+            )
     field = us(_COMMAND_FIELD)
     if field is None:
         raise ProtocolError("command set has no Command Field (0000,0100)")

@@ -45,6 +45,39 @@ SYNTAX_PREFERENCES: dict[str, tuple[tuple[str, ...], bool]] = {
 
 DEFAULT_MAX_PDU = 131072
 
+# The smallest Maximum Length Received (PS3.8 D.1) we answer within, 0 meaning no limit. The
+# standard sets no floor, but DCMTK's (ASC_MINIMUMPDUSIZE) and our own (``AcceptPolicy.max_pdu``)
+# is 4096, a whole response command set (under 300 bytes) fits a fragment many times over, and no
+# real sender goes lower: below it is a misconfiguration or a probe, and at 1 to 7 no fragment
+# fits at all. Rejecting at the door beats storing a file and failing to answer for it.
+MIN_PEER_MAX_LENGTH = 4096
+
+# A-ASSOCIATE-RJ (PS3.8 table 9-21): (result, source, reason).
+_REJECTED_PERMANENT = 1
+_SERVICE_USER = 1
+_SERVICE_PROVIDER_ACSE = 2
+_NO_REASON = 1
+_PROTOCOL_VERSION_NOT_SUPPORTED = 2
+_CALLING_AE_NOT_RECOGNIZED = 3
+_CALLED_AE_NOT_RECOGNIZED = 7
+
+
+def malformed(rq: pdu.AssociateRQ) -> str | None:
+    """What makes a request one no association can come of (the ACSE provider's concern, not a
+    policy), or None. Context IDs are odd, 1 to 255 (a byte), and unique (PS3.8 9.3.2.2)."""
+    if not rq.contexts:
+        return "no presentation contexts"
+    seen: set[int] = set()
+    for pc in rq.contexts:
+        if pc.context_id % 2 == 0 or not 1 <= pc.context_id <= 255:
+            return f"presentation context ID {pc.context_id} (must be odd, 1 to 255)"
+        if pc.context_id in seen:
+            return f"presentation context ID {pc.context_id} proposed twice"
+        seen.add(pc.context_id)
+    if 0 < rq.max_length < MIN_PEER_MAX_LENGTH:
+        return f"Maximum Length Received {rq.max_length} (below {MIN_PEER_MAX_LENGTH})"
+    return None
+
 
 @functools.cache
 def storage_sop_classes() -> frozenset[str]:
@@ -120,17 +153,27 @@ class AcceptPolicy:
         return uid in allowed
 
     def rejection(self, rq: pdu.AssociateRQ, ae_title: str) -> pdu.AssociateRJ | None:
-        """Why the request as a whole is refused (rejected-permanent, by the service user).
-        A title we could not send back in the A-ASSOCIATE-AC (all spaces, a backslash) is not
-        recognized."""
+        """Why the request as a whole is refused (rejected-permanent).
+
+        By the ACSE service provider: a request without protocol version 1 (only bit 0 is
+        tested, as PS3.8 9.3.2 asks of a version 1 receiver), "protocol version not supported";
+        a :func:`malformed` one, "no reason given". By the service user: a title we could not
+        send back in the A-ASSOCIATE-AC (all spaces, a backslash) or that the policy refuses is
+        not recognized."""
+        if not rq.protocol_version & 1:
+            return pdu.AssociateRJ(
+                _REJECTED_PERMANENT, _SERVICE_PROVIDER_ACSE, _PROTOCOL_VERSION_NOT_SUPPORTED
+            )
+        if malformed(rq) is not None:
+            return pdu.AssociateRJ(_REJECTED_PERMANENT, _SERVICE_PROVIDER_ACSE, _NO_REASON)
         if not pdu.valid_ae_title(rq.called_ae) or (
             self.check_called_ae and rq.called_ae != ae_title
         ):
-            return pdu.AssociateRJ(1, 1, 7)
+            return pdu.AssociateRJ(_REJECTED_PERMANENT, _SERVICE_USER, _CALLED_AE_NOT_RECOGNIZED)
         if not pdu.valid_ae_title(rq.calling_ae) or (
             self._calling is not None and rq.calling_ae not in self._calling
         ):
-            return pdu.AssociateRJ(1, 1, 3)
+            return pdu.AssociateRJ(_REJECTED_PERMANENT, _SERVICE_USER, _CALLING_AE_NOT_RECOGNIZED)
         return None
 
     def context_results(self, rq: pdu.AssociateRQ) -> tuple[pdu.ContextResult, ...]:

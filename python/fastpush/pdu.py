@@ -116,6 +116,8 @@ class AssociateRQ:
     implementation_class_uid: str
     implementation_version_name: str = ""
     user_identity: UserIdentity | None = None
+    # A bit per version of the upper layer protocol the requestor supports; bit 0 is version 1.
+    protocol_version: int = 1
 
 
 @dataclass(frozen=True)
@@ -200,15 +202,16 @@ def _user_info(max_length: int, class_uid: str, version_name: str, *extra: bytes
     return _item(_USER_INFO, items + b"".join(extra))
 
 
-def _associate_start(called_ae: str, calling_ae: str) -> bytearray:
+def _associate_start(called_ae: str, calling_ae: str, version: int = 1) -> bytearray:
     """The fixed fields and the application context that open an A-ASSOCIATE-RQ/AC body."""
-    body = bytearray(_ASSOC_FIXED.pack(1, encode_ae_title(called_ae), encode_ae_title(calling_ae)))
+    called, calling = encode_ae_title(called_ae), encode_ae_title(calling_ae)
+    body = bytearray(_ASSOC_FIXED.pack(version, called, calling))
     body += _item(_APP_CONTEXT, _uid(APPLICATION_CONTEXT))
     return body
 
 
 def encode_associate_rq(rq: AssociateRQ) -> bytes:
-    body = _associate_start(rq.called_ae, rq.calling_ae)
+    body = _associate_start(rq.called_ae, rq.calling_ae, rq.protocol_version)
     for pc in rq.contexts:
         sub = _item(_ABSTRACT_SYNTAX, _uid(pc.abstract_syntax))
         for ts in pc.transfer_syntaxes:
@@ -281,6 +284,7 @@ class _Associate:
     called_ae: str
     calling_ae: str
     contexts: list[tuple[int, int, list[tuple[int, str]]]]
+    protocol_version: int = 1
     max_length: int = 0
     class_uid: str = ""
     version: str = ""
@@ -308,8 +312,8 @@ def _decode_associate(body: bytes, context_item: int) -> _Associate:
     """Split an A-ASSOCIATE-RQ/AC body; each context is (ID, result byte, sub-items)."""
     if len(body) < _ASSOC_FIXED.size:
         raise ProtocolError(f"association PDU body of {len(body)} bytes is too short")
-    _version, called, calling = _ASSOC_FIXED.unpack_from(body)
-    decoded = _Associate(_text(memoryview(called)), _text(memoryview(calling)), [])
+    version, called, calling = _ASSOC_FIXED.unpack_from(body)
+    decoded = _Associate(_text(memoryview(called)), _text(memoryview(calling)), [], version)
     for item_type, value in _items(body, _ASSOC_FIXED.size):
         if item_type == context_item:
             if len(value) < 4:
@@ -356,6 +360,7 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         rq.class_uid,
         rq.version,
         rq.user_identity,
+        rq.protocol_version,
     )
 
 

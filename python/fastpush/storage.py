@@ -12,18 +12,17 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import hashlib
 import itertools
 import os
 import re
 import struct
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .dataset_head import BufferSource, Unreadable, read_top_uids
+from .dataset_head import BufferSource, Unreadable, inflated_head, read_top_uids
 from .uids import (
-    DEFLATED_EXPLICIT_VR_LE,
     EXPLICIT_VR_BE,
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -140,12 +139,12 @@ def file_meta(
 
 
 def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
-    """The Study Instance UID from the first bytes of a dataset, or None when it is not there."""
-    if transfer_syntax == DEFLATED_EXPLICIT_VR_LE:
-        head = zlib.decompressobj(-zlib.MAX_WBITS).decompress(head, STUDY_HEAD)
+    """The Study Instance UID from the first bytes of a dataset (as sent: deflated ones are
+    inflated here), or None when it is not there or cannot be read. Any value: it becomes a
+    folder name only through :func:`path_component`."""
     try:
         found = read_top_uids(
-            BufferSource(head),
+            BufferSource(inflated_head(head, transfer_syntax)),
             0,
             {_STUDY_INSTANCE_UID: "Study Instance UID (0020,000D)"},
             implicit=transfer_syntax == IMPLICIT_VR_LE,
@@ -153,14 +152,70 @@ def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
         )
     except Unreadable:  # a truncated or odd head only means "not found"
         return None
-    uid = found.get(_STUDY_INSTANCE_UID, "")
-    return uid if re.fullmatch(r"[0-9.]{1,64}", uid) else None
+    return found.get(_STUDY_INSTANCE_UID) or None
 
 
-def _safe(name: str) -> str:
-    """A path component from an AE title or UID: nothing that could leave the folder."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name.strip()).strip(".")
-    return cleaned or "_"
+_UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
+MAX_UID = 64
+# Names path_component makes for values it does not take as they are: never a UID (a letter),
+# never an accepted AE title (those starting with this are mapped too).
+MAPPED = "x-"
+# Hex digits of the SHA-256 of the raw value in a mapped name: 80 bits, so nobody can pick a
+# value whose name is that of another.
+_HASH_DIGITS = 20
+_READABLE = re.compile(r"[^0-9A-Za-z._-]")
+
+
+def valid_uid(value: str) -> bool:
+    """PS3.5 9.1: numeric components without leading zeros (but "0"), single dots, no dot at
+    either end, at most 64 characters."""
+    return len(value) <= MAX_UID and _UID.fullmatch(value) is not None
+
+
+def _valid_ae_name(value: str) -> bool:
+    # Printable ASCII; nothing a path gives meaning to ("/", and "\\" elsewhere); no dot first,
+    # so not "." or "..", not hidden, and never the name of one of our temporary files.
+    return (
+        0 < len(value) <= 16
+        and value.isascii()
+        and value.isprintable()
+        and "/" not in value
+        and "\\" not in value
+        and not value.startswith(".")
+        and not value.lower().startswith(MAPPED)
+    )
+
+
+def path_component(value: str, *, ae_title: bool = False) -> str:
+    """The one way a value from the wire becomes a file or folder name.
+
+    A valid UID (:func:`valid_uid`) stays as it is; with ``ae_title``, so does a calling AE
+    title that is a safe name (trimmed, as the standard compares titles). Anything else (``..``,
+    ``/``, NUL, leading zeros, 65 characters...) becomes ``x-<readable part>-<hash>``: a hash of
+    the raw value keeps two different values apart, and the ``x-`` never starts a kept name."""
+    if valid_uid(value):
+        return value
+    if ae_title and _valid_ae_name(value.strip(" ")):
+        return value.strip(" ")
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
+    readable = _READABLE.sub("_", value[:32]).strip(".")
+    return f"{MAPPED}{readable}-{digest}" if readable else f"{MAPPED}{digest}"
+
+
+class UnsafeName(ValueError):
+    """A path that would not lie inside the folder it is meant for."""
+
+
+def inside(folder: Path | str, path: Path | str) -> Path:
+    """``path`` (relative to ``folder``, or absolute) when it resolves to somewhere strictly
+    inside ``folder``, symbolic links followed; else :class:`UnsafeName`. The last check before
+    a name from the wire is written, whatever made the name."""
+    joined = Path(folder) / path
+    base = os.path.realpath(folder)
+    target = os.path.realpath(joined)
+    if target == base or os.path.commonpath((base, target)) != base:
+        raise UnsafeName(f"{joined} is not inside {folder}")
+    return joined
 
 
 @dataclass(frozen=True)
@@ -207,18 +262,22 @@ class Storage:
         self, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, calling_ae: str
     ) -> Placement:
         # A dot name in the output folder itself: invisible to most watchers, and the rename
-        # into a subfolder stays on one file system.
+        # into a subfolder stays on one file system. No name from the wire is a dot name.
         name = f".{next(self._counter)}-{os.getpid()}.part"
         header = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
         return Placement(self.directory / name, header)
 
     def _folder(self, transfer_syntax: str, calling_ae: str, head: bytes) -> Path:
         if self.layout is Layout.CALLING_AE:
-            return self.directory / _safe(calling_ae)
+            return self.directory / path_component(calling_ae, ae_title=True)
         if self.layout is Layout.STUDY:
             uid = study_instance_uid(head, transfer_syntax)
-            return self.directory / (uid if uid is not None else UNKNOWN_STUDY)
+            return self.directory / (UNKNOWN_STUDY if uid is None else path_component(uid))
         return self.directory
+
+    def name(self, sop_class_uid: str, sop_instance_uid: str) -> str:
+        """The file name of an instance, storescp's ``<modality>.<SOP Instance UID>``."""
+        return f"{prefix(sop_class_uid)}.{path_component(sop_instance_uid)}"
 
     def commit(
         self,
@@ -229,25 +288,38 @@ class Storage:
         calling_ae: str,
         head: bytes,
     ) -> Path:
-        """Move a complete file to its final name (durably with ``fsync``); OSError leaves
-        nothing behind."""
+        """Move a complete file to its final name (durably with ``fsync``); OSError (or
+        :class:`UnsafeName`, which no name from :func:`path_component` earns) leaves nothing
+        behind."""
         try:
             folder = self._folder(transfer_syntax, calling_ae, head)
             created = False
             if folder != self.directory:
+                inside(self.directory, folder.name)
                 with self._folders_lock:
                     created = not folder.is_dir()
                     folder.mkdir(exist_ok=True)
-            name = f"{prefix(sop_class_uid)}.{_safe(sop_instance_uid)}"
-            target = self._move(placement.temporary, folder / name)
+            target = inside(folder, self.name(sop_class_uid, sop_instance_uid))
+            target = self._move(placement.temporary, target)
             if self.fsync:
                 fsync_folder(folder)
                 if created:
                     fsync_folder(self.directory)
             return target
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                placement.temporary.unlink()
+            self.discard(placement)
+
+    def discard(self, placement: Placement) -> None:
+        """Remove a placement's temporary file, if it is still there."""
+        with contextlib.suppress(FileNotFoundError):
+            placement.temporary.unlink()
+
+    def remove(self, path: Path) -> None:
+        """Take back a file :meth:`commit` made (its success could not be told to the sender)."""
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if self.fsync:
+            fsync_folder(path.parent)
 
     def _move(self, temporary: Path, target: Path) -> Path:
         if not self.unique_filenames:
@@ -255,7 +327,7 @@ class Storage:
             return target
         # link() fails when the name exists: the first free one wins, even between threads.
         for n in itertools.count():
-            candidate = target if n == 0 else target.with_name(f"{target.name}.{n}")
+            candidate = target if n == 0 else inside(target.parent, f"{target.name}.{n}")
             try:
                 os.link(temporary, candidate)
             except FileExistsError:
