@@ -22,6 +22,9 @@ pub enum Error {
     /// The peer broke the protocol (a malformed PDU or PDV, fragments out of order):
     /// `fastpush.errors.ProtocolError`.
     Protocol(String),
+    /// A PDU other than P-DATA-TF where a DIMSE message was under way:
+    /// `fastpush.errors.ProtocolError`.
+    UnexpectedPdu { pdu_type: u8 },
     /// The peer sent an A-ABORT where a message was under way: `fastpush.errors.AssociationAborted`.
     PeerAborted { source: u8, reason: u8 },
     /// A bad argument (max_pdu, context ID, file region): `ValueError`.
@@ -110,6 +113,10 @@ impl fmt::Display for Error {
                 "peer sent a PDU of type 0x{pdu_type:02X} and length {length}, over the limit of {max}"
             ),
             Error::Protocol(msg) => f.write_str(msg),
+            Error::UnexpectedPdu { pdu_type } => write!(
+                f,
+                "PDU of type 0x{pdu_type:02X} in the middle of a DIMSE message"
+            ),
             Error::PeerAborted { source, reason } => {
                 write!(f, "peer sent A-ABORT (source {source}, reason {reason})")
             }
@@ -167,9 +174,9 @@ mod py {
                 }
                 Error::Timeout => PyTimeoutError::new_err("timed out"),
                 e @ Error::PeerClosed { .. } => PyConnectionResetError::new_err(e.to_string()),
-                e @ (Error::PduTooLarge { .. } | Error::Protocol(_)) => {
-                    ProtocolError::new_err(e.to_string())
-                }
+                e @ (Error::PduTooLarge { .. }
+                | Error::Protocol(_)
+                | Error::UnexpectedPdu { .. }) => ProtocolError::new_err(e.to_string()),
                 e @ Error::PeerAborted { source, reason } => {
                     AssociationAborted::new_err((source, reason, e.to_string()))
                 }

@@ -29,12 +29,19 @@ pub enum Progress {
     Done,
 }
 
-/// Bounds waiting: a wait fails with [`Error::Timeout`] once the stream made no progress for
-/// `timeout` (`None`: wait forever). Progress resets the clock.
+/// Bounds waiting. A wait fails with [`Error::Timeout`] once the stream made no progress for
+/// `timeout` (`None`: no such bound), or, for a [`Pacer::whole`], once `timeout` has passed since
+/// the operation began, progress or not; and in any case at the `deadline` when one is set.
+///
+/// A stall timer suits a peer we trust to be slow (a big dataset pushed over a thin link); a
+/// hostile peer defeats it by sending a byte now and then, so what a server waits for from a
+/// stranger is bounded by whole operations instead ([`Pacer::whole`], [`PduClock`]).
 #[derive(Debug, Clone)]
 pub struct Pacer {
     timeout: Option<Duration>,
     stalled_since: Option<Instant>,
+    resets: bool,
+    deadline: Option<Instant>,
 }
 
 impl Pacer {
@@ -42,30 +49,116 @@ impl Pacer {
         Pacer {
             timeout,
             stalled_since: None,
+            resets: true,
+            deadline: None,
         }
     }
 
-    /// Reset the stall clock: the stream moved.
+    /// The operation must end within `timeout` of now, however the stream moves meanwhile.
+    pub fn whole(timeout: Option<Duration>) -> Self {
+        Pacer {
+            timeout,
+            stalled_since: Some(Instant::now()),
+            resets: false,
+            deadline: None,
+        }
+    }
+
+    /// Fail at `deadline` at the latest, whatever else the pacer allows.
+    pub fn until(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The stream moved: a stall timer starts again.
     pub fn progressed(&mut self) {
-        self.stalled_since = None;
+        if self.resets {
+            self.stalled_since = None;
+        }
     }
 
     /// Wait once for readiness, or fail with [`Error::Timeout`] if stalled for too long.
     pub fn wait<S: Stream + ?Sized>(&mut self, stream: &mut S, direction: Direction) -> Result<()> {
         let now = Instant::now();
         let since = *self.stalled_since.get_or_insert(now);
-        let limit = match self.timeout {
-            None => WAIT_SLICE,
-            Some(timeout) => {
-                let waited = now - since;
-                if waited >= timeout {
-                    return Err(Error::Timeout);
-                }
-                (timeout - waited).min(WAIT_SLICE)
-            }
+        let limit = self.timeout.map(|timeout| since + timeout);
+        self.wait_until(stream, direction, now, limit)
+    }
+
+    /// Wait once for more of a PDU (or the next one): `timeout` counts from the first byte of
+    /// the PDU under way, or between PDUs from the later of the end of the last one and the
+    /// first wait of this operation; see [`PduClock`].
+    pub fn wait_pdu<S: Stream + ?Sized>(&mut self, stream: &mut S, clock: &PduClock) -> Result<()> {
+        let now = Instant::now();
+        let since = *self.stalled_since.get_or_insert(now);
+        let limit = self.timeout.map(|timeout| clock.deadline(timeout, since));
+        self.wait_until(stream, Direction::Read, now, limit)
+    }
+
+    fn wait_until<S: Stream + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        direction: Direction,
+        now: Instant,
+        limit: Option<Instant>,
+    ) -> Result<()> {
+        let limit = match (limit, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        stream.wait(direction, limit)?;
+        let slice = match limit {
+            None => WAIT_SLICE,
+            Some(limit) if now >= limit => return Err(Error::Timeout),
+            Some(limit) => (limit - now).min(WAIT_SLICE),
+        };
+        stream.wait(direction, slice)?;
         Ok(())
+    }
+}
+
+/// When the PDUs of a connection arrive, for read timeouts that count whole PDUs rather than
+/// bytes: a peer trickling a byte every few seconds cannot stretch them, so a slot it holds is
+/// free again at most one timeout after its last PDU began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PduClock {
+    /// When the first byte of the PDU still incomplete came in (`None` between PDUs).
+    began: Option<Instant>,
+    /// When the last PDU was complete with nothing after it.
+    ended: Option<Instant>,
+    /// The last read that brought bytes.
+    last_read: Option<Instant>,
+}
+
+impl PduClock {
+    /// Bytes came in at `now`; the first of them begins a PDU if none was under way.
+    pub fn read(&mut self, now: Instant) {
+        self.last_read = Some(now);
+        self.began.get_or_insert(now);
+    }
+
+    /// A PDU is complete. Bytes already read beyond it (`more`) begin the next one: they came
+    /// with the last read, since reading stops until what is buffered is parsed.
+    pub fn complete(&mut self, more: bool) {
+        if more {
+            self.began = self.last_read;
+        } else {
+            self.began = None;
+            self.ended = self.last_read;
+        }
+    }
+
+    /// Whether a PDU is under way.
+    pub fn in_pdu(&self) -> bool {
+        self.began.is_some()
+    }
+
+    /// When a wait that began at `waiting_since` fails.
+    pub fn deadline(&self, timeout: Duration, waiting_since: Instant) -> Instant {
+        match (self.began, self.ended) {
+            (Some(began), _) => began + timeout,
+            (None, Some(ended)) => ended.max(waiting_since) + timeout,
+            (None, None) => waiting_since + timeout,
+        }
     }
 }
 

@@ -121,13 +121,13 @@ pub(crate) fn drive(
 }
 
 /// Take over a connected socket's `fd` (from `socket.detach()`), wrapped by `secure` in TLS when
-/// given, the handshake run within `timeout`. Returns the stream and, for TLS, the negotiated
+/// given, the handshake's waits bounded by `pacer`. Returns the stream and, for TLS, the negotiated
 /// `(protocol, cipher suite)`.
 #[allow(clippy::type_complexity)]
 pub(crate) fn open_stream(
     py: Python<'_>,
     fd: i32,
-    timeout: Option<Duration>,
+    mut pacer: Pacer,
     nodelay: bool,
     secure: Option<impl FnOnce(FdStream) -> Result<TlsStream> + Send>,
 ) -> PyResult<(Box<dyn Stream>, Option<(String, String)>)> {
@@ -142,7 +142,6 @@ pub(crate) fn open_stream(
         return Ok((Box::new(plain), None));
     };
     let mut stream = secure(plain)?;
-    let mut pacer = Pacer::new(timeout);
     drive(py, || stream.handshake_step(&mut pacer))?;
     let negotiated = (
         stream.protocol().unwrap_or_default(),
@@ -301,7 +300,7 @@ impl Transport {
                 Some(move |plain| TlsStream::new(plain, config.config.clone(), name))
             }
         };
-        let (stream, negotiated) = open_stream(py, fd, timeout, nodelay, secure)?;
+        let (stream, negotiated) = open_stream(py, fd, Pacer::new(timeout), nodelay, secure)?;
         Ok(Transport {
             slot: Mutex::new(Slot::Idle(stream)),
             returned: Condvar::new(),

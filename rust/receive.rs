@@ -10,16 +10,22 @@
 
 use std::io;
 use std::ops::Range;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::framing::P_DATA_TF;
-use crate::io::{Pacer, Progress, PDU_HEADER};
+use crate::io::{Pacer, PduClock, Progress, PDU_HEADER};
 use crate::reassembly::{Reassembler, Step};
 use crate::sink::Target;
-use crate::stream::{Direction, Stream};
+use crate::stream::Stream;
 
-/// Bytes read from the socket at most per `read`: one large buffer, whatever the PDU size.
+/// Bytes read from the socket at most per `read` once an association is up: one large buffer,
+/// whatever the PDU size.
 pub const READ_BUFFER: usize = 4 << 20;
+/// The buffer of a connection not yet an association: a stranger holding a connection open
+/// costs this much, not [`READ_BUFFER`] (hundreds of idle connections would take gigabytes).
+/// Grown to the A-ASSOCIATE-RQ's declared length when it is longer.
+pub const FIRST_BUFFER: usize = 64 << 10;
 /// Largest PDU other than P-DATA-TF taken once the association is up (A-RELEASE-RQ and
 /// A-ABORT carry 4 bytes).
 pub const MAX_CONTROL_PDU: u64 = 64 << 10;
@@ -67,11 +73,12 @@ pub struct Inbound {
     start: usize,
     end: usize,
     wire: Wire,
+    clock: PduClock,
 }
 
 impl Default for Inbound {
     fn default() -> Self {
-        Self::with_capacity(READ_BUFFER)
+        Self::with_capacity(FIRST_BUFFER)
     }
 }
 
@@ -86,7 +93,38 @@ impl Inbound {
             start: 0,
             end: 0,
             wire: Wire::Pdu,
+            clock: PduClock::default(),
         }
+    }
+
+    /// Let the buffer hold at least `capacity` bytes (what is buffered stays).
+    pub fn grow(&mut self, capacity: usize) {
+        if self.buf.len() < capacity {
+            self.buf.resize(capacity, 0);
+        }
+    }
+
+    /// The buffer's size.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// When the PDUs came in.
+    pub fn clock(&self) -> &PduClock {
+        &self.clock
+    }
+
+    /// A PDU other than P-DATA-TF whose header is buffered needs this much buffer, header
+    /// included; its length was checked by `next_unit` before it asked for more.
+    fn whole_pdu_needs(&self) -> usize {
+        if self.wire != Wire::Pdu || self.end - self.start < PDU_HEADER {
+            return 0;
+        }
+        let at = self.start;
+        if self.buf[at] == P_DATA_TF {
+            return 0;
+        }
+        PDU_HEADER + be32(&self.buf[at + 2..at + 6])
     }
 
     /// The buffer that [`Unit::Fragment`] ranges point into (valid until the next `fill`).
@@ -138,6 +176,7 @@ impl Inbound {
                     }
                     let body = self.buf[at + PDU_HEADER..at + PDU_HEADER + length].to_vec();
                     self.start += PDU_HEADER + length;
+                    self.clock.complete(self.start < self.end);
                     return Ok(Some(Unit::Pdu { pdu_type, body }));
                 }
                 Wire::Pdv { left } => {
@@ -186,6 +225,7 @@ impl Inbound {
                     } else if after > 0 {
                         Wire::Pdv { left: after }
                     } else {
+                        self.clock.complete(self.start < self.end);
                         Wire::Pdu
                     };
                     return Ok(Some(Unit::Fragment {
@@ -199,7 +239,8 @@ impl Inbound {
         }
     }
 
-    /// Read what the stream has (or wait once): `Done` when bytes came in. Ranges handed out
+    /// Read what the stream has (or wait once, within the bounds of `pacer` counted by whole
+    /// PDUs, see [`Pacer::wait_pdu`]): `Done` when bytes came in. Ranges handed out
     /// before are invalid afterwards: unconsumed bytes move to the front of the buffer.
     pub fn fill<S: Stream + ?Sized>(
         &mut self,
@@ -211,6 +252,8 @@ impl Inbound {
             self.end -= self.start;
             self.start = 0;
         }
+        let needs = self.whole_pdu_needs();
+        self.grow(needs);
         // No TCP_QUICKACK here (unlike the send side waiting for a response): an ACK forced
         // after every read costs both sides a packet and changes nothing for a sender that is
         // not waiting on us.
@@ -220,12 +263,12 @@ impl Inbound {
             }),
             Ok(n) => {
                 self.end += n;
-                pacer.progressed();
+                self.clock.read(Instant::now());
                 Ok(Progress::Done)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Progress::Pending),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                pacer.wait(stream, Direction::Read)?;
+                pacer.wait_pdu(stream, &self.clock)?;
                 Ok(Progress::Pending)
             }
             Err(e) => Err(e.into()),
@@ -250,9 +293,7 @@ fn mid_message(pdu_type: u8, body: &[u8]) -> Error {
             reason: body[3],
         };
     }
-    Error::Protocol(format!(
-        "PDU of type 0x{pdu_type:02X} in the middle of a DIMSE message"
-    ))
+    Error::UnexpectedPdu { pdu_type }
 }
 
 /// The receiving half of one association.
@@ -296,6 +337,7 @@ impl Receiver {
         max_pdata: u64,
     ) -> Result<Option<Next>> {
         self.reassembler.finish_command();
+        self.inbound.grow(READ_BUFFER);
         loop {
             while let Some(unit) = self.inbound.next_unit(max_pdata, MAX_CONTROL_PDU)? {
                 match unit {
@@ -332,6 +374,7 @@ impl Receiver {
 
     /// The command just returned announced a dataset: receive it into `target` by steps.
     pub fn start_dataset(&mut self) -> Result<()> {
+        self.inbound.grow(READ_BUFFER);
         self.dataset_bytes = 0;
         self.reassembler.expect_dataset()
     }
@@ -551,7 +594,7 @@ mod tests {
                         reason: 1,
                     },
                 ) => {}
-                ("protocol", Error::Protocol(_)) => {}
+                ("protocol", Error::UnexpectedPdu { pdu_type: 5 }) => {}
                 ("closed", Error::PeerClosed { .. }) => {}
                 (e, other) => panic!("{e}: {other:?}"),
             }

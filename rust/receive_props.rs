@@ -104,6 +104,7 @@ fn arbitrary_bytes_end_cleanly(prefix: bool, data: Vec<u8>, chunks: Vec<u8>, max
         Error::PeerClosed { .. }
             | Error::PduTooLarge { .. }
             | Error::Protocol(_)
+            | Error::UnexpectedPdu { .. }
             | Error::PeerAborted { .. }
     )
 }

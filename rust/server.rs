@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
@@ -13,7 +13,7 @@ use pyo3::types::PyBytes;
 
 use crate::error::{Error, Result};
 use crate::framing;
-use crate::io::{BufferWriter, MessageWriter, Pacer, Progress};
+use crate::io::{run_to_end, BufferWriter, MessageWriter, Pacer, Progress};
 use crate::python::{drive, max_pdu, open_stream, timeout_arg};
 use crate::receive::{Next, Receiver};
 use crate::sink::Target;
@@ -69,6 +69,49 @@ struct State {
     /// ever shutting down a descriptor number the OS has handed out again.
     fd: RawFd,
     closed: bool,
+    /// ARTIM (PS3.8 9.1.5): when the A-ASSOCIATE-RQ must be in whole, if it is not yet.
+    artim: Option<Instant>,
+    /// The association ended on our side: an A-ABORT went out (or, for an expired ARTIM, the
+    /// standard wants none); the caller's own A-ABORT would be a second one.
+    ended: bool,
+}
+
+// A-ABORT reasons (PS3.8 table 9-26), the source being the service provider (2).
+const PROVIDER: u8 = 2;
+const REASON_NOT_SPECIFIED: u8 = 0;
+const UNRECOGNIZED_PDU: u8 = 1;
+const UNEXPECTED_PDU: u8 = 2;
+const INVALID_PARAMETER_VALUE: u8 = 6;
+const A_ABORT: u8 = 0x07;
+/// How long an A-ABORT may take to go out: a peer that does not read must not hold the
+/// connection (10 bytes fit any socket buffer not already full).
+const ABORT_WAIT: Duration = Duration::from_secs(1);
+
+/// The A-ABORT reason for a failure of the receive loop, or `None` when none is to be sent
+/// (the peer is gone or aborted itself, or the failure is ours).
+fn abort_reason(err: &Error) -> Option<u8> {
+    match err {
+        Error::Timeout => Some(REASON_NOT_SPECIFIED),
+        Error::UnexpectedPdu { .. } => Some(UNEXPECTED_PDU),
+        Error::PduTooLarge { pdu_type, .. } if !(1..=7).contains(pdu_type) => {
+            Some(UNRECOGNIZED_PDU)
+        }
+        Error::PduTooLarge { .. } | Error::Protocol(_) => Some(INVALID_PARAMETER_VALUE),
+        _ => None,
+    }
+}
+
+/// Send the A-ABORT `err` calls for (best effort: the error stands either way); true when the
+/// association is over on our side.
+fn abort_for(stream: &mut dyn Stream, err: &Error) -> bool {
+    let Some(reason) = abort_reason(err) else {
+        return false;
+    };
+    let pdu = [A_ABORT, 0, 0, 0, 0, 4, 0, 0, PROVIDER, reason];
+    let mut pacer = Pacer::whole(Some(ABORT_WAIT));
+    let mut writer = BufferWriter::new(&pdu);
+    let _ = run_to_end(|| writer.step(stream, &mut pacer), || Ok(()));
+    true
 }
 
 /// An accepted connection; see `_core.pyi`.
@@ -120,8 +163,34 @@ impl ServerTransport {
         }
     }
 
-    fn pacer(&self) -> Pacer {
+    /// Waits for the peer: counted by whole PDUs ([`Pacer::wait_pdu`]), so trickling does not
+    /// stretch them.
+    fn read_pacer(&self) -> Pacer {
         Pacer::new(self.timeout)
+    }
+
+    /// Our writes end within one timeout, however slowly the peer reads.
+    fn write_pacer(&self) -> Pacer {
+        Pacer::whole(self.timeout)
+    }
+
+    /// Mark the association ended on our side when `aborted`.
+    fn ended(&self, aborted: bool) {
+        if aborted {
+            self.lock().ended = true;
+        }
+    }
+
+    /// Refuse to write into an association we ended: an A-ABORT is dropped quietly (one went
+    /// out already), anything else fails.
+    fn check_open(&self, data: Option<&[u8]>) -> Result<bool> {
+        if !self.lock().ended {
+            return Ok(true);
+        }
+        match data {
+            Some([A_ABORT, ..]) => Ok(false),
+            _ => Err(Error::Closed),
+        }
     }
 }
 
@@ -170,7 +239,9 @@ impl ServerTransport {
     ) -> PyResult<Self> {
         let timeout = timeout_arg(timeout)?;
         let secure = tls.map(|config| move |plain| TlsStream::server(plain, config.config.clone()));
-        let (stream, negotiated) = open_stream(py, fd, timeout, true, secure)?;
+        // The handshake is bounded as a whole: a stranger trickling its ClientHello must not
+        // hold a thread and a descriptor for longer.
+        let (stream, negotiated) = open_stream(py, fd, Pacer::whole(timeout), true, secure)?;
         Ok(ServerTransport {
             tls: negotiated,
             state: Mutex::new(State {
@@ -180,9 +251,29 @@ impl ServerTransport {
                 }),
                 fd,
                 closed: false,
+                artim: None,
+                ended: false,
             }),
             timeout,
         })
+    }
+
+    /// Start the ARTIM timer: the next `recv_pdu` must have its PDU whole within `seconds`
+    /// (counted from now; 0 or less: already expired; `None`: no such timer).
+    #[pyo3(signature = (seconds))]
+    fn start_artim(&self, seconds: Option<f64>) -> PyResult<()> {
+        let deadline = match seconds {
+            None => None,
+            Some(s) if s.is_nan() => {
+                return Err(Error::InvalidArgument("ARTIM of NaN seconds".into()).into())
+            }
+            Some(s) => Some(
+                Instant::now()
+                    + Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX / 4),
+            ),
+        };
+        self.lock().artim = deadline;
+        Ok(())
     }
 
     /// Read one whole PDU of at most `max_length` bytes: `(type, body)`.
@@ -194,20 +285,38 @@ impl ServerTransport {
         let max_length = max_pdu(max_length)?;
         let mut out = self.checkout()?;
         let conn = out.conn.as_mut().expect("checked out");
-        let mut pacer = self.pacer();
-        let (pdu_type, body) = drive_to(py, || {
-            conn.receiver
-                .recv_pdu_step(conn.stream.as_mut(), &mut pacer, max_length)
-        })?;
+        let artim = self.lock().artim.take();
+        let mut pacer = self.read_pacer().until(artim);
+        let mut aborted = false;
+        let Conn { stream, receiver } = conn;
+        let got = drive_to(py, || {
+            receiver
+                .recv_pdu_step(stream.as_mut(), &mut pacer, max_length)
+                .map_err(|e| {
+                    aborted = if artim.is_some_and(|t| Instant::now() >= t) {
+                        // An expired ARTIM closes the connection without an A-ABORT (PS3.8
+                        // AA-2): the peer may never have spoken DICOM.
+                        true
+                    } else {
+                        abort_for(stream.as_mut(), &e)
+                    };
+                    e
+                })
+        });
+        self.ended(aborted);
+        let (pdu_type, body) = got?;
         Ok((pdu_type, PyBytes::new(py, &body)))
     }
 
     /// Write one already-encoded PDU.
     fn send_pdu(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
         let data = data.as_bytes();
+        if !self.check_open(Some(data))? {
+            return Ok(());
+        }
         let mut out = self.checkout()?;
         let conn = out.conn.as_mut().expect("checked out");
-        let mut pacer = self.pacer();
+        let mut pacer = self.write_pacer();
         let mut writer = BufferWriter::new(data);
         drive(py, || writer.step(conn.stream.as_mut(), &mut pacer))
     }
@@ -223,9 +332,10 @@ impl ServerTransport {
         let context_id = framing::context_id(context_id)?;
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
         let command = command.as_bytes();
+        self.check_open(None)?;
         let mut out = self.checkout()?;
         let conn = out.conn.as_mut().expect("checked out");
-        let mut pacer = self.pacer();
+        let mut pacer = self.write_pacer();
         let mut writer = MessageWriter::new(context_id, command, None, false, frag);
         drive(py, || writer.step(conn.stream.as_mut(), &mut pacer))?;
         Ok(writer.written())
@@ -241,11 +351,19 @@ impl ServerTransport {
         let max_pdata = limit(max_pdu)?;
         let mut out = self.checkout()?;
         let conn = out.conn.as_mut().expect("checked out");
-        let mut pacer = self.pacer();
+        let mut pacer = self.read_pacer();
+        let mut aborted = false;
+        let Conn { stream, receiver } = conn;
         let next = drive_to(py, || {
-            conn.receiver
-                .next_step(conn.stream.as_mut(), &mut pacer, max_pdata)
-        })?;
+            receiver
+                .next_step(stream.as_mut(), &mut pacer, max_pdata)
+                .map_err(|e| {
+                    aborted = abort_for(stream.as_mut(), &e);
+                    e
+                })
+        });
+        self.ended(aborted);
+        let next = next?;
         Ok(match next {
             Next::Command {
                 context_id,
@@ -284,11 +402,19 @@ impl ServerTransport {
             (None, true) => Target::memory(head),
             (None, false) => Target::discard(head),
         };
-        let mut pacer = self.pacer();
-        drive(py, || {
-            conn.receiver
-                .dataset_step(conn.stream.as_mut(), &mut pacer, max_pdata, &mut target)
-        })?;
+        let mut pacer = self.read_pacer();
+        let mut aborted = false;
+        let Conn { stream, receiver } = conn;
+        let received = drive(py, || {
+            receiver
+                .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut target)
+                .map_err(|e| {
+                    aborted = abort_for(stream.as_mut(), &e);
+                    e
+                })
+        });
+        self.ended(aborted);
+        received?;
         let done = py.detach(|| target.finish());
         let error = done.error.map(|source| {
             PyErr::from(Error::File {

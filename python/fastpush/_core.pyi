@@ -189,20 +189,29 @@ class ServerTlsConfig:
 class ServerTransport:
     """One accepted connection of a storage SCP: its receive loop, GIL released.
 
-    With ``tls``, the TLS handshake (server side) runs in the constructor, bounded by ``timeout``,
-    and fails with ``fastpush.errors.TLSError``.
+    With ``tls``, the TLS handshake (server side) runs in the constructor, as a whole within
+    ``timeout``, and fails with ``fastpush.errors.TLSError``.
 
-    Takes ownership of the file descriptor (pass ``socket.detach()``), sets ``TCP_NODELAY``, and
-    bounds every wait by ``timeout`` seconds without progress (``None``: no limit), in short
-    steps that check for signals. Reads go through one 4 MiB buffer: PDUs are split into PDV
-    fragments in place and reassembled into messages (the command set in memory, at most
-    64 KiB; the dataset streamed to its target straight from the buffer).
+    Takes ownership of the file descriptor (pass ``socket.detach()``) and sets ``TCP_NODELAY``.
+    ``timeout`` (``None``: no limit) counts whole PDUs, not bytes, so a peer trickling a byte
+    now and then cannot stretch it: a PDU must be in whole within ``timeout`` of its first
+    byte, and the next one must begin within ``timeout`` of the end of the last one (or of the
+    call, whichever is later); each write must end within ``timeout`` of its start. Waits run
+    in short steps that check for signals. Until the association is up, reads go through a
+    64 KiB buffer (grown to the length the A-ASSOCIATE-RQ declares); from the first
+    :meth:`next_message` on, one 4 MiB buffer: PDUs are split into PDV fragments in place and
+    reassembled into messages (the command set in memory, at most 64 KiB; the dataset streamed
+    to its target straight from the buffer).
 
     Errors: ``ProtocolError`` for a PDU over the limit (refused from its header, before anything
     is allocated or read for it), a malformed PDU or PDV, fragments out of order, or a PDU other
     than P-DATA-TF in the middle of a message; ``AssociationAborted`` for an A-ABORT in the
     middle of a message; ``TimeoutError``; ``ConnectionResetError`` when the peer closed.
-    After any of them the association is over: abort it.
+    After any of them the association is over. For a ``ProtocolError`` or ``TimeoutError`` the
+    transport has already sent an A-ABORT with the reason that fits (PS3.8 table 9-26: 1
+    unrecognized PDU, 2 unexpected PDU, 6 invalid parameter value, 0 for a timeout), except
+    when ARTIM expired (the connection is just closed, PS3.8 AA-2); a further A-ABORT passed to
+    :meth:`send_pdu` is then dropped, and any other write fails with ``OSError``.
 
     Used by one thread at a time (a second concurrent call raises ``ValueError``); :meth:`close`
     may be called from any thread and wakes a blocked call, which then fails with ``OSError``.
@@ -214,6 +223,10 @@ class ServerTransport:
     @property
     def tls(self) -> tuple[str, str] | None:
         """``(protocol, cipher suite)`` of a TLS connection; ``None`` for plain TCP."""
+    def start_artim(self, seconds: float | None) -> None:
+        """Start the ARTIM timer (PS3.8 9.1.5): the next :meth:`recv_pdu` fails with
+        ``TimeoutError`` unless its PDU is in whole within ``seconds`` of now (0 or less: already
+        expired), however the bytes trickle in. ``None``: no such timer."""
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]:
         """Read one whole PDU other than P-DATA-TF of at most ``max_length`` bytes (the
         A-ASSOCIATE-RQ): ``(type, body)``."""

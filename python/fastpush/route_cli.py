@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from . import arguments
 from .negotiation import AcceptPolicy
 from .retry import RetryPolicy
-from .serve_cli import LiveLine, add_dataset_check, until_interrupted, warn_lenient
+from .serve_cli import (
+    LiveLine,
+    add_connection_limits,
+    add_dataset_check,
+    raise_descriptor_limit,
+    until_interrupted,
+    warn_lenient,
+)
 from .tls import TLSOptions
 
 if TYPE_CHECKING:
@@ -113,6 +120,15 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="reject incoming associations above N running at once (default 64)",
     )
+    add_connection_limits(route)
+    route.add_argument(
+        "--timeout",
+        type=arguments.seconds,
+        default=60.0,
+        metavar="S",
+        help="abort an incoming association whose peer takes longer for a PDU, or is idle this "
+        "long (default 60)",
+    )
     add_dataset_check(route)
     secure = route.add_argument_group("DICOM TLS")
     secure.add_argument("--tls-cert", metavar="FILE", help="receive with TLS: our PEM certificate")
@@ -166,6 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.retries < 0:
         raise ValueError("--retries must be 0 or more")
+    raise_descriptor_limit()
     outgoing = None
     if args.to_tls or args.to_tls_ca:
         outgoing = TLSOptions(ca_file=args.to_tls_ca)
@@ -186,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
         tls=incoming,
         max_associations=args.max_associations,
         dataset_check=args.dataset_check,
+        max_connections=args.max_connections,
+        acse_timeout=args.acse_timeout,
+        timeout=args.timeout,
     )
     warn_lenient(args)
     names = ", ".join(d.key for d in destinations)

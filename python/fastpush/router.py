@@ -89,6 +89,8 @@ class Router:
         timeout: float | None = 60.0,
         calling_ae: str | None = None,
         dataset_check: bool = True,
+        max_connections: int | None = None,
+        acse_timeout: float | None = 30.0,
         **client_options: Any,
     ) -> None:
         if not destinations:
@@ -139,6 +141,8 @@ class Router:
             fsync=True,
             timeout=timeout,
             dataset_check=dataset_check,
+            max_connections=max_connections,
+            acse_timeout=acse_timeout,
         )
         self.host, self.port = self.server.host, self.server.port
         self._serving: threading.Thread | None = None

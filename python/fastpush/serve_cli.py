@@ -118,8 +118,10 @@ def add_parser(commands: Any) -> None:
         type=arguments.seconds,
         default=60.0,
         metavar="S",
-        help="abort an association whose peer stalls this long (default 60)",
+        help="abort an association whose peer takes longer for a PDU, or is idle this long "
+        "(default 60)",
     )
+    add_connection_limits(accept)
     add_dataset_check(accept)
     secure = serve.add_argument_group("DICOM TLS")
     secure.add_argument("--tls-cert", metavar="FILE", help="our PEM certificate (chain): TLS on")
@@ -130,6 +132,40 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("-q", "--quiet", action="store_true", help="no live line, summary only")
     serve.add_argument("-v", "--verbose", action="store_true", help="tell the association story")
     serve.add_argument("-d", "--debug", action="store_true", help="also log each context")
+
+
+def add_connection_limits(group: Any) -> None:
+    """``--max-connections`` and ``--acse-timeout``, shared with ``route``."""
+    group.add_argument(
+        "--max-connections",
+        type=arguments.positive,
+        metavar="N",
+        help="close new TCP connections at once above N open (default 2 x --max-associations + 8)",
+    )
+    group.add_argument(
+        "--acse-timeout",
+        type=arguments.seconds,
+        default=30.0,
+        metavar="S",
+        help="close a connection whose association request is not in whole S seconds after "
+        "it connected (default 30)",
+    )
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the soft limit on open files to the hard one: a server holds a descriptor per
+    connection, and a soft limit of 1024 (a common default) is reached long before memory."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. a hard limit above what the kernel allows
+        log.debug("Open files limit stays %d (hard %d): %s", soft, hard, exc)
+        return
+    log.debug("Open files limit raised from %d to %d", soft, hard)
 
 
 def add_dataset_check(group: Any) -> None:
@@ -214,6 +250,7 @@ def until_interrupted(
 def run(args: argparse.Namespace) -> int:
     from .server import StorageServer  # the receive side loads only when it serves
 
+    raise_descriptor_limit()
     policy = AcceptPolicy(
         check_called_ae=args.check_called_ae,
         calling_aes=args.accept_calling,
@@ -237,6 +274,8 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         tls=tls,
         dataset_check=args.dataset_check,
+        max_connections=args.max_connections,
+        acse_timeout=args.acse_timeout,
     )
     warn_lenient(args)
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)

@@ -9,6 +9,7 @@ streaming every dataset to a file (``storage``), memory or nowhere. One thread p
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import logging
 import socket
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
     from .tls import TLSOptions
 
 log = logging.getLogger(__name__)
+
+# accept() failing for want of descriptors or memory: the pending connection waits in the
+# backlog until connections close, so back off briefly and try again; never fatal.
+_STARVED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+# A connection reset before accept() got to it: nothing to do but take the next one.
+_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
+_BACKOFF = 0.1
 
 
 @dataclass(frozen=True)
@@ -73,6 +81,10 @@ class Stats:
     files: int = 0
     failed: int = 0
     bytes: int = 0
+    connections: int = 0
+    """TCP connections open (accepted, not yet closed)."""
+    refused_connections: int = 0
+    """TCP connections closed at once because ``max_connections`` were open."""
 
 
 def _server_tls(tls: TLSOptions) -> ServerTlsConfig:
@@ -105,7 +117,17 @@ class StorageServer:
 
     ``accept`` (:class:`AcceptPolicy`) decides what is negotiated; ``identity_check`` vets user
     identities; above ``max_associations`` running associations a request is rejected
-    (transient, "local limit exceeded"). ``timeout`` bounds every wait for the peer.
+    (transient, "local limit exceeded"). ``timeout`` bounds every wait for the peer, counted by
+    whole PDUs so a peer trickling bytes cannot stretch it: a PDU must be in whole within
+    ``timeout`` of its first byte, and an association idle between PDUs for ``timeout`` is
+    aborted. ``acse_timeout`` is ARTIM (PS3.8): the A-ASSOCIATE-RQ must be in whole within it of
+    the connection's accept (TLS handshake included), else the connection is closed.
+
+    ``max_connections`` caps the open TCP connections, from accept to close, negotiated or not
+    (default ``2 * max_associations + 8``: room for every association plus as many still
+    negotiating or refused); beyond it a new connection is closed at once, before any thread or
+    buffer is spent on it. ``accept()`` failing for want of descriptors or memory (EMFILE,
+    ENFILE, ENOBUFS, ENOMEM) is logged once and retried after a short pause.
 
     ``dataset_check``: check each dataset's header carries the command's SOP Class/Instance
     UIDs; False keeps the lenient behaviour for senders known to send mismatched meta.
@@ -137,18 +159,26 @@ class StorageServer:
         timeout: float | None = 60.0,
         before_store: StoreGate | None = None,
         dataset_check: bool = True,
+        max_connections: int | None = None,
+        acse_timeout: float | None = 30.0,
     ) -> None:
         from . import pdu
 
         pdu.encode_ae_title(ae_title)  # ValueError now rather than at the first association
         if max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {max_associations}")
+        if max_connections is None:
+            max_connections = 2 * max_associations + 8
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         self.tls_config = None if tls is None else _server_tls(tls)
         self.ae_title = ae_title
         self.on_store = on_store
         self.before_store = before_store
         self.accept = accept if accept is not None else AcceptPolicy()
         self.max_associations = max_associations
+        self.max_connections = max_connections
+        self.acse_timeout = acse_timeout
         self.identity_check = identity_check
         self.timeout = timeout
         self.dataset_check = dataset_check
@@ -172,6 +202,8 @@ class StorageServer:
         self._threads: set[threading.Thread] = set()
         self._connections: set[ServerTransport] = set()
         self._running: set[int] = set()
+        self._accepted = threading.local()
+        self._crowded = False
         self._stopping = threading.Event()
         self._serving: threading.Thread | None = None
         self._listener = socket.create_server((host, port), backlog=128)
@@ -190,25 +222,64 @@ class StorageServer:
     def serve_forever(self) -> None:
         """Accept associations until :meth:`shutdown` (each served in its own thread)."""
         log.info("Listening on %s:%s as %s", self.host, self.port, self.ae_title)
+        starved = False
         while not self._stopping.is_set():
             try:
                 conn, address = self._listener.accept()
-            except OSError:
+            except OSError as exc:
                 if self._stopping.is_set():
                     return
-                raise
+                if exc.errno in _GONE:
+                    continue
+                if exc.errno not in _STARVED:
+                    raise
+                if not starved:
+                    log.error(
+                        "Cannot accept connections: %s (%d open); retrying until some close",
+                        exc.strerror or exc,
+                        self.stats.connections,
+                    )
+                    starved = True
+                self._stopping.wait(_BACKOFF)
+                continue
+            if starved:
+                log.warning("Accepting connections again")
+                starved = False
             self._start(conn, address)
 
     def _start(self, conn: socket.socket, address: tuple[str, int]) -> None:
+        accepted = time.monotonic()
+        with self._lock:
+            full = self.stats.connections >= self.max_connections
+            if full:
+                self.stats.refused_connections += 1
+                crowded, self._crowded = self._crowded, True
+            else:
+                self.stats.connections += 1
+                self._crowded = False
+        if full:
+            conn.close()
+            if not crowded:
+                log.warning(
+                    "Closing new connections: %d open (--max-connections)", self.max_connections
+                )
+            return
         thread = threading.Thread(
             target=self._run,
-            args=(serve_association, conn, address, next(self._ids)),
+            args=(serve_association, conn, address, next(self._ids), accepted),
             name=f"fastpush-scp-{address[0]}:{address[1]}",
             daemon=True,
         )
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError as exc:  # no thread to be had (memory, a cgroup's task limit)
+            log.error("Connection from %s:%d dropped: %s", address[0], address[1], exc)
+            conn.close()
+            with self._lock:
+                self._threads.discard(thread)
+                self.stats.connections -= 1
 
     def _run(
         self,
@@ -216,14 +287,18 @@ class StorageServer:
         conn: socket.socket,
         address: tuple[str, int],
         association_id: int,
+        accepted: float,
     ) -> None:
+        self._accepted.at = accepted
         try:
             serve(self, conn, address, association_id)
         except Exception:  # the thread's last resort: log it, never kill the server
             log.exception("association %d failed", association_id)
         finally:
+            conn.close()  # detached by then: a no-op, unless serve failed before
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                self.stats.connections -= 1
 
     def admit(self, association_id: int) -> bool:
         """Count one more running association, unless at the limit."""
@@ -243,7 +318,14 @@ class StorageServer:
             self.stats.active = len(self._running)
 
     def track(self, connection: ServerTransport, running: bool) -> None:
-        """Remember open connections, so an abortive shutdown can close them."""
+        """Remember open connections, so an abortive shutdown can close them; a new one's
+        ARTIM timer starts, counted from its accept."""
+        if running:
+            accepted = getattr(self._accepted, "at", None)
+            if self.acse_timeout is None or accepted is None:
+                connection.start_artim(self.acse_timeout)
+            else:
+                connection.start_artim(self.acse_timeout - (time.monotonic() - accepted))
         with self._lock:
             if running:
                 self._connections.add(connection)
