@@ -86,14 +86,23 @@ def journal(spool: Path) -> list[dict[str, Any]]:
 
 def unexplained_duplicates(found: dict[str, list[Path]], spool: Path) -> list[str]:
     """UIDs that arrived more than once without the journal saying they might: neither marked
-    maybe_duplicate nor received twice (a sender's response lost in flight)."""
+    maybe_duplicate nor received twice (a sender's response lost in flight), nor recovered from
+    a queue entry whose "received" line the kill cut (its sender never heard success)."""
     events = journal(spool)
     maybe = {e["sop_instance_uid"] for e in events if e["maybe_duplicate"]}
     received = Counter(e["sop_instance_uid"] for e in events if e["step"] == "received")
+    journaled = {e["path"] for e in events if e["step"] == "received"}
+    # A recovered event names the file, not the UID: its queue path holds the UID.
+    unannounced = [
+        e["path"] for e in events if e["step"] == "recovered" and e["path"] not in journaled
+    ]
     return [
         uid
         for uid, copies in found.items()
-        if len(copies) > 1 and uid not in maybe and received[uid] < 2
+        if len(copies) > 1
+        and uid not in maybe
+        and received[uid] < 2
+        and not any(uid in path for path in unannounced)
     ]
 
 

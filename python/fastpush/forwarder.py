@@ -8,6 +8,12 @@ lost connection, after the client's own retries) keeps the file at the head of i
 tries again after a growing delay; a permanent refusal (a failure status, a refused SOP class or
 syntax, a file that cannot be converted) moves it to ``failed/`` and the lane goes on. Nothing
 here waits on another destination or on the receiving side.
+
+A lane never wedges on its own spool: a stored file is done whatever the journal or the disk
+does next (see ``Spool.done``); a spool step that fails (a full disk refusing the line of a
+refusal, a link that cannot be renamed) keeps the file at the head of its lane, tried again
+after the same growing delay, and a refusal is not sent again only to be refused again; a file
+whose queue link has gone is dropped from its lane with a log line.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ class DestinationStats:
     bytes: int = 0
     failed: int = 0
     waiting: int = 0
+    vanished: int = 0
+    """Files dropped from the queue because their queue link had gone."""
     retrying: str = ""
     """The last transient failure while files wait for it, else empty."""
 
@@ -66,6 +74,8 @@ class DestinationStats:
 class _Lane:
     entries: deque[Entry] = field(default_factory=deque)
     attempts: int = 0
+    refused: Result | None = None
+    """The head entry's refusal, when moving it to failed/ has to be tried again."""
 
 
 Tell = Callable[[RouteEvent], None]
@@ -150,14 +160,13 @@ class Forwarder:
             entry = self._next(lane)
             if entry is None:
                 return
+            self.spool.tidy()
             try:
-                self.spool.sending(entry)
-                result = self._client.store(str(entry.path))
-                finished = self._settle(lane, entry, result)
+                finished = self._forward(lane, entry)
             except OSError as exc:  # the spool itself (a full or failing disk): try again later
                 log.error("Spool error on %s: %s", entry.path, exc)
                 finished = False
-                self._wait(lane, str(exc))
+                self._wait(lane, f"spool: {exc}")
             if finished:
                 with self._cond:
                     lane.entries.popleft()
@@ -165,6 +174,19 @@ class Forwarder:
                     if not self.stats.waiting:
                         self.stats.retrying = ""
                 self._on_idle()
+
+    def _forward(self, lane: _Lane, entry: Entry) -> bool:
+        """Send the entry, or finish its refusal; whether it has left the queue."""
+        if lane.refused is not None:
+            if not entry.path.exists():
+                return self._vanished(lane, entry)
+            return self._refuse(lane, entry, lane.refused)
+        try:
+            self.spool.sending(entry)
+        except FileNotFoundError:
+            return self._vanished(lane, entry)
+        result = self._client.store(str(entry.path))
+        return self._settle(lane, entry, result)
 
     def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
         """Act on a result; whether the entry has left the queue."""
@@ -176,20 +198,44 @@ class Forwarder:
             self.stats.forwarded += 1
             self.stats.bytes += entry.size
             log.info("Forwarded %s to %s", uid, self.name)
-            self._tell(self._event(Step.FORWARDED, entry, result, entry.path))
+            self._report(self._event(Step.FORWARDED, entry, result, entry.path))
             return True
         if result.failure is Failure.CANCELLED and self._stopping.is_set():
             return False
         if result.failure in _PERMANENT and not result.retryable:
-            target = self.spool.fail(entry, result)
-            lane.attempts = 0
-            self.stats.failed += 1
-            log.warning("%s refused %s (%s): moved to %s", self.name, uid, result.reason, target)
-            self._tell(self._event(Step.FAILED, entry, result, target))
-            return True
-        self._tell(self._event(Step.RETRYING, entry, result, entry.path))
+            # A source that cannot be read because its link has gone is no refusal.
+            if result.failure is Failure.SOURCE and not entry.path.exists():
+                return self._vanished(lane, entry)
+            return self._refuse(lane, entry, result)
+        self._report(self._event(Step.RETRYING, entry, result, entry.path))
         self._wait(lane, result.reason)
         return False
+
+    def _refuse(self, lane: _Lane, entry: Entry, result: Result) -> bool:
+        uid = result.sop_instance_uid or entry.name
+        lane.refused = result
+        target = self.spool.fail(entry, result)
+        lane.refused = None
+        lane.attempts = 0
+        self.stats.failed += 1
+        log.warning("%s refused %s (%s): moved to %s", self.name, uid, result.reason, target)
+        self._report(self._event(Step.FAILED, entry, result, target))
+        return True
+
+    def _vanished(self, lane: _Lane, entry: Entry) -> bool:
+        lane.refused = None
+        lane.attempts = 0
+        self.spool.forget(entry)
+        self.stats.vanished += 1
+        log.error("%s: %s is no longer in the queue: dropped, not sent", self.name, entry.path)
+        return True
+
+    def _report(self, event: RouteEvent) -> None:
+        # What happened has happened: a listener that fails cannot undo it or make it retried.
+        try:
+            self._tell(event)
+        except Exception:
+            log.exception("Reporting %s of %s failed", event.step, event.sop_instance_uid)
 
     def _event(self, step: Step, entry: Entry, result: Result, path: Path) -> RouteEvent:
         return RouteEvent(

@@ -2,18 +2,29 @@
 
 The journal is for people and tools following a file through the router; durability rests on
 the spool's folders, not on it. Each line is written whole with one ``write`` (a killed router
-leaves complete lines).
+leaves complete lines). A write the disk refuses (full, failing) is never its caller's error: a
+forwarded file stays forwarded whatever its journal line does. The line waits in memory, in
+order, and goes out before the next one once the disk takes writes again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
+import logging
+import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING = 100_000
+"""Lines kept in memory while the journal cannot be written (~30 MB at most)."""
 
 
 class Step(str, enum.Enum):
@@ -58,18 +69,87 @@ class RouteEvent:
 
 
 class Journal:
-    """Appends events to a JSONL file; thread-safe."""
+    """Appends events to a JSONL file; thread-safe.
 
-    def __init__(self, path: Path) -> None:
+    ``write`` never raises: a line the disk refuses is kept (up to ``max_pending`` lines, then
+    newer ones are dropped and counted in ``lost``) and written before the next line, or at
+    ``close``. A refused write is logged once until the journal is written again; ``failures``
+    counts them. A partial line left by a short write is cut off, so the file holds whole lines.
+    """
+
+    def __init__(self, path: Path, *, max_pending: int = MAX_PENDING) -> None:
         self.path = path
+        self.max_pending = max_pending
+        self.failures = 0
+        self.lost = 0
         self._lock = threading.Lock()
-        self._file = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - held open
+        self._pending: deque[bytes] = deque()
+        self._failing = False
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+    @property
+    def pending(self) -> int:
+        """Lines waiting in memory for the disk."""
+        return len(self._pending)
 
     def write(self, event: RouteEvent) -> None:
-        line = json.dumps(event.to_json(), separators=(",", ":")) + "\n"
+        line = (json.dumps(event.to_json(), separators=(",", ":")) + "\n").encode()
         with self._lock:
-            self._file.write(line)
+            if self._fd < 0:
+                return
+            if len(self._pending) >= self.max_pending:
+                self.lost += 1
+                return
+            self._pending.append(line)
+            self._flush()
+
+    def flush(self) -> bool:
+        """Try to write the lines waiting; whether none is left."""
+        with self._lock:
+            return self._fd < 0 or self._flush()
+
+    def _flush(self) -> bool:
+        while self._pending:
+            line = self._pending[0]
+            try:
+                written = os.write(self._fd, line)
+                if written < len(line):
+                    # O_APPEND: the fragment is the file's last bytes; the retry rewrites it.
+                    os.ftruncate(self._fd, os.fstat(self._fd).st_size - written)
+                    raise OSError(f"short write ({written} of {len(line)} bytes)")
+            except OSError as exc:
+                self.failures += 1
+                if not self._failing:
+                    self._failing = True
+                    log.error(
+                        "Cannot write the journal %s: %s; its lines wait in memory (%d now)",
+                        self.path,
+                        exc,
+                        len(self._pending),
+                    )
+                return False
+            self._pending.popleft()
+        if self._failing:
+            self._failing = False
+            log.warning(
+                "Journal %s written again (%d writes had failed, %d lines lost)",
+                self.path,
+                self.failures,
+                self.lost,
+            )
+        return True
 
     def close(self) -> None:
         with self._lock:
-            self._file.close()
+            if self._fd < 0:
+                return
+            self._flush()
+            if self._pending or self.lost:
+                log.error(
+                    "Journal %s closed with %d lines never written",
+                    self.path,
+                    len(self._pending) + self.lost,
+                )
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1

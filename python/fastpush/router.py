@@ -23,14 +23,14 @@ from .journal import Journal, RouteEvent, Step
 from .negotiation import AcceptPolicy
 from .retry import RetryPolicy
 from .server import Received, StorageServer
-from .spool import Spool
+from .spool import JOURNAL, Spool
 from .storage import Layout
 from .tls import TLSOptions
 
 log = logging.getLogger("fastpush.router")
 
 OUT_OF_RESOURCES = 0xA700
-JOURNAL = "journal.jsonl"
+CANNOT_UNDERSTAND = 0xC000
 
 Picker = Callable[[Received], "Iterable[Destination | str] | None"]
 """``on_receive``: the destinations (objects or their names) a received file goes to; None or
@@ -48,6 +48,10 @@ class RouterStats:
     """Stores answered 0xA700 because the spool was over ``max_spool``."""
     spooled_files: int = 0
     spooled_bytes: int = 0
+    journal_pending: int = 0
+    """Journal lines waiting in memory for the disk to take them."""
+    journal_lost: int = 0
+    """Journal lines dropped: the disk refused them and too many were waiting."""
     destinations: dict[str, DestinationStats] = field(default_factory=dict)
 
 
@@ -223,6 +227,8 @@ class Router:
             refused=refused,
             spooled_files=self.spool.files,
             spooled_bytes=self.spool.bytes,
+            journal_pending=self.journal.pending,
+            journal_lost=self.journal.lost,
             destinations={
                 name: DestinationStats(**vars(f.stats)) for name, f in self.forwarders.items()
             },
@@ -246,7 +252,11 @@ class Router:
     def _tell(self, event: RouteEvent) -> None:
         self.journal.write(event)
         if self.on_event is not None:
-            self.on_event(event)
+            # The step happened: a failing listener must not make it look undone.
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("on_event raised on %s of %s", event.step, event.sop_instance_uid)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -301,6 +311,9 @@ class Router:
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return OUT_OF_RESOURCES
+        except ValueError as exc:  # a name storage should never have made: never retried
+            log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
+            return CANNOT_UNDERSTAND
         for entry in entries:
             self._tell(self._event(Step.RECEIVED, received, entry.destination, str(entry.path)))
             self.forwarders[entry.destination].put(entry)

@@ -5,7 +5,8 @@ Layout under the spool folder::
     incoming/<study>/<modality>.<UID>        written by the storage server (temporary name,
                                              fsync'd, renamed, folder fsync'd)
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
-                                             ``.sending`` appended while it is being sent
+                                             ``.sending`` appended while it is being sent; in
+                                             <study>, ``%`` and ``_`` are written %25 and %5F
     failed/<destination>/<entry>             refused for good by that destination, with a line
     failed/<destination>/failed.jsonl        in failed.jsonl (fsync'd before the move)
     journal.jsonl, lock
@@ -14,9 +15,14 @@ A received file is linked into each destination's queue and the queue folders ar
 before the sender is answered; its ``incoming`` name is then removed. The data leave the disk
 with the last link. ``seq`` numbers the files in arrival order across restarts, so a queue read
 back in name order is the arrival order. Recovery after a crash (``recover``): temporary files
-are removed; an ``incoming`` file with no queue link was never acknowledged and is removed (its
-sender sends it again); one with links is already queued; a queue entry still named
-``.sending`` may have reached its destination (``maybe_duplicate``).
+are removed wherever they are; every file in ``incoming`` or the spool folder itself (other than
+the journal and the lock) goes: one with no queue link was never acknowledged (its sender sends
+it again), one with links is already queued; a queue entry still named ``.sending`` may have
+reached its destination (``maybe_duplicate``).
+
+Every step after a forward leaves a state the next attempt or recovery understands: a queue link
+that cannot be removed is removed later (or, after a restart, sent again as a maybe-duplicate);
+a refusal's line in ``failed.jsonl`` is taken back when its file cannot be moved next to it.
 
 Forwarding is ``forwarder``'s business, receiving the server's.
 """
@@ -34,15 +40,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from .results import Result
-from .storage import fsync_folder
+from .storage import UnsafeName, fsync_folder
 
 log = logging.getLogger(__name__)
 
 SENDING = ".sending"
 FAILED_LOG = "failed.jsonl"
-_ENTRY = re.compile(r"(\d{12})_([^_/]+)_(.+?)(\.sending)?")
+JOURNAL = "journal.jsonl"
+LOCK = "lock"
+_PART = ".*.part"
+# The study is escaped (no "_" in it), so the name after it may hold anything.
+_ENTRY = re.compile(r"(\d{12})_([^_/]*)_([^/]+?)(\.sending)?", re.DOTALL)
 
 
 @dataclass(eq=False)
@@ -61,7 +72,19 @@ class Entry:
 
     @property
     def entry_name(self) -> str:
-        return f"{self.seq:012d}_{self.study}_{self.name}"
+        study = self.study.replace("%", "%25").replace("_", "%5F")
+        return f"{self.seq:012d}_{study}_{self.name}"
+
+
+def _received(incoming: Path, path: Path) -> bool:
+    """Whether ``path`` has the shape storage gives a received file: ``incoming/<name>`` or
+    ``incoming/<folder>/<name>``. Storage made the names with ``path_component`` and checked
+    the real path with ``inside`` before writing; this second look costs no system call
+    (``inside`` resolves the path: ~60 us a file)."""
+    folder = path.parent
+    if folder != incoming and (folder.parent != incoming or folder.name in ("", "..")):
+        return False
+    return path.name not in ("", "..")
 
 
 def folder_name(text: str) -> str:
@@ -95,6 +118,7 @@ class Spool:
         # inode -> [size, queue links left]: the spool's size counts each file once.
         self._pending: dict[int, list[int]] = {}
         self._bytes = 0
+        self._unlink_later: list[Path] = []
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -130,14 +154,29 @@ class Spool:
     def recover(self, destinations: list[str]) -> list[Entry]:
         """Clean up after a previous run and return the entries waiting for ``destinations``,
         in arrival order."""
-        for partial in self.incoming.rglob(".*.part"):
-            partial.unlink()
-        for leftover in sorted(p for p in self.incoming.rglob("*") if p.is_file()):
-            if leftover.stat().st_nlink == 1:
+        for partial in self.directory.rglob(_PART):
+            if partial.is_file():
+                log.warning("Removing %s: left half-written by an earlier run", partial)
+                partial.unlink()
+        # A received file outside a queue is a name nothing will ever use again: a queued
+        # file keeps its queue links, an unqueued one was never acknowledged.
+        strays = [p for p in self.directory.iterdir() if p.name not in (JOURNAL, LOCK)]
+        strays += self.incoming.rglob("*")
+        for leftover in sorted(strays):
+            if leftover.is_dir() and not leftover.is_symlink():
+                if leftover.parent == self.directory and leftover not in (
+                    self.incoming,
+                    self.queues,
+                    self.failed,
+                ):
+                    log.warning("%s is not the spool's: left alone", leftover)
+                continue
+            if leftover.lstat().st_nlink == 1:
                 log.warning("Removing %s: received but never acknowledged", leftover)
             leftover.unlink()
-        for folder in self.incoming.iterdir():
-            if folder.is_dir() and not any(folder.iterdir()):
+        folders = sorted((p for p in self.incoming.rglob("*") if p.is_dir()), reverse=True)
+        for folder in folders:  # the deepest first: a parent is empty once its children went
+            if not any(folder.iterdir()):
                 folder.rmdir()
         for folder in sorted(self.queues.iterdir()):
             if folder.name not in destinations and any(folder.iterdir()):
@@ -153,12 +192,13 @@ class Spool:
         entries = []
         for path in folder.iterdir():
             match = _ENTRY.fullmatch(path.name)
-            if match is None:
+            if match is None or not path.is_file():
+                log.warning("%s is not a queue entry: left alone", path)
                 continue
             info = path.stat()
             entry = Entry(
                 int(match[1]),
-                match[2],
+                unquote(match[2]),
                 match[3],
                 destination,
                 path,
@@ -183,8 +223,12 @@ class Spool:
 
     def enqueue(self, path: Path, study: str, destinations: list[str]) -> list[Entry]:
         """Queue the received file at ``path`` for each destination, durably; its incoming
-        name is then removed. On an error nothing is queued and the file is removed."""
+        name is then removed. On an error nothing is queued and the file is removed; a file
+        storage could not have put there (``..`` in its path) is refused with ``UnsafeName``
+        (a ValueError). ``study`` and the file's name may hold any character but ``/``."""
         try:
+            if not _received(self.incoming, path):
+                raise UnsafeName(f"{path} is not a received file in {self.incoming}")
             info = path.stat()
             with self._lock:
                 self._seq += 1
@@ -214,21 +258,54 @@ class Spool:
 
     def sending(self, entry: Entry) -> None:
         """Mark the entry as being sent: after a crash it is known to be maybe at its
-        destination already."""
+        destination already. FileNotFoundError: its link has gone."""
         if entry.path.name.endswith(SENDING):
+            if not entry.path.exists():
+                raise FileNotFoundError(2, "queue link gone", str(entry.path))
             return
         target = entry.path.with_name(entry.path.name + SENDING)
         os.rename(entry.path, target)
         entry.path = target
 
     def done(self, entry: Entry) -> None:
-        """The destination stored it: its link goes (the file with the last one)."""
-        entry.path.unlink()
+        """The destination stored it: its link goes (the file with the last one). Never
+        raises: the file is at its destination whatever the disk does now, so a link that
+        cannot be removed is tried again by ``tidy`` (or sent again as a maybe-duplicate
+        after a restart), never sent again by this run."""
+        try:
+            entry.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("Cannot remove %s (stored): %s; trying again later", entry.path, exc)
+            with self._lock:
+                self._unlink_later.append(entry.path)
         self._drop(entry)
+
+    def forget(self, entry: Entry) -> None:
+        """Its queue link went behind the router's back: it no longer waits."""
+        self._drop(entry)
+
+    def tidy(self) -> None:
+        """Remove the links ``done`` could not remove."""
+        if not self._unlink_later:
+            return
+        with self._lock:
+            paths, self._unlink_later = self._unlink_later, []
+        for n, path in enumerate(paths):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with self._lock:
+                    self._unlink_later.extend(paths[n:])
+                return
 
     def fail(self, entry: Entry, result: Result) -> Path:
         """The destination refused it for good: it moves to ``failed/<destination>/`` and a
-        line in that folder's ``failed.jsonl`` says why (written and fsync'd first)."""
+        line in that folder's ``failed.jsonl`` says why (written and fsync'd first, taken back
+        when the move fails). On OSError the entry is still queued and no line was added."""
         folder = self.failed / entry.destination
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / entry.entry_name
@@ -241,14 +318,28 @@ class Spool:
             "reason": result.reason,
             "time": time.time(),
         }
-        with open(folder / FAILED_LOG, "a", encoding="utf-8") as out:
-            out.write(json.dumps(line) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(entry.path, target)
-        fsync_folder(folder)
+        data = (json.dumps(line) + "\n").encode()
+        fd = os.open(folder / FAILED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            before = os.fstat(fd).st_size
+            try:
+                if os.write(fd, data) < len(data):
+                    raise OSError(f"short write to {folder / FAILED_LOG}")
+                os.fsync(fd)
+                os.rename(entry.path, target)
+            except OSError:
+                # No line without its file: the entry stays queued and is refused again.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                raise
+        finally:
+            os.close(fd)
         self._drop(entry)
         entry.path = target
+        try:
+            fsync_folder(folder)
+        except OSError as exc:
+            log.error("Cannot fsync %s: %s", folder, exc)
         return target
 
     def close(self) -> None:
