@@ -167,6 +167,10 @@ class Forwarder:
                 log.error("Spool error on %s: %s", entry.path, exc)
                 finished = False
                 self._wait(lane, f"spool: {exc}")
+            except Exception as exc:  # a lane that died would hold its files until a restart
+                log.exception("Forwarding %s failed", entry.path)
+                finished = False
+                self._wait(lane, f"error: {exc}")
             if finished:
                 with self._cond:
                     lane.entries.popleft()
