@@ -712,6 +712,89 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn pdu_clock_counts_whole_pdus() {
+        let t = Duration::from_secs(10);
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let mut clock = PduClock::default();
+        // Idle from the first wait on.
+        assert_eq!(clock.deadline(t, at(0)), at(10));
+        // A PDU's first byte starts its clock; later bytes do not move it.
+        clock.read(at(3));
+        clock.read(at(8));
+        clock.read(at(12));
+        assert!(clock.in_pdu());
+        assert_eq!(clock.deadline(t, at(0)), at(13));
+        // Complete with nothing after: idle from its end (or a later wait).
+        clock.complete(false);
+        assert!(!clock.in_pdu());
+        assert_eq!(clock.deadline(t, at(0)), at(22));
+        assert_eq!(clock.deadline(t, at(30)), at(40));
+        // Complete with the next PDU's bytes in the same read: it began with that read.
+        clock.read(at(31));
+        clock.read(at(35));
+        clock.complete(true);
+        assert_eq!(clock.deadline(t, at(0)), at(45));
+    }
+
+    /// Sends a byte now and then, like a peer holding a slot.
+    fn dribbler(fd: OwnedFd, every: Duration, bytes: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::from(fd);
+            for _ in 0..bytes {
+                if f.write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        })
+    }
+
+    #[test]
+    fn trickled_bytes_do_not_stretch_a_whole_pacer() {
+        let (a, b) = socketpair();
+        let mut receiver = FdStream::new(b, true).unwrap();
+        let feeder = dribbler(a, Duration::from_millis(20), 50);
+        let started = Instant::now();
+        let mut pacer = Pacer::whole(Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 1];
+        let result = loop {
+            match receiver.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => pacer.progressed(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = pacer.wait(&mut receiver, Direction::Read) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        drop(receiver);
+        feeder.join().unwrap();
+    }
+
+    #[test]
+    fn deadline_bounds_a_stall_pacer() {
+        let (_a, b) = socketpair();
+        let mut receiver = FdStream::new(b, true).unwrap();
+        let started = Instant::now();
+        let mut pacer = Pacer::new(Some(Duration::from_secs(60)))
+            .until(Some(started + Duration::from_millis(50)));
+        let result = loop {
+            if let Err(e) = pacer.wait(&mut receiver, Direction::Read) {
+                break e;
+            }
+        };
+        assert!(matches!(result, Error::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
     fn write_timeout_and_broken_pipe() {
         let (a, b) = socketpair();
         small_sndbuf(&a);

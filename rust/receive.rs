@@ -252,8 +252,13 @@ impl Inbound {
             self.end -= self.start;
             self.start = 0;
         }
-        let needs = self.whole_pdu_needs();
-        self.grow(needs);
+        // A whole PDU (the A-ASSOCIATE-RQ) that does not fit: double the buffer up to its
+        // declared length, so a stranger's memory grows with the bytes it sent, not the length
+        // it claims.
+        if self.end == self.buf.len() {
+            let needs = self.whole_pdu_needs().min(2 * self.buf.len());
+            self.grow(needs);
+        }
         // No TCP_QUICKACK here (unlike the send side waiting for a response): an ACK forced
         // after every read costs both sides a packet and changes nothing for a sender that is
         // not waiting on us.
@@ -619,6 +624,64 @@ mod tests {
             || Ok(()),
         );
         assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+    }
+
+    #[test]
+    fn trickling_sender_times_out_one_pdu_timeout_after_its_pdu_began() {
+        let (a, b) = socketpair();
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::File::from(a);
+            // A P-DATA-TF of 100 bytes, one command PDV, its payload a byte every 20 ms: a
+            // stall timer of 150 ms would never fire.
+            let _ = f.write_all(&[0x04, 0, 0, 0, 0, 100, 0, 0, 0, 96, 1, 1]);
+            for _ in 0..100 {
+                if f.write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut s = FdStream::new(b, true).unwrap();
+        let mut r = Receiver::default();
+        let mut p = Pacer::new(Some(Duration::from_millis(150)));
+        let started = std::time::Instant::now();
+        let result = loop {
+            match r.next_step(&mut s, &mut p, 16384) {
+                Ok(None) => continue,
+                other => break other,
+            }
+        };
+        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_millis(600));
+        drop(s);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn small_buffer_until_the_association_is_up() {
+        let body = pattern(200_000);
+        let mut wire = pdu(0x01, &body);
+        wire.extend(frame_message(1, b"echo", None, 16384).unwrap());
+        let (mut s, _w) = feeder(wire, 4096);
+        let mut r = Receiver::default();
+        assert_eq!(r.inbound.capacity(), FIRST_BUFFER);
+        let mut p = pacer();
+        let got = loop {
+            if let Some(got) = r.recv_pdu_step(&mut s, &mut p, 1 << 20).unwrap() {
+                break got;
+            }
+        };
+        assert_eq!(got, (0x01, body));
+        // Grown by doubling to the request's declared length, no further.
+        assert_eq!(r.inbound.capacity(), PDU_HEADER + 200_000);
+        assert_eq!(
+            next(&mut r, &mut s, 16384).unwrap(),
+            Next::Command {
+                context_id: 1,
+                command: b"echo".to_vec()
+            }
+        );
+        assert_eq!(r.inbound.capacity(), READ_BUFFER);
     }
 
     #[test]
