@@ -79,13 +79,15 @@ class FakeSender:
             data += chunk
         return bytes(data)
 
-    def associate(self, calling_ae: str = "FAKE", max_pdu: int = 16384) -> pdu.AssociateAC:
-        """Propose CT in Explicit VR LE (context 1) and Verification (context 3)."""
+    def associate(
+        self, calling_ae: str = "FAKE", max_pdu: int = 16384, syntax: str = EXPLICIT_VR_LE
+    ) -> pdu.AssociateAC:
+        """Propose CT in ``syntax`` (context 1) and Verification (context 3)."""
         rq = pdu.AssociateRQ(
             "ANY-SCP",
             calling_ae,
             (
-                pdu.ContextProposal(1, CT, (EXPLICIT_VR_LE,)),
+                pdu.ContextProposal(1, CT, (syntax,)),
                 pdu.ContextProposal(3, VERIFICATION, (EXPLICIT_VR_LE,)),
             ),
             max_pdu,
