@@ -138,3 +138,19 @@ def test_inside_refuses_a_way_out(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to(tmp_path.parent)
     with pytest.raises(ValueError):
         inside(tmp_path, "link/x")
+
+
+def test_folder_that_links_out_is_refused(tmp_path: Path) -> None:
+    """A layout folder that is a symbolic link out of the output folder (planted, or left by
+    an old tool) is not written through: 0xC000, nothing lands in the parent."""
+    out = _out(tmp_path)
+    out.mkdir()
+    (out / "EVIL").symlink_to(out.parent)
+    with (
+        StorageServer("127.0.0.1", 0, directory=out, layout="calling-ae", timeout=10) as server,
+        FakeSender(server.port) as sender,
+    ):
+        sender.associate(calling_ae="EVIL")
+        assert sender.store("1.2.3", dataset("1.2.3", pixels=256)) == 0xC000
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([SENTINEL, "out"])
+    assert [p.name for p in out.iterdir()] == ["EVIL"]
