@@ -113,10 +113,38 @@ def test_dicom_storescu_study_same_bytes_as_storescp(
     _assert_same_datasets(study, list(ours.values()))
 
 
+def _meta_disagrees(path: Path) -> bool:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return bool(ds.file_meta.MediaStorageSOPInstanceUID != ds.SOPInstanceUID)
+
+
 def test_dicom_storescu_every_syntax(server: StorageServer) -> None:
-    """The server accepts the syntax dicom-storescu proposes first: the file's own."""
+    """The server accepts the syntax dicom-storescu proposes first: the file's own. A file whose
+    meta names another SOP Instance UID than its dataset (dicom-storescu sends the meta's in the
+    command) is refused by the dataset check, and nothing of it is kept."""
     files = _pydicom_files()
+    mismatched = [f for f in files if _meta_disagrees(f)]
+    assert mismatched, "the test set no longer has a file whose meta disagrees"
     _dicom_storescu(server.port, server.ae_title, files)
+    assert server.storage is not None
+    consistent = [f for f in files if f not in mismatched]
+    _assert_same_datasets(consistent, _stored(server.storage.directory))
+    assert server.stats.files == len(consistent)
+    assert server.stats.failed == len(mismatched)
+
+
+def test_dicom_storescu_every_syntax_without_dataset_check(tmp_path: Path) -> None:
+    """``dataset_check=False`` (``--no-dataset-check``) stores what such senders send."""
+    _require()
+    files = _pydicom_files()
+    with StorageServer(
+        "127.0.0.1",
+        0,
+        directory=tmp_path / "in",
+        accept=AcceptPolicy(promiscuous=True),
+        dataset_check=False,
+    ) as server:
+        _dicom_storescu(server.port, server.ae_title, files)
     assert server.storage is not None
     _assert_same_datasets(files, _stored(server.storage.directory))
     assert server.stats.files == len(files)
