@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from pydicom.uid import CTImageStorage, generate_uid
 
-from fastpush import pytransport
-from fastpush.dimse import store_rq
+from fastpush.transport import pure as pytransport
+from fastpush.wire.dimse import store_rq
 
 try:
     from fastpush import _core

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from fastpush import scan
+from fastpush.dataset import scan
 from fastpush.synthetic import write_study
 
 BASELINE = os.environ.get("FASTPUSH_SCAN_BASELINE", "acb960a")

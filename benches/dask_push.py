@@ -6,7 +6,7 @@ the sender and, for the cluster, the scheduling) and into Orthanc (a real PACS, 
 cluster pushes are for). Senders, in this process:
 
 - ``local-xN``: ``fastpush.push(..., associations=N)``;
-- ``dask-2w-xN``: ``fastpush.distributed.push(..., associations_per_worker=N)`` on a
+- ``dask-2w-xN``: ``fastpush.cluster.driver.push(..., associations_per_worker=N)`` on a
   ``LocalCluster`` of 2 worker processes started once beforehand (a cluster exists before a
   push in real use; its start-up is reported on its own).
 
@@ -35,7 +35,7 @@ from distributed import Client, LocalCluster
 from sinks import Sink, start_sink
 
 import fastpush
-import fastpush.distributed
+import fastpush.cluster.driver
 from fastpush.synthetic import write_study
 
 NON_BOTTLENECK = "storescp-fork-nodelay"
@@ -136,7 +136,7 @@ def _run_all(paths: list[str], root: Path, repeat: int, client: Client) -> list[
         for n in per_worker:
 
             def cluster_push(sink: Sink, n: int = n) -> list[fastpush.Result]:
-                return fastpush.distributed.push(
+                return fastpush.cluster.driver.push(
                     paths,
                     "127.0.0.1",
                     sink.port,

@@ -10,6 +10,10 @@ step "ruff"
 "$PYTHON" -m ruff check python tests benches
 "$PYTHON" -m ruff format --check python tests benches
 
+step "import contracts (import-linter: layers, no cycles)"
+# (Through the interpreter, not the console script: PATH may not have it.)
+PYTHONPATH=python "$PYTHON" -c 'from importlinter.cli import lint_imports_command as c; c()' --no-cache
+
 step "mypy"
 "$PYTHON" -m mypy
 

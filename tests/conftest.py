@@ -8,19 +8,20 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import pytest
 
-from certs import Certificates, make_certificates
-from peers import (
+from support.certs import Certificates, make_certificates
+from support.peers import (
     DEFAULT_SCP_TRANSFER_SYNTAXES,
     ORTHANC,
     STORESCP,
     IdentityCheck,
     Orthanc,
     PynetdicomSCP,
+    PynetdicomSCPFactory,
     StoreSCP,
+    StoreSCPFactory,
     dataset_bytes,
     start_orthanc,
     start_pynetdicom_scp,
@@ -28,24 +29,6 @@ from peers import (
 )
 
 __all__ = ["dataset_bytes"]
-
-
-class StoreSCPFactory(Protocol):
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> StoreSCP: ...
-
-
-class PynetdicomSCPFactory(Protocol):
-    def __call__(
-        self,
-        *,
-        statuses: Callable[[int], int] | None = None,
-        require_called_aet: str | None = None,
-        sop_classes: Sequence[str] | None = None,
-        transfer_syntaxes: Sequence[str] = DEFAULT_SCP_TRANSFER_SYNTAXES,
-        max_pdu: int = 16382,
-        ssl_context: ssl.SSLContext | None = None,
-        identity: IdentityCheck | None = None,
-    ) -> PynetdicomSCP: ...
 
 
 def _require(path: str) -> None:

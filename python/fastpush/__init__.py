@@ -15,9 +15,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .api import Push, echo, iter_push, push, stored_paths
-from .association import Association
-from .client import StoreClient
+from .dataset.item import Item
 from .errors import (
     AssociationAborted,
     AssociationRejected,
@@ -29,12 +27,14 @@ from .errors import (
     SourceError,
     TLSError,
 )
-from .failure import Failure
-from .identity import IdentityType, UserIdentity
-from .item import Item
-from .plan import Proposal
-from .results import Event, EventKind, Outcome, Result
-from .tls import TLSOptions
+from .send.association import Association
+from .send.client import StoreClient
+from .send.failure import Failure
+from .send.plan import Proposal
+from .send.push import Push, echo, iter_push, push, stored_paths
+from .send.results import Event, EventKind, Outcome, Result
+from .transport.tls import TLSOptions
+from .wire.identity import IdentityType, UserIdentity
 
 __version__: str
 try:
@@ -45,27 +45,28 @@ except ImportError:  # pragma: no cover - installs without the extension
     __version__ = version("fastpush")
 
 if TYPE_CHECKING:
-    from .forwarder import Destination, DestinationStats
-    from .journal import RouteEvent, Step
-    from .negotiation import AcceptPolicy
-    from .router import Router, RouterStats
-    from .server import Received, StorageServer
-    from .spool import SpoolBusy
-    from .storage import Layout
+    from .receive.negotiation import AcceptPolicy
+    from .receive.received import Received
+    from .receive.server import StorageServer
+    from .receive.storage import Layout
+    from .route.forwarder import Destination, DestinationStats
+    from .route.journal import RouteEvent, Step
+    from .route.router import Router, RouterStats
+    from .route.spool import SpoolBusy
 
 # The receive side and the router load on first use, so that a push does not start up with them.
 _LAZY = {
-    "AcceptPolicy": ".negotiation",
-    "Destination": ".forwarder",
-    "DestinationStats": ".forwarder",
-    "Layout": ".storage",
-    "Received": ".server",
-    "RouteEvent": ".journal",
-    "Router": ".router",
-    "RouterStats": ".router",
-    "SpoolBusy": ".spool",
-    "Step": ".journal",
-    "StorageServer": ".server",
+    "AcceptPolicy": ".receive.negotiation",
+    "Destination": ".route.forwarder",
+    "DestinationStats": ".route.forwarder",
+    "Layout": ".receive.storage",
+    "Received": ".receive.received",
+    "RouteEvent": ".route.journal",
+    "Router": ".route.router",
+    "RouterStats": ".route.router",
+    "SpoolBusy": ".route.spool",
+    "Step": ".route.journal",
+    "StorageServer": ".receive.server",
 }
 
 

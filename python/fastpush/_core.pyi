@@ -12,7 +12,7 @@ BUILD_PROFILE: Final[str]
 """``"release"`` or ``"debug"``: benchmarks refuse a debug build."""
 UNLIMITED_FRAGMENT: Final[int]
 """Fragment size used when the peer's Maximum Length Received is 0 (no limit): 1 MiB, the same
-as ``fastpush.pytransport.UNLIMITED_FRAGMENT``."""
+as ``fastpush.transport.pure.UNLIMITED_FRAGMENT``."""
 
 FileRegion = tuple[str, int, int]
 """``(path, offset, length)``: a dataset read in place from a file, never loaded into Python."""
@@ -33,7 +33,8 @@ def frame_message(
     """Return the P-DATA-TF PDUs for one DIMSE message as one bytes object.
 
     For tests and the in-memory framing benchmark: the bytes are exactly what
-    :meth:`Transport.send_message` writes, and what ``fastpush.pytransport.frame_message`` returns.
+    :meth:`Transport.send_message` writes, and what
+    ``fastpush.transport.pure.frame_message`` returns.
 
     One PDV per P-DATA-TF PDU: the command first (message control header ``0x01``, ``0x03`` on its
     last fragment), then the dataset (``0x00`` / ``0x02``). Fragments are at most ``max_pdu - 6``

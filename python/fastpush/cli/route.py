@@ -1,0 +1,224 @@
+"""``python -m fastpush route PORT --to HOST PORT [-aec AE] ...``: a store-and-forward router.
+
+Every file received is spooled durably, then forwarded to every ``--to``. A live line shows
+what was received, what waits in the spool, and per destination what was forwarded, failed and
+how fast; the first Ctrl-C stops receiving and forwarding after the files in flight (what waits
+stays in the spool for the next run), the second cuts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..receive.negotiation import AcceptPolicy
+from ..send.retry import RetryPolicy
+from ..transport.tls import TLSOptions
+from . import options as arguments
+from .serve import (
+    LiveLine,
+    add_connection_limits,
+    add_dataset_check,
+    raise_descriptor_limit,
+    until_interrupted,
+    warn_lenient,
+)
+
+if TYPE_CHECKING:
+    from ..route.router import Router, RouterStats
+
+_MB = 1e6
+
+
+class _To(argparse.Action):
+    """``--to HOST PORT``: one more destination."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        host, port = values
+        try:
+            number = arguments.port(port)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+        namespace.to = [*(namespace.to or []), [host, number, "ANY-SCP"]]
+
+
+class _Aec(argparse.Action):
+    """``-aec AE``: the AE title of the ``--to`` before it."""
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        if not namespace.to:
+            raise argparse.ArgumentError(self, "give -aec after the --to HOST PORT it names")
+        try:
+            namespace.to[-1][2] = arguments.ae_title(values)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentError(self, str(exc)) from None
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``route`` subcommand to the CLI's subparsers."""
+    route = commands.add_parser(
+        "route",
+        help="receive C-STORE, spool durably, forward to one or more SCPs",
+        description="A store-and-forward router: every file received is spooled durably, "
+        "then forwarded to every --to; nothing leaves the spool until each stored it.",
+    )
+    route.add_argument("port", type=arguments.port, help="TCP port to listen on (1-65535)")
+    route.add_argument("--host", default="", help="address to listen on (default: all)")
+    route.add_argument(
+        "--to",
+        nargs=2,
+        action=_To,
+        required=True,
+        metavar=("HOST", "PORT"),
+        help="forward to this storage SCP (repeatable)",
+    )
+    route.add_argument(
+        "-aec", "--called-ae", action=_Aec, metavar="AE", help="AE title of the --to before it"
+    )
+    route.add_argument(
+        "-aet", "--aetitle", default="FASTPUSH", type=arguments.ae_title, help="our AE title"
+    )
+    route.add_argument(
+        "--spool", type=Path, default=Path("spool"), metavar="DIR", help="(default ./spool)"
+    )
+    route.add_argument(
+        "--associations",
+        type=arguments.positive,
+        default=2,
+        metavar="N",
+        help="parallel associations per destination (default 2)",
+    )
+    route.add_argument(
+        "--retries",
+        type=arguments.integer(0),
+        default=3,
+        metavar="R",
+        help="attempts of a file per try before it waits and tries again (default 3)",
+    )
+    route.add_argument(
+        "--max-backoff",
+        type=arguments.seconds,
+        default=60.0,
+        metavar="S",
+        help="longest wait between tries of a destination that fails (default 60)",
+    )
+    route.add_argument(
+        "--max-spool",
+        type=arguments.amount("GB"),
+        metavar="GB",
+        help="above this much waiting, answer new stores 0xA700 Out of Resources",
+    )
+    route.add_argument(
+        "-pm", "--promiscuous", action="store_true", help="accept unknown SOP classes too"
+    )
+    route.add_argument(
+        "--max-associations",
+        type=arguments.positive,
+        default=64,
+        metavar="N",
+        help="reject incoming associations above N running at once (default 64)",
+    )
+    add_connection_limits(route)
+    route.add_argument(
+        "--timeout",
+        type=arguments.seconds,
+        default=60.0,
+        metavar="S",
+        help="abort an incoming association whose peer takes longer for a PDU, or is idle this "
+        "long (default 60)",
+    )
+    add_dataset_check(route)
+    secure = route.add_argument_group("DICOM TLS")
+    secure.add_argument("--tls-cert", metavar="FILE", help="receive with TLS: our PEM certificate")
+    secure.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    secure.add_argument(
+        "--tls-ca", metavar="FILE", help="require client certificates signed by these PEM CAs"
+    )
+    secure.add_argument("--to-tls", action="store_true", help="forward with TLS")
+    secure.add_argument(
+        "--to-tls-ca", metavar="FILE", help="PEM CAs to trust when forwarding (implies --to-tls)"
+    )
+    talk = route.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="no live line, summary only")
+    talk.add_argument("-v", "--verbose", action="store_true", help="tell each file's story")
+    talk.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
+
+
+class _Status:
+    """The live line: totals, and per destination the MB/s since the line before."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, seconds: float) -> str:
+        stats = self.router.stats()
+        parts = [_received(stats)]
+        for name, dest in stats.destinations.items():
+            before, size = self.last.get(name, (0.0, 0))
+            rate = (dest.bytes - size) / _MB / (seconds - before) if seconds > before else 0.0
+            self.last[name] = (seconds, dest.bytes)
+            line = f"{name}: {dest.forwarded} forwarded, {dest.failed} failed, {rate:.1f} MB/s"
+            if dest.retrying:
+                line += f" (retrying: {dest.retrying})"
+            parts.append(line)
+        return " | ".join(parts)
+
+
+def _received(stats: RouterStats) -> str:
+    refused = f", {stats.refused} refused (spool full)" if stats.refused else ""
+    return (
+        f"received {stats.received} ({stats.received_bytes / _MB:.1f} MB){refused}, "
+        f"spooled {stats.spooled_files} ({stats.spooled_bytes / _MB:.1f} MB)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    # The router loads only when it runs: `store` starts without it.
+    from ..route.forwarder import Destination
+    from ..route.router import Router
+
+    if args.retries < 0:
+        raise ValueError("--retries must be 0 or more")
+    raise_descriptor_limit()
+    outgoing = None
+    if args.to_tls or args.to_tls_ca:
+        outgoing = TLSOptions(ca_file=args.to_tls_ca)
+    incoming = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        incoming = TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
+    destinations = [Destination(host, port, ae, tls=outgoing) for host, port, ae in args.to]
+    router = Router(
+        args.port,
+        destinations,
+        spool=args.spool,
+        host=args.host,
+        ae_title=args.aetitle,
+        associations=args.associations,
+        retry=RetryPolicy(retries=args.retries, max_backoff=args.max_backoff),
+        max_spool=None if args.max_spool is None else int(args.max_spool * 1e9),
+        accept=AcceptPolicy(promiscuous=args.promiscuous),
+        tls=incoming,
+        max_associations=args.max_associations,
+        dataset_check=args.dataset_check,
+        max_connections=args.max_connections,
+        acse_timeout=args.acse_timeout,
+        timeout=args.timeout,
+    )
+    warn_lenient(args)
+    names = ", ".join(d.key for d in destinations)
+    print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
+    live = LiveLine(_Status(router), args.quiet)
+    code = until_interrupted(
+        router.serve_forever,
+        lambda abort: router.stop(abort=abort),
+        live,
+        "the files in flight finish, the others stay spooled",
+    )
+    stats = router.stats()
+    print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
+    for name, dest in stats.destinations.items():
+        print(f"  {name}: {dest.forwarded} forwarded, {dest.failed} failed, {dest.waiting} waiting")
+    return code

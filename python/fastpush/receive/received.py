@@ -1,0 +1,48 @@
+"""What a storage server hands its user: :class:`Received` for each stored dataset, and the
+types of the hooks (``on_store``, ``before_store``, ``identity_check``) it calls.
+
+Lives apart from ``server`` so that ``association``, which builds ``Received``, needs nothing
+from the module that imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..wire.identity import UserIdentity
+
+
+@dataclass(frozen=True)
+class Received:
+    """One dataset received with C-STORE, as ``on_store`` sees it.
+
+    ``path`` is the Part-10 file written (when the server has a ``directory``), else ``data``
+    holds the dataset bytes as received (no file meta), in ``transfer_syntax``.
+    """
+
+    path: Path | None
+    data: bytes | None
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    calling_ae: str
+    called_ae: str
+    size: int
+    association_id: int
+    message_id: int
+
+
+StoreHandler = Callable[[Received], "int | None"]
+"""Called for each dataset received; returns a DIMSE status (None: success, 0x0000)."""
+
+StoreGate = Callable[[str, str, str], "int | None"]
+"""Called with the SOP class, SOP instance and calling AE of each C-STORE request before its
+dataset is received: a status refuses it (the dataset is read and dropped), None lets it in."""
+
+IdentityCheck = Callable[[UserIdentity | None, str], "bool | bytes"]
+"""Called with the user identity a request carries (None without one) and its calling AE:
+True accepts, False rejects, bytes accept and are sent back as the server response."""
+
+__all__ = ["IdentityCheck", "Received", "StoreGate", "StoreHandler"]

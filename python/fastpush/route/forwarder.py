@@ -1,0 +1,269 @@
+"""One destination of the router: its queue pushed with a ``StoreClient``.
+
+The queue is split into ``lanes`` (as many as the client's associations), a study always in the
+same lane, and each lane sends one file at a time, in arrival order, waiting for its result:
+the files of a study reach the destination in the order they arrived, while the lanes keep up to
+``lanes`` associations busy. A transient failure (the destination down, Out of Resources, a
+lost connection, after the client's own retries) keeps the file at the head of its lane, which
+tries again after a growing delay; a permanent refusal (a failure status, a refused SOP class or
+syntax, a file that cannot be converted) moves it to ``failed/`` and the lane goes on. Nothing
+here waits on another destination or on the receiving side.
+
+A lane never wedges on its own spool: a stored file is done whatever the journal or the disk
+does next (see ``Spool.done``); a spool step that fails (a full disk refusing the line of a
+refusal, a link that cannot be renamed) keeps the file at the head of its lane, tried again
+after the same growing delay, and a refusal is not sent again only to be refused again; a file
+whose queue link has gone is dropped from its lane with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..send.client import StoreClient
+from ..send.failure import Failure
+from ..send.results import Result
+from ..send.retry import RetryPolicy
+from ..transport.tls import TLSOptions
+from .journal import RouteEvent, Step
+from .spool import Entry, Spool, folder_name
+
+log = logging.getLogger("fastpush.route.router")
+
+_PERMANENT = (Failure.STATUS, Failure.REFUSED, Failure.SOURCE)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the router forwards: ``host:port`` with AE title ``called_ae``. ``name`` (default
+    ``AE@host_port``) names its queue and failed folders: keep it when the address changes and
+    the files waiting follow."""
+
+    host: str
+    port: int
+    called_ae: str = "ANY-SCP"
+    name: str = ""
+    tls: TLSOptions | None = None
+
+    @property
+    def key(self) -> str:
+        return folder_name(self.name or f"{self.called_ae}@{self.host}_{self.port}")
+
+
+@dataclass
+class DestinationStats:
+    """Running totals of one destination (read without locking: approximate mid-run)."""
+
+    forwarded: int = 0
+    bytes: int = 0
+    failed: int = 0
+    waiting: int = 0
+    vanished: int = 0
+    """Files dropped from the queue because their queue link had gone."""
+    retrying: str = ""
+    """The last transient failure while files wait for it, else empty."""
+
+
+@dataclass(eq=False)
+class _Lane:
+    entries: deque[Entry] = field(default_factory=deque)
+    attempts: int = 0
+    refused: Result | None = None
+    """The head entry's refusal, when moving it to failed/ has to be tried again."""
+
+
+Tell = Callable[[RouteEvent], None]
+
+
+class Forwarder:
+    """Pushes the entries ``put`` to it to one destination, in ``lanes`` ordered lanes."""
+
+    def __init__(
+        self,
+        destination: Destination,
+        spool: Spool,
+        *,
+        lanes: int,
+        retry: RetryPolicy,
+        tell: Tell,
+        on_idle: Callable[[], None],
+        **options: object,
+    ) -> None:
+        self.destination = destination
+        self.name = destination.key
+        self.spool = spool
+        self.retry = retry
+        self.stats = DestinationStats()
+        self._tell = tell
+        self._on_idle = on_idle
+        self._client = StoreClient(
+            destination.host,
+            destination.port,
+            associations=lanes,
+            retry=retry,
+            called_ae=destination.called_ae,
+            tls=destination.tls,
+            **options,  # type: ignore[arg-type]
+        )
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._lanes = [_Lane() for _ in range(lanes)]
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(lane,), name=f"fastpush-route-{self.name}-{n}", daemon=True
+            )
+            for n, lane in enumerate(self._lanes)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def put(self, entry: Entry) -> None:
+        lane = self._lanes[zlib.crc32(entry.study.encode()) % len(self._lanes)]
+        with self._cond:
+            lane.entries.append(entry)
+            self.stats.waiting += 1
+            self._cond.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        return self.stats.waiting
+
+    def stop(self, abort: bool = False) -> None:
+        """Stop after the files being sent (``abort``: cut them); waiting files stay queued."""
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._client.cancel(abort=abort)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+        self._client.close()
+
+    def _next(self, lane: _Lane) -> Entry | None:
+        with self._cond:
+            while not lane.entries:
+                if self._stopping.is_set():
+                    return None
+                self._cond.wait()
+            return None if self._stopping.is_set() else lane.entries[0]
+
+    def _run(self, lane: _Lane) -> None:
+        while True:
+            entry = self._next(lane)
+            if entry is None:
+                return
+            self.spool.tidy()
+            try:
+                finished = self._forward(lane, entry)
+            except OSError as exc:  # the spool itself (a full or failing disk): try again later
+                log.error("Spool error on %s: %s", entry.path, exc)
+                finished = False
+                self._wait(lane, f"spool: {exc}")
+            except Exception as exc:  # a lane that died would hold its files until a restart
+                log.exception("Forwarding %s failed", entry.path)
+                finished = False
+                self._wait(lane, f"error: {exc}")
+            if finished:
+                with self._cond:
+                    lane.entries.popleft()
+                    self.stats.waiting -= 1
+                    if not self.stats.waiting:
+                        self.stats.retrying = ""
+                self._on_idle()
+
+    def _forward(self, lane: _Lane, entry: Entry) -> bool:
+        """Send the entry, or finish its refusal; whether it has left the queue."""
+        if lane.refused is not None:
+            if not entry.path.exists():
+                return self._vanished(lane, entry)
+            return self._refuse(lane, entry, lane.refused)
+        try:
+            self.spool.sending(entry)
+        except FileNotFoundError:
+            return self._vanished(lane, entry)
+        result = self._client.store(str(entry.path))
+        return self._settle(lane, entry, result)
+
+    def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
+        """Act on a result; whether the entry has left the queue."""
+        uid = result.sop_instance_uid or entry.name
+        entry.maybe_duplicate |= result.maybe_duplicate
+        if result.ok:
+            self.spool.done(entry)
+            lane.attempts = 0
+            self.stats.forwarded += 1
+            self.stats.bytes += entry.size
+            log.info("Forwarded %s to %s", uid, self.name)
+            self._report(self._event(Step.FORWARDED, entry, result, entry.path))
+            return True
+        if result.failure is Failure.CANCELLED and self._stopping.is_set():
+            return False
+        if result.failure in _PERMANENT and not result.retryable:
+            # A source that cannot be read because its link has gone is no refusal.
+            if result.failure is Failure.SOURCE and not entry.path.exists():
+                return self._vanished(lane, entry)
+            return self._refuse(lane, entry, result)
+        self._report(self._event(Step.RETRYING, entry, result, entry.path))
+        self._wait(lane, result.reason)
+        return False
+
+    def _refuse(self, lane: _Lane, entry: Entry, result: Result) -> bool:
+        uid = result.sop_instance_uid or entry.name
+        lane.refused = result
+        target = self.spool.fail(entry, result)
+        lane.refused = None
+        lane.attempts = 0
+        self.stats.failed += 1
+        log.warning("%s refused %s (%s): moved to %s", self.name, uid, result.reason, target)
+        self._report(self._event(Step.FAILED, entry, result, target))
+        return True
+
+    def _vanished(self, lane: _Lane, entry: Entry) -> bool:
+        lane.refused = None
+        lane.attempts = 0
+        self.spool.forget(entry)
+        self.stats.vanished += 1
+        log.error("%s: %s is no longer in the queue: dropped, not sent", self.name, entry.path)
+        return True
+
+    def _report(self, event: RouteEvent) -> None:
+        # What happened has happened: a listener that fails cannot undo it or make it retried.
+        try:
+            self._tell(event)
+        except Exception:
+            log.exception("Reporting %s of %s failed", event.step, event.sop_instance_uid)
+
+    def _event(self, step: Step, entry: Entry, result: Result, path: Path) -> RouteEvent:
+        return RouteEvent(
+            step,
+            result.sop_instance_uid or entry.name,
+            self.name,
+            str(path),
+            result.sop_class_uid,
+            status=result.status,
+            reason=result.reason,
+            bytes=entry.size,
+            maybe_duplicate=entry.maybe_duplicate,
+        )
+
+    def _wait(self, lane: _Lane, reason: str) -> None:
+        lane.attempts += 1
+        delay = self.retry.delay(lane.attempts)
+        self.stats.retrying = reason
+        log.warning(
+            "%s: %s; %d files waiting, trying again in %.1f s",
+            self.name,
+            reason,
+            self.stats.waiting,
+            delay,
+        )
+        # Waits on the stop event, not a sleep: stop() ends the wait at once.
+        self._stopping.wait(delay)

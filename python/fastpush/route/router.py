@@ -1,0 +1,336 @@
+"""A store-and-forward router: :class:`Router` receives C-STORE, spools and forwards.
+
+The receiving side is a :class:`~fastpush.receive.server.StorageServer` writing into the spool with
+``fsync``; its ``on_store`` queues each file for its destinations (``spool``) before the sender
+is answered, so success means "on disk, queued". One
+:class:`~fastpush.route.forwarder.Forwarder` per destination pushes its queue with a
+``StoreClient``. Above ``max_spool`` bytes waiting, new stores are answered 0xA700 (Out of
+Resources) before their data are read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ..receive.negotiation import AcceptPolicy
+from ..receive.received import Received
+from ..receive.server import StorageServer
+from ..receive.storage import Layout
+from ..send.retry import RetryPolicy
+from ..transport.tls import TLSOptions
+from .forwarder import Destination, DestinationStats, Forwarder
+from .journal import Journal, RouteEvent, Step
+from .spool import JOURNAL, Spool
+
+log = logging.getLogger("fastpush.route.router")
+
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+
+Picker = Callable[[Received], "Iterable[Destination | str] | None"]
+"""``on_receive``: the destinations (objects or their names) a received file goes to; None or
+nothing drops it."""
+
+
+@dataclass
+class RouterStats:
+    """A snapshot of the router's totals."""
+
+    received: int = 0
+    received_bytes: int = 0
+    dropped: int = 0
+    refused: int = 0
+    """Stores answered 0xA700 because the spool was over ``max_spool``."""
+    spooled_files: int = 0
+    spooled_bytes: int = 0
+    journal_pending: int = 0
+    """Journal lines waiting in memory for the disk to take them."""
+    journal_lost: int = 0
+    """Journal lines dropped: the disk refused them and too many were waiting."""
+    destinations: dict[str, DestinationStats] = field(default_factory=dict)
+
+
+class Router:
+    """Receives on ``host:port`` and forwards every file to ``destinations``, durably.
+
+    ``spool``: the folder files wait in (see :mod:`fastpush.route.spool`); one router per spool.
+    ``associations``: parallel associations (and ordered lanes) per destination. ``retry``: the
+    attempts of a file within one try of the client, and the growing delay between tries of a
+    file that keeps failing transiently (it is tried until it is stored or refused for good).
+    ``max_spool``: bytes waiting above which new stores are refused with 0xA700.
+    ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
+    association's thread. ``on_event(event)`` gets every :class:`RouteEvent` (also written to
+    ``spool/journal.jsonl``), from any thread: keep it quick. ``tls``, ``accept``,
+    ``max_associations`` and ``timeout`` are the receiving server's; ``calling_ae`` (default:
+    ``ae_title``) and the other keyword arguments go to each destination's ``StoreClient``.
+
+    ``start()`` recovers the spool (files left by an earlier run go first) and serves in
+    background threads; ``stop()`` stops receiving and forwarding, leaving waiting files in the
+    spool for the next run. A context manager. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        destinations: Sequence[Destination],
+        *,
+        spool: str | Path,
+        host: str = "",
+        ae_title: str = "FASTPUSH",
+        associations: int = 2,
+        retry: RetryPolicy | None = None,
+        max_spool: int | None = None,
+        on_receive: Picker | None = None,
+        on_event: Callable[[RouteEvent], None] | None = None,
+        accept: AcceptPolicy | None = None,
+        tls: TLSOptions | None = None,
+        max_associations: int = 64,
+        timeout: float | None = 60.0,
+        calling_ae: str | None = None,
+        dataset_check: bool = True,
+        max_connections: int | None = None,
+        acse_timeout: float | None = 30.0,
+        **client_options: Any,
+    ) -> None:
+        if not destinations:
+            raise ValueError("a router needs at least one destination")
+        names = [d.key for d in destinations]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two destinations share a name: {names}")
+        if associations < 1:
+            raise ValueError("associations must be at least 1")
+        if max_spool is not None and max_spool <= 0:
+            raise ValueError("max_spool must be more than 0 bytes")
+        self.destinations = {d.key: d for d in destinations}
+        self.max_spool = max_spool
+        self.on_receive = on_receive
+        self.on_event = on_event
+        self.spool = Spool(spool)
+        self.journal = Journal(self.spool.directory / JOURNAL)
+        self._received = [0, 0, 0, 0]  # files, bytes, dropped, refused
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._started = False
+        self._stopped = False
+        self.forwarders = {
+            d.key: Forwarder(
+                d,
+                self.spool,
+                lanes=associations,
+                retry=retry or RetryPolicy(max_backoff=60.0),
+                tell=self._tell,
+                on_idle=self._wake,
+                calling_ae=calling_ae or ae_title,
+                **client_options,
+            )
+            for d in destinations
+        }
+        self.server = StorageServer(
+            host,
+            port,
+            ae_title=ae_title,
+            directory=self.spool.incoming,
+            on_store=self._on_store,
+            before_store=self._before_store,
+            accept=accept,
+            max_associations=max_associations,
+            tls=tls,
+            layout=Layout.STUDY,
+            unique_filenames=True,
+            fsync=True,
+            timeout=timeout,
+            dataset_check=dataset_check,
+            max_connections=max_connections,
+            acse_timeout=acse_timeout,
+        )
+        self.host, self.port = self.server.host, self.server.port
+        self._serving: threading.Thread | None = None
+
+    # -- life --------------------------------------------------------------------------------
+
+    def start(self) -> Router:
+        """Recover the spool, start forwarding, then receiving (in background threads)."""
+        if self._begin():
+            self._serving = threading.Thread(
+                target=self.server.serve_forever, name=f"fastpush-route-{self.port}", daemon=True
+            )
+            self._serving.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Recover the spool, start forwarding, then receive in this thread until
+        :meth:`stop` is called from another."""
+        if self._begin():
+            self.server.serve_forever()
+
+    def _begin(self) -> bool:
+        with self._lock:
+            if self._started:
+                return False
+            self._started = True
+        for entry in self.spool.recover(list(self.destinations)):
+            self._tell(
+                RouteEvent(
+                    Step.RECOVERED,
+                    entry.name,
+                    entry.destination,
+                    str(entry.path),
+                    bytes=entry.size,
+                    maybe_duplicate=entry.maybe_duplicate,
+                )
+            )
+            self.forwarders[entry.destination].put(entry)
+        if self.spool.files:
+            log.info("%d files waiting in the spool from an earlier run", self.spool.files)
+        for forwarder in self.forwarders.values():
+            forwarder.start()
+        return True
+
+    def stop(self, *, abort: bool = False, timeout: float | None = None) -> None:
+        """Stop receiving (running associations finish, or are cut with ``abort``), then stop
+        forwarding after the files in flight. Files waiting stay spooled. Idempotent; called
+        again with ``abort`` while a graceful stop waits, it cuts what runs."""
+        with self._lock:
+            if self._stopped and not abort:
+                return
+            self._stopped = True
+        self.server.shutdown(abort=abort, timeout=timeout)
+        for forwarder in self.forwarders.values():
+            forwarder.stop(abort=abort)
+        self.journal.close()
+        self.spool.close()
+
+    def __enter__(self) -> Router:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop(abort=exc is not None)
+
+    # -- watching ----------------------------------------------------------------------------
+
+    def stats(self) -> RouterStats:
+        files, size, dropped, refused = self._received
+        return RouterStats(
+            received=files,
+            received_bytes=size,
+            dropped=dropped,
+            refused=refused,
+            spooled_files=self.spool.files,
+            spooled_bytes=self.spool.bytes,
+            journal_pending=self.journal.pending,
+            journal_lost=self.journal.lost,
+            destinations={
+                name: DestinationStats(**vars(f.stats)) for name, f in self.forwarders.items()
+            },
+        )
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no file waits for any destination; False if ``timeout`` came first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while any(f.waiting for f in self.forwarders.values()):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def _wake(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    def _tell(self, event: RouteEvent) -> None:
+        self.journal.write(event)
+        if self.on_event is not None:
+            # The step happened: a failing listener must not make it look undone.
+            try:
+                self.on_event(event)
+            except Exception:
+                log.exception("on_event raised on %s of %s", event.step, event.sop_instance_uid)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _before_store(
+        self, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
+    ) -> int | None:
+        if self.max_spool is None or self.spool.bytes < self.max_spool:
+            return None
+        with self._lock:
+            self._received[3] += 1
+        self._tell(
+            RouteEvent(
+                Step.REFUSED,
+                sop_instance_uid,
+                sop_class_uid=sop_class_uid,
+                calling_ae=calling_ae,
+                status=OUT_OF_RESOURCES,
+                reason=f"spool over {self.max_spool} bytes",
+            )
+        )
+        return OUT_OF_RESOURCES
+
+    def _pick(self, received: Received) -> list[str]:
+        if self.on_receive is None:
+            return list(self.destinations)
+        picked = self.on_receive(received) or ()
+        names = [d.key if isinstance(d, Destination) else d for d in picked]
+        unknown = [n for n in names if n not in self.destinations]
+        if unknown:
+            raise ValueError(f"on_receive picked unknown destinations: {unknown}")
+        return list(dict.fromkeys(names))
+
+    def _on_store(self, received: Received) -> int | None:
+        path = received.path
+        assert path is not None  # the server writes into the spool
+        with self._lock:
+            self._received[0] += 1
+            self._received[1] += received.size
+        try:
+            names = self._pick(received)
+        except Exception:
+            path.unlink()
+            raise
+        if not names:
+            path.unlink()
+            with self._lock:
+                self._received[2] += 1
+            self._tell(self._event(Step.DROPPED, received, None, None))
+            return None
+        try:
+            entries = self.spool.enqueue(path, path.parent.name, names)
+        except OSError as exc:
+            log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
+            return OUT_OF_RESOURCES
+        except ValueError as exc:  # a name storage should never have made: never retried
+            log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
+            return CANNOT_UNDERSTAND
+        for entry in entries:
+            self._tell(self._event(Step.RECEIVED, received, entry.destination, str(entry.path)))
+            self.forwarders[entry.destination].put(entry)
+        log.info("Spooled %s for %s", received.sop_instance_uid, ", ".join(names))
+        return None
+
+    def _event(
+        self, step: Step, received: Received, destination: str | None, path: str | None
+    ) -> RouteEvent:
+        return RouteEvent(
+            step,
+            received.sop_instance_uid,
+            destination,
+            path,
+            received.sop_class_uid,
+            received.calling_ae,
+            bytes=received.size,
+        )

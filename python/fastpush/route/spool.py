@@ -1,0 +1,346 @@
+"""The router's durable spool: where a received file waits until every destination stored it.
+
+Layout under the spool folder::
+
+    incoming/<study>/<modality>.<UID>        written by the storage server (temporary name,
+                                             fsync'd, renamed, folder fsync'd)
+    queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
+                                             ``.sending`` appended while it is being sent; in
+                                             <study>, ``%`` and ``_`` are written %25 and %5F
+    failed/<destination>/<entry>             refused for good by that destination, with a line
+    failed/<destination>/failed.jsonl        in failed.jsonl (fsync'd before the move)
+    journal.jsonl, lock
+
+A received file is linked into each destination's queue and the queue folders are fsync'd
+before the sender is answered; its ``incoming`` name is then removed. The data leave the disk
+with the last link. ``seq`` numbers the files in arrival order across restarts, so a queue read
+back in name order is the arrival order. Recovery after a crash (``recover``): temporary files
+are removed wherever they are; every file in ``incoming`` or the spool folder itself (other than
+the journal and the lock) goes: one with no queue link was never acknowledged (its sender sends
+it again), one with links is already queued; a queue entry still named ``.sending`` may have
+reached its destination (``maybe_duplicate``).
+
+Every step after a forward leaves a state the next attempt or recovery understands: a queue link
+that cannot be removed is removed later (or, after a restart, sent again as a maybe-duplicate);
+a refusal's line in ``failed.jsonl`` is taken back when its file cannot be moved next to it.
+
+Forwarding is ``forwarder``'s business, receiving the server's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from ..receive.storage import UnsafeName, fsync_folder
+from ..send.results import Result
+
+log = logging.getLogger(__name__)
+
+SENDING = ".sending"
+FAILED_LOG = "failed.jsonl"
+JOURNAL = "journal.jsonl"
+LOCK = "lock"
+_PART = ".*.part"
+# The study is escaped (no "_" in it), so the name after it may hold anything.
+_ENTRY = re.compile(r"(\d{12})_([^_/]*)_([^/]+?)(\.sending)?", re.DOTALL)
+
+
+@dataclass(eq=False)
+class Entry:
+    """One file waiting in one destination's queue."""
+
+    seq: int
+    study: str
+    name: str
+    destination: str
+    path: Path
+    size: int
+    inode: int
+    maybe_duplicate: bool = False
+    """It was being sent when the router stopped: the destination may hold it already."""
+
+    @property
+    def entry_name(self) -> str:
+        study = self.study.replace("%", "%25").replace("_", "%5F")
+        return f"{self.seq:012d}_{study}_{self.name}"
+
+
+def _received(incoming: Path, path: Path) -> bool:
+    """Whether ``path`` has the shape storage gives a received file: ``incoming/<name>`` or
+    ``incoming/<folder>/<name>``. Storage made the names with ``path_component`` and checked
+    the real path with ``inside`` before writing; this second look costs no system call
+    (``inside`` resolves the path: ~60 us a file)."""
+    folder = path.parent
+    if folder != incoming and (folder.parent != incoming or folder.name in ("", "..")):
+        return False
+    return path.name not in ("", "..")
+
+
+def folder_name(text: str) -> str:
+    """A destination name as a folder name: nothing that could leave the spool."""
+    cleaned = re.sub(r"[^A-Za-z0-9@._-]", "_", text).strip(".")
+    return cleaned or "_"
+
+
+class SpoolBusy(RuntimeError):
+    """Another router holds this spool."""
+
+
+class Spool:
+    """The spool folder. Thread-safe: associations enqueue while forwarders finish entries."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.incoming = self.directory / "incoming"
+        self.queues = self.directory / "queue"
+        self.failed = self.directory / "failed"
+        for folder in (self.incoming, self.queues, self.failed):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.directory / "lock", "a")  # noqa: SIM115 - held until close
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolBusy(f"{self.directory} is used by another router") from None
+        self._lock = threading.Lock()
+        self._seq = 0
+        # inode -> [size, queue links left]: the spool's size counts each file once.
+        self._pending: dict[int, list[int]] = {}
+        self._bytes = 0
+        self._unlink_later: list[Path] = []
+
+    # -- sizes -------------------------------------------------------------------------------
+
+    @property
+    def bytes(self) -> int:
+        """Bytes of the files some destination still has to store."""
+        return self._bytes
+
+    @property
+    def files(self) -> int:
+        return len(self._pending)
+
+    def _hold(self, inode: int, size: int, links: int) -> None:
+        held = self._pending.get(inode)
+        if held is None:
+            self._pending[inode] = [size, links]
+            self._bytes += size
+        else:
+            held[1] += links
+
+    def _drop(self, entry: Entry) -> None:
+        with self._lock:
+            held = self._pending.get(entry.inode)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] <= 0:
+                del self._pending[entry.inode]
+                self._bytes -= held[0]
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def recover(self, destinations: list[str]) -> list[Entry]:
+        """Clean up after a previous run and return the entries waiting for ``destinations``,
+        in arrival order."""
+        for partial in self.directory.rglob(_PART):
+            if partial.is_file():
+                log.warning("Removing %s: left half-written by an earlier run", partial)
+                partial.unlink()
+        # A received file outside a queue is a name nothing will ever use again: a queued
+        # file keeps its queue links, an unqueued one was never acknowledged.
+        strays = [p for p in self.directory.iterdir() if p.name not in (JOURNAL, LOCK)]
+        strays += self.incoming.rglob("*")
+        for leftover in sorted(strays):
+            if leftover.is_dir() and not leftover.is_symlink():
+                if leftover.parent == self.directory and leftover not in (
+                    self.incoming,
+                    self.queues,
+                    self.failed,
+                ):
+                    log.warning("%s is not the spool's: left alone", leftover)
+                continue
+            if leftover.lstat().st_nlink == 1:
+                log.warning("Removing %s: received but never acknowledged", leftover)
+            leftover.unlink()
+        folders = sorted((p for p in self.incoming.rglob("*") if p.is_dir()), reverse=True)
+        for folder in folders:  # the deepest first: a parent is empty once its children went
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        for folder in sorted(self.queues.iterdir()):
+            if folder.name not in destinations and any(folder.iterdir()):
+                log.warning("%s holds files for a destination not configured", folder)
+        entries: list[Entry] = []
+        for destination in destinations:
+            entries.extend(self._scan(destination))
+        entries.sort(key=lambda e: e.seq)
+        return entries
+
+    def _scan(self, destination: str) -> list[Entry]:
+        folder = self.queue(destination)
+        entries = []
+        for path in folder.iterdir():
+            match = _ENTRY.fullmatch(path.name)
+            if match is None or not path.is_file():
+                log.warning("%s is not a queue entry: left alone", path)
+                continue
+            info = path.stat()
+            entry = Entry(
+                int(match[1]),
+                unquote(match[2]),
+                match[3],
+                destination,
+                path,
+                info.st_size,
+                info.st_ino,
+                maybe_duplicate=match[4] is not None,
+            )
+            with self._lock:
+                self._hold(entry.inode, entry.size, 1)
+                self._seq = max(self._seq, entry.seq)
+            entries.append(entry)
+        return entries
+
+    def queue(self, destination: str) -> Path:
+        folder = self.queues / destination
+        if not folder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            fsync_folder(self.queues)
+        return folder
+
+    # -- the life of an entry ----------------------------------------------------------------
+
+    def enqueue(self, path: Path, study: str, destinations: list[str]) -> list[Entry]:
+        """Queue the received file at ``path`` for each destination, durably; its incoming
+        name is then removed. On an error nothing is queued and the file is removed; a file
+        storage could not have put there (``..`` in its path) is refused with ``UnsafeName``
+        (a ValueError). ``study`` and the file's name may hold any character but ``/``."""
+        try:
+            if not _received(self.incoming, path):
+                raise UnsafeName(f"{path} is not a received file in {self.incoming}")
+            info = path.stat()
+            with self._lock:
+                self._seq += 1
+                seq = self._seq
+            entries = [
+                Entry(seq, study, path.name, d, Path(), info.st_size, info.st_ino)
+                for d in destinations
+            ]
+            linked: list[Path] = []
+            try:
+                for entry in entries:
+                    entry.path = self.queue(entry.destination) / entry.entry_name
+                    os.link(path, entry.path)
+                    linked.append(entry.path)
+                for entry in entries:
+                    fsync_folder(entry.path.parent)
+            except OSError:
+                for link in linked:
+                    link.unlink()
+                raise
+            with self._lock:
+                self._hold(info.st_ino, info.st_size, len(entries))
+            return entries
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def sending(self, entry: Entry) -> None:
+        """Mark the entry as being sent: after a crash it is known to be maybe at its
+        destination already. FileNotFoundError: its link has gone."""
+        if entry.path.name.endswith(SENDING):
+            if not entry.path.exists():
+                raise FileNotFoundError(2, "queue link gone", str(entry.path))
+            return
+        target = entry.path.with_name(entry.path.name + SENDING)
+        os.rename(entry.path, target)
+        entry.path = target
+
+    def done(self, entry: Entry) -> None:
+        """The destination stored it: its link goes (the file with the last one). Never
+        raises: the file is at its destination whatever the disk does now, so a link that
+        cannot be removed is tried again by ``tidy`` (or sent again as a maybe-duplicate
+        after a restart), never sent again by this run."""
+        try:
+            entry.path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("Cannot remove %s (stored): %s; trying again later", entry.path, exc)
+            with self._lock:
+                self._unlink_later.append(entry.path)
+        self._drop(entry)
+
+    def forget(self, entry: Entry) -> None:
+        """Its queue link went behind the router's back: it no longer waits."""
+        self._drop(entry)
+
+    def tidy(self) -> None:
+        """Remove the links ``done`` could not remove."""
+        if not self._unlink_later:
+            return
+        with self._lock:
+            paths, self._unlink_later = self._unlink_later, []
+        for n, path in enumerate(paths):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                with self._lock:
+                    self._unlink_later.extend(paths[n:])
+                return
+
+    def fail(self, entry: Entry, result: Result) -> Path:
+        """The destination refused it for good: it moves to ``failed/<destination>/`` and a
+        line in that folder's ``failed.jsonl`` says why (written and fsync'd first, taken back
+        when the move fails). On OSError the entry is still queued and no line was added."""
+        folder = self.failed / entry.destination
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / entry.entry_name
+        line: dict[str, Any] = {
+            "path": str(target),
+            "sop_class_uid": result.sop_class_uid,
+            "sop_instance_uid": result.sop_instance_uid,
+            "status": result.status,
+            "failure": None if result.failure is None else result.failure.value,
+            "reason": result.reason,
+            "time": time.time(),
+        }
+        data = (json.dumps(line) + "\n").encode()
+        fd = os.open(folder / FAILED_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC)
+        try:
+            before = os.fstat(fd).st_size
+            try:
+                if os.write(fd, data) < len(data):
+                    raise OSError(f"short write to {folder / FAILED_LOG}")
+                os.fsync(fd)
+                os.rename(entry.path, target)
+            except OSError:
+                # No line without its file: the entry stays queued and is refused again.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                raise
+        finally:
+            os.close(fd)
+        self._drop(entry)
+        entry.path = target
+        try:
+            fsync_folder(folder)
+        except OSError as exc:
+            log.error("Cannot fsync %s: %s", folder, exc)
+        return target
+
+    def close(self) -> None:
+        self._lock_file.close()

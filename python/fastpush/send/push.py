@@ -1,0 +1,188 @@
+"""Pushing paths to a storage SCP: one result per input, however the push goes.
+
+``Push`` scans the inputs, plans the associations, and runs N workers over one shared queue
+through a ``StoreClient`` (pool, retries). Iterating it yields each result as it arrives;
+``cancel()`` stops it gracefully or at once. ``push()`` and ``echo()`` are the one-call forms.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+from collections import deque
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from ..dataset.item import Item, Skip
+from ..dataset.scan import expand, read_file
+from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
+from .association import Association, EventHandler
+from .client import StoreClient
+from .plan import DEFAULT_PROPOSAL, Proposal, plan
+from .results import Outcome, Result
+from .retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike[str]
+
+
+class Push:
+    """A push of files and folders to ``host:port``; an iterator of results.
+
+    Every input path gets exactly one result. ``associations`` workers share one queue;
+    transient failures are retried ``retries`` times with exponential ``backoff`` (a file, or
+    opening an association, for at most ``give_up_after`` seconds if given); paths in
+    ``skip`` (resolved, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
+    transfer syntaxes to propose and send (by default the file's own, then Explicit and Implicit
+    VR LE, converting or decompressing as the peer accepted). The other keyword arguments are
+    ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
+
+    ``cancel()`` may be called from any thread (or a signal handler's caller): no new file is
+    started, files in flight finish and associations are released; ``cancel(abort=True)`` cuts
+    the connections at once. Files not sent are reported ``skipped`` with the reason.
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[PathLike],
+        host: str,
+        port: int,
+        *,
+        recursive: bool = True,
+        associations: int = 1,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_per_association: int | None = None,
+        skip: Collection[str] = (),
+        proposal: Proposal = DEFAULT_PROPOSAL,
+        give_up_after: float | None = None,
+        on_event: EventHandler | None = None,
+        **options: Any,
+    ) -> None:
+        self._ready: deque[Result] = deque()
+        items: list[Item] = []
+        self.resumed = 0
+        for name in expand(paths, recursive):
+            if skip and resolved(name) in skip:
+                self.resumed += 1
+                continue
+            described = read_file(name)
+            if isinstance(described, Skip):
+                self._ready.append(Result.skipped(described))
+            else:
+                items.append(described)
+        groups = plan(items, proposal)
+        self._items = [item for group in groups for item in group.items]
+        self.total_files = len(self._ready) + len(items)
+        self.total_bytes = sum(item.length for item in items)
+        self._outstanding = len(items)
+        self._client = StoreClient(
+            host,
+            port,
+            associations=associations,
+            groups=[group.pairs for group in groups],
+            retry=RetryPolicy(retries, backoff),
+            max_per_association=max_per_association,
+            proposal=proposal,
+            give_up_after=give_up_after,
+            on_event=on_event,
+            **options,
+        )
+        self._results: queue.Queue[Result] = queue.Queue()
+        self._started = False
+
+    def __iter__(self) -> Iterator[Result]:
+        return self
+
+    def __next__(self) -> Result:
+        # Not a generator: a KeyboardInterrupt raised while waiting here leaves the push
+        # usable, so the caller can cancel() and go on collecting results.
+        if self._ready:
+            return self._ready.popleft()
+        if self._outstanding == 0:
+            self._client.close()
+            raise StopIteration
+        if not self._started:
+            self._started = True
+            for item in self._items:
+                self._client.submit(item).add_done_callback(self._arrived)
+        result = self._results.get()
+        self._outstanding -= 1
+        return result
+
+    def cancel(self, abort: bool = False) -> None:
+        self._client.cancel(abort=abort)
+
+    def _arrived(self, future: Future[Result]) -> None:
+        self._results.put(future.result())
+
+
+def iter_push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> Push:
+    """Push files and folders; iterate the returned ``Push`` for results as they arrive."""
+    return Push(paths, host, port, **options)
+
+
+def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> list[Result]:
+    """Push files and folders to ``host:port``; return one result per input file."""
+    return list(Push(paths, host, port, **options))
+
+
+def echo(host: str, port: int, **options: Any) -> int:
+    """C-ECHO ``host:port`` on a fresh association; return the status (0 is success)."""
+    with Association(
+        host, port, [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))], **options
+    ) as a:
+        return a.echo()
+
+
+class ReportError(ValueError):
+    """A ``--resume`` report that is not a fastpush report: says which file and line."""
+
+
+def resolved(path: str | os.PathLike[str]) -> str:
+    """How reports record and match paths: absolute, symlinks resolved, so that a resume from
+    another working directory still matches."""
+    return os.path.realpath(path)
+
+
+def stored_paths(report: Path) -> tuple[set[str], int | None]:
+    """The resolved paths a JSON Lines report shows as stored (or stored with a warning), and
+    the byte offset where a last line cut short by a crash begins (None when there is none).
+
+    The last line for a path wins. Raises ``ReportError`` naming the line when one is not a
+    report line, and ``OSError`` when the file cannot be read.
+    """
+    outcomes: dict[str, str] = {}
+    data = report.read_bytes()
+    lines = data.split(b"\n")
+    partial = None
+    offset = 0
+    known = {o.value for o in Outcome}
+    for number, line in enumerate(lines, 1):
+        start, offset = offset, offset + len(line) + 1
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as exc:  # a JSONDecodeError, or bytes that are not UTF-8
+            if number == len(lines):  # no newline after it: the run writing it was killed
+                partial = start
+                continue
+            raise ReportError(
+                f"{report} line {number}: not a fastpush report line ({exc})"
+            ) from exc
+        path = entry.get("path") if isinstance(entry, dict) else None
+        outcome = entry.get("outcome") if isinstance(entry, dict) else None
+        if not isinstance(path, str) or not path or outcome not in known:
+            raise ReportError(
+                f"{report} line {number}: not a fastpush report line "
+                '(wants an object with a "path" and an "outcome")'
+            )
+        outcomes[resolved(path)] = outcome
+    ok = {Outcome.STORED.value, Outcome.WARNING.value}
+    return {path for path, outcome in outcomes.items() if outcome in ok}, partial

@@ -1,0 +1,127 @@
+"""What happened to each input: the per-file ``Result`` and the association ``Event``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..dataset.item import Item, Skip
+from .failure import Failure
+from .retry import retryable
+
+
+class Outcome(str, enum.Enum):
+    STORED = "stored"
+    WARNING = "warning"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Result:
+    """The one result every input gets: stored, stored with a warning, failed or skipped.
+
+    ``transfer_syntax`` is the file's; ``sent_syntax`` the one chosen to send it in (None
+    when no accepted context could carry it), different when the peer accepted another syntax
+    and the file was converted or decompressed.
+    """
+
+    path: str | None
+    outcome: Outcome
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    transfer_syntax: str | None = None
+    status: int | None = None
+    reason: str = ""
+    bytes: int = 0
+    seconds: float = 0.0
+    association: int | None = None
+    attempts: int = 0
+    maybe_duplicate: bool = False
+    """The file was fully sent but its response was lost: the peer may hold it already."""
+    sent_syntax: str | None = None
+    failure: Failure | None = None
+    """Set on every result that is not ``stored`` or ``warning``."""
+    notes: list[str] = field(default_factory=list)
+    """What was noticed on the way without changing the outcome (e.g. file meta UIDs that
+    disagree with the dataset's, which are the ones sent)."""
+    retryable: bool = field(default=False, repr=False)
+    """Whether another attempt may succeed: set with ``failure`` by ``retry.classify``."""
+
+    @classmethod
+    def of(cls, item: Item, outcome: Outcome = Outcome.FAILED, **fields: Any) -> Result:
+        """A result for ``item``: its identity, syntax, size and notes, and ``fields``."""
+        return cls(
+            item.path,
+            outcome,
+            item.sop_class_uid,
+            item.sop_instance_uid,
+            item.transfer_syntax,
+            bytes=item.length,
+            notes=list(item.notes),
+            **fields,
+        )
+
+    @classmethod
+    def skipped(cls, skip: Skip) -> Result:
+        """The result of an input that will not be sent (not DICOM, unreadable...)."""
+        return cls(skip.path, Outcome.SKIPPED).fail(
+            Failure.SOURCE, skip.reason, outcome=Outcome.SKIPPED
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in (Outcome.STORED, Outcome.WARNING)
+
+    def fail(
+        self,
+        failure: Failure,
+        reason: str,
+        *,
+        status: int | None = None,
+        error: BaseException | None = None,
+        outcome: Outcome = Outcome.FAILED,
+    ) -> Result:
+        """Mark this result not stored, for ``reason``; whether to retry follows from the
+        failure (``retry.retryable``). Returns the result, for chaining."""
+        self.outcome = outcome
+        self.failure = failure
+        self.reason = reason
+        self.status = status
+        self.retryable = retryable(failure, status, error)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outcome"] = self.outcome.value
+        data["failure"] = None if self.failure is None else self.failure.value
+        del data["retryable"]
+        data["seconds"] = round(self.seconds, 6)
+        return data
+
+
+class EventKind(str, enum.Enum):
+    REQUESTING = "requesting"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CONNECT_FAILED = "connect-failed"
+    SENDING = "sending"
+    RESPONSE = "response"
+    RELEASED = "released"
+    ABORTED = "aborted"
+    WAITING = "waiting"
+    """The client waits before another attempt to open an association (association 0)."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One step of an association's story, as fo-dicom's events and DCMTK's ``-v`` lines tell it."""
+
+    kind: EventKind
+    association: int
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)

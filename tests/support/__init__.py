@@ -1,0 +1,1 @@
+"""Test helpers: real peers, certificates, scripted peers, routing checks."""
