@@ -12,8 +12,8 @@ import fastpush
 from fastpush import EventKind, Outcome, StoreClient
 from fastpush.send.retry import RetryPolicy
 
-from support.faultpeer import FaultySCP
 from support.peers import PynetdicomSCPFactory, StoreSCPFactory
+from support.scripted import ScriptedPeer, faulty
 
 pytestmark = pytest.mark.interop
 
@@ -67,8 +67,8 @@ def test_client_reopens_after_a_lost_association(tmp_path: Path) -> None:
         transfer_syntaxes=["1.2.840.10008.1.2.1"],
     )
     with (
-        FaultySCP(drop_during={1}) as scp,
-        StoreClient(scp.host, scp.port, retry=RetryPolicy(retries=2, backoff=0)) as client,
+        ScriptedPeer(faulty(drop_during={1})) as peer,
+        StoreClient(peer.host, peer.port, retry=RetryPolicy(retries=2, backoff=0)) as client,
     ):
         results = [client.store(path) for path in files]
     assert [r.outcome for r in results] == [Outcome.STORED] * 3

@@ -1,6 +1,7 @@
-"""Peers that misbehave, scripted with :mod:`fakepeer`: every file still gets exactly one result,
-the one that met the fault says why, nothing waits past the configured timeouts, and (when the
-peer behaves again on the next association) every other file is stored.
+"""Peers that misbehave, scripted with :mod:`support.scripted`: every file still gets exactly
+one result, the one that met the fault says why (its failure kind and reason), nothing waits
+past the configured timeouts, and (when the peer behaves again on the next association) every
+other file is stored.
 
 Most scripts misbehave on their first connection only and serve normally afterwards, which is
 how the tests see that fastpush aborts, reconnects and goes on."""
@@ -15,11 +16,11 @@ from pathlib import Path
 import pytest
 
 import fastpush
-from fastpush import Outcome, Result
+from fastpush import Failure, Outcome, Result
 from fastpush.synthetic import write_large_file
 from fastpush.wire import pdu
 
-from support.fakepeer import Conn, FakePeer, Message
+from support.scripted import Conn, Message, ScriptedPeer
 
 ENGINES = ["rust", "python"]
 TIMEOUT = 0.5  # ACSE and DIMSE timeouts of every push here
@@ -30,7 +31,7 @@ UNKNOWN_PDU = struct.pack(">BxI", 0x55, 4) + bytes(4)
 
 
 def _push(
-    peer: FakePeer, files: list[Path], engine: str, retries: int = 0
+    peer: ScriptedPeer, files: list[Path], engine: str, retries: int = 0
 ) -> tuple[list[Result], float]:
     """Push with short timeouts and, unless asked, no retries: what each fault costs, alone."""
     started = time.monotonic()
@@ -51,13 +52,17 @@ def _push(
     return results, elapsed
 
 
-def _first_fails_rest_stored(results: list[Result], reason: str) -> None:
-    """The file that met the fault (on association 1) failed saying why; the others, sent over
-    a new association, were stored."""
+def _first_fails_rest_stored(results: list[Result], reason: str) -> Result:
+    """The file that met the fault (on association 1) failed saying why, a lost transfer (the
+    association is gone, one attempt made); the others, sent over a new association, were
+    stored. Returns the failed result."""
     failed = [r for r in results if r.outcome is not Outcome.STORED]
     assert len(failed) == 1, [(r.outcome, r.reason) for r in results]
     assert failed[0].outcome is Outcome.FAILED and failed[0].association == 1
+    assert failed[0].failure is Failure.TRANSFER, failed[0].failure
+    assert failed[0].attempts == 1
     assert reason in failed[0].reason, failed[0].reason
+    return failed[0]
 
 
 def _on_first(fault: Callable[[Conn], None]) -> Callable[[Conn, int], None]:
@@ -74,7 +79,7 @@ def _on_first(fault: Callable[[Conn], None]) -> Callable[[Conn, int], None]:
 
 
 def _run(fault: Callable[[Conn], None], files: list[Path], engine: str) -> list[Result]:
-    with FakePeer(_on_first(fault)) as peer:
+    with ScriptedPeer(_on_first(fault)) as peer:
         results, _ = _push(peer, files, engine)
     return results
 
@@ -134,9 +139,12 @@ def _with_ac_body(conn: Conn, mutate: Callable[[bytes], bytes]) -> None:
 def test_association_faults(
     study: list[Path], engine: str, name: str, fault: Callable[[Conn], None], reason: str
 ) -> None:
-    with FakePeer(lambda conn, _index: fault(conn)) as peer:
+    with ScriptedPeer(lambda conn, _index: fault(conn)) as peer:
         results, _ = _push(peer, study[:3], engine)
     assert all(r.outcome is Outcome.FAILED for r in results)
+    assert all(r.failure is Failure.ASSOCIATION and r.attempts == 0 for r in results), [
+        (r.failure, r.attempts) for r in results
+    ]
     assert all(reason in r.reason and "association failed" in r.reason for r in results), [
         r.reason for r in results
     ]
@@ -149,9 +157,10 @@ def test_ac_without_contexts(study: list[Path], engine: str) -> None:
         conn.send(pdu.encode_associate_ac(pdu.AssociateAC(rq.called_ae, rq.calling_ae, (), 16384)))
         conn.serve()
 
-    with FakePeer(lambda conn, _index: no_contexts(conn)) as peer:
+    with ScriptedPeer(lambda conn, _index: no_contexts(conn)) as peer:
         results, _ = _push(peer, study[:3], engine)
     assert all(r.outcome is Outcome.FAILED for r in results)
+    assert all(r.failure is Failure.REFUSED for r in results), [r.failure for r in results]
     assert all("no accepted presentation context" in r.reason for r in results)
 
 
@@ -232,6 +241,14 @@ def test_endless_response_is_cut_off(study: list[Path], engine: str) -> None:
     _first_fails_rest_stored(results, "response runs past")
 
 
+# What each way of losing the connection is reported as: the start of the failed file's reason.
+LOST = {
+    "abort": "association aborted by the peer (A-ABORT from service-user)",
+    "reset": "connection lost: [Errno 104] Connection reset by peer",
+    "close": "connection lost: ",
+}
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("how", ["abort", "reset", "close"])
 @pytest.mark.parametrize("when", ["after command", "mid-dataset"])
@@ -246,7 +263,11 @@ def test_connection_lost_while_sending(study: list[Path], engine: str, how: str,
             conn.sock.close()
 
     results = _run(fault, study[:3], engine)
-    _first_fails_rest_stored(results, "")
+    failed = _first_fails_rest_stored(results, LOST[how])
+    # Closed with data unread, the socket may answer with an RST: either way the connection
+    # is lost, and the reason says which the operating system reported.
+    assert failed.reason.startswith(LOST[how]), failed.reason
+    assert failed.retryable
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -269,7 +290,7 @@ def test_peer_stops_reading_mid_dataset(study: list[Path], tmp_path: Path, engin
         conn.read_command()
         conn.stall()
 
-    with FakePeer(_on_first(fault)) as peer:
+    with ScriptedPeer(_on_first(fault)) as peer:
         results, _ = _push(peer, [big, *study[:2]], engine)
     by_path = {r.path: r for r in results}
     assert by_path[str(big)].outcome is Outcome.FAILED
@@ -282,17 +303,12 @@ def test_peer_stops_reading_mid_dataset(study: list[Path], tmp_path: Path, engin
 def test_release_answered_with_endless_data(study: list[Path], engine: str) -> None:
     def fault(conn: Conn) -> None:
         conn.accept()
-        while True:
-            pdu_type, body = conn.read_pdu()
-            if pdu_type == pdu.RELEASE_RQ:
-                break
-            conn._unread = (pdu_type, body)
-            conn.respond(conn.read_message())
+        conn.serve(answer_release=False)
         while True:  # anything but an A-RELEASE-RP, forever
             conn.send_pdv(1, bytes(64), command=True, last=False)
             time.sleep(0.01)
 
-    with FakePeer(_on_first(fault)) as peer:
+    with ScriptedPeer(_on_first(fault)) as peer:
         results, elapsed = _push(peer, study[:3], engine)
     assert all(r.outcome is Outcome.STORED for r in results)
     assert elapsed < 4 * TIMEOUT + 1
@@ -306,7 +322,7 @@ def test_retry_recovers_the_file_that_met_the_fault(study: list[Path], engine: s
         conn.read_pdu()
         conn.reset()
 
-    with FakePeer(_on_first(fault)) as peer:
+    with ScriptedPeer(_on_first(fault)) as peer:
         results, _ = _push(peer, study[:3], engine, retries=1)
     assert all(r.outcome is Outcome.STORED for r in results), [r.reason for r in results]
     assert peer.connections == 2
