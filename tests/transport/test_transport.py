@@ -249,7 +249,7 @@ def test_rust_transport_rejects_bad_fd() -> None:
 RSS_SCRIPT = textwrap.dedent(
     """
     import os, resource, socket, sys, threading
-    from fastpush import pytransport
+    from fastpush.transport import pure as pytransport
     engine, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
     def peak_mb():
