@@ -31,7 +31,7 @@ from .send.association import Association
 from .send.client import StoreClient
 from .send.failure import Failure
 from .send.plan import Proposal
-from .send.push import Push, echo, iter_push, push, stored_paths
+from .send.push import Push, echo, iter_push, push
 from .send.results import Event, EventKind, Outcome, Result
 from .transport.tls import TLSOptions
 from .wire.identity import IdentityType, UserIdentity
@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - installs without the extension
     __version__ = version("fastpush")
 
 if TYPE_CHECKING:
+    from .cli.report import stored_paths
     from .receive.negotiation import AcceptPolicy
     from .receive.received import Received
     from .receive.server import StorageServer
@@ -54,7 +55,8 @@ if TYPE_CHECKING:
     from .route.router import Router, RouterStats
     from .route.spool import SpoolBusy
 
-# The receive side and the router load on first use, so that a push does not start up with them.
+# The receive side and the router load on first use, so that a push does not start up with them;
+# so does the report reader, which lives with the CLI that writes the report.
 _LAZY = {
     "AcceptPolicy": ".receive.negotiation",
     "Destination": ".route.forwarder",
@@ -67,6 +69,7 @@ _LAZY = {
     "SpoolBusy": ".route.spool",
     "Step": ".route.journal",
     "StorageServer": ".receive.server",
+    "stored_paths": ".cli.report",
 }
 
 

@@ -1,31 +1,13 @@
-"""The ``store`` options for pushing from a Dask cluster, and the hook that picks a local or a
-cluster push: the CLI's progress, report, ``--resume`` and exit codes stay the same for both.
-Dask is imported only when a cluster option is given."""
+"""The ``store`` options for pushing from a Dask cluster (``--dask``, ``--dask-local``,
+``--max-associations``): adding them, checking them, and what they ask of ``DistributedPush``.
+``store`` builds the push; Dask is imported only when a cluster option is given."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any
 
-from ..send.push import PathLike, Push
-from ..send.results import Result
 from . import options as arguments
-
-
-class Pushing(Protocol):
-    """What the CLI needs of a push, local or on a cluster."""
-
-    total_files: int
-    total_bytes: int
-    resumed: int
-
-    def __next__(self) -> Result: ...
-
-    def __iter__(self) -> Iterator[Result]: ...
-
-    def cancel(self, abort: bool = False) -> None: ...
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,27 +43,12 @@ def problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def pusher(
-    args: argparse.Namespace, paths: list[PathLike], host: str, port: int, **options: Any
-) -> Iterator[Pushing]:
-    """A local ``Push``, or a ``DistributedPush`` when a cluster option was given (closed on
-    leaving)."""
+def settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``DistributedPush``'s cluster keyword arguments, or None for a local push."""
     if args.dask is None and args.dask_local is None:
-        yield Push(paths, host, port, **options)
-        return
-    try:
-        from ..cluster.driver import DistributedPush
-    except ImportError as exc:  # pragma: no cover - the extra is part of the test install
-        raise ValueError(f"{exc}: pip install 'fastpush[dask]'") from exc
-    options["associations_per_worker"] = options.pop("associations")
-    with DistributedPush(
-        paths,
-        host,
-        port,
-        client=args.dask,
-        workers=args.dask_local or 1,
-        max_associations=args.max_associations,
-        **options,
-    ) as push:
-        yield push
+        return None
+    return {
+        "client": args.dask,
+        "workers": args.dask_local or 1,
+        "max_associations": args.max_associations,
+    }

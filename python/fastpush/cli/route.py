@@ -17,14 +17,7 @@ from ..receive.negotiation import AcceptPolicy
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
 from . import options as arguments
-from .serve import (
-    LiveLine,
-    add_connection_limits,
-    add_dataset_check,
-    raise_descriptor_limit,
-    until_interrupted,
-    warn_lenient,
-)
+from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
 if TYPE_CHECKING:
     from ..route.router import Router, RouterStats
@@ -120,7 +113,7 @@ def add_parser(commands: Any) -> None:
         metavar="N",
         help="reject incoming associations above N running at once (default 64)",
     )
-    add_connection_limits(route)
+    arguments.add_connection_limits(route)
     route.add_argument(
         "--timeout",
         type=arguments.seconds,
@@ -129,21 +122,13 @@ def add_parser(commands: Any) -> None:
         help="abort an incoming association whose peer takes longer for a PDU, or is idle this "
         "long (default 60)",
     )
-    add_dataset_check(route)
-    secure = route.add_argument_group("DICOM TLS")
-    secure.add_argument("--tls-cert", metavar="FILE", help="receive with TLS: our PEM certificate")
-    secure.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
-    secure.add_argument(
-        "--tls-ca", metavar="FILE", help="require client certificates signed by these PEM CAs"
-    )
+    arguments.add_dataset_check(route)
+    secure = arguments.add_server_tls(route)
     secure.add_argument("--to-tls", action="store_true", help="forward with TLS")
     secure.add_argument(
         "--to-tls-ca", metavar="FILE", help="PEM CAs to trust when forwarding (implies --to-tls)"
     )
-    talk = route.add_mutually_exclusive_group()
-    talk.add_argument("-q", "--quiet", action="store_true", help="no live line, summary only")
-    talk.add_argument("-v", "--verbose", action="store_true", help="tell each file's story")
-    talk.add_argument("-d", "--debug", action="store_true", help="also log each PDU-level step")
+    arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
 
 
 class _Status:
@@ -186,9 +171,6 @@ def run(args: argparse.Namespace) -> int:
     outgoing = None
     if args.to_tls or args.to_tls_ca:
         outgoing = TLSOptions(ca_file=args.to_tls_ca)
-    incoming = None
-    if args.tls_cert or args.tls_key or args.tls_ca:
-        incoming = TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
     destinations = [Destination(host, port, ae, tls=outgoing) for host, port, ae in args.to]
     router = Router(
         args.port,
@@ -200,14 +182,14 @@ def run(args: argparse.Namespace) -> int:
         retry=RetryPolicy(retries=args.retries, max_backoff=args.max_backoff),
         max_spool=None if args.max_spool is None else int(args.max_spool * 1e9),
         accept=AcceptPolicy(promiscuous=args.promiscuous),
-        tls=incoming,
+        tls=arguments.server_tls(args),
         max_associations=args.max_associations,
         dataset_check=args.dataset_check,
         max_connections=args.max_connections,
         acse_timeout=args.acse_timeout,
         timeout=args.timeout,
     )
-    warn_lenient(args)
+    arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
     live = LiveLine(_Status(router), args.quiet)

@@ -7,14 +7,12 @@ through a ``StoreClient`` (pool, retries). Iterating it yields each result as it
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import Future
-from pathlib import Path
 from typing import Any
 
 from ..dataset.item import Item, Skip
@@ -23,7 +21,7 @@ from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 from .association import Association, EventHandler
 from .client import StoreClient
 from .plan import DEFAULT_PROPOSAL, Proposal, plan
-from .results import Outcome, Result
+from .results import Result
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -140,49 +138,7 @@ def echo(host: str, port: int, **options: Any) -> int:
         return a.echo()
 
 
-class ReportError(ValueError):
-    """A ``--resume`` report that is not a fastpush report: says which file and line."""
-
-
 def resolved(path: str | os.PathLike[str]) -> str:
     """How reports record and match paths: absolute, symlinks resolved, so that a resume from
     another working directory still matches."""
     return os.path.realpath(path)
-
-
-def stored_paths(report: Path) -> tuple[set[str], int | None]:
-    """The resolved paths a JSON Lines report shows as stored (or stored with a warning), and
-    the byte offset where a last line cut short by a crash begins (None when there is none).
-
-    The last line for a path wins. Raises ``ReportError`` naming the line when one is not a
-    report line, and ``OSError`` when the file cannot be read.
-    """
-    outcomes: dict[str, str] = {}
-    data = report.read_bytes()
-    lines = data.split(b"\n")
-    partial = None
-    offset = 0
-    known = {o.value for o in Outcome}
-    for number, line in enumerate(lines, 1):
-        start, offset = offset, offset + len(line) + 1
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except ValueError as exc:  # a JSONDecodeError, or bytes that are not UTF-8
-            if number == len(lines):  # no newline after it: the run writing it was killed
-                partial = start
-                continue
-            raise ReportError(
-                f"{report} line {number}: not a fastpush report line ({exc})"
-            ) from exc
-        path = entry.get("path") if isinstance(entry, dict) else None
-        outcome = entry.get("outcome") if isinstance(entry, dict) else None
-        if not isinstance(path, str) or not path or outcome not in known:
-            raise ReportError(
-                f"{report} line {number}: not a fastpush report line "
-                '(wants an object with a "path" and an "outcome")'
-            )
-        outcomes[resolved(path)] = outcome
-    ok = {Outcome.STORED.value, Outcome.WARNING.value}
-    return {path for path, outcome in outcomes.items() if outcome in ok}, partial

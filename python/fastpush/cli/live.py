@@ -1,26 +1,36 @@
-"""What the CLI shows and writes while a push runs: the JSON Lines report (flushed per
-result, so a crash loses nothing that already happened), a live progress bar on a terminal or
-periodic lines elsewhere, one line per file that was not stored, and the closing summary.
+"""What a command shows while it runs, and how Ctrl-C ends it.
+
+A push (``store``, ``demo``): a live progress bar on a terminal or periodic lines elsewhere,
+one line per file that was not stored, the report line of each result (``report``), the
+closing summary; the first Ctrl-C finishes the files in flight, the second aborts. A server
+(``serve``, ``route``): a status line, rewritten in place on a terminal; the first Ctrl-C
+stops accepting, the second cuts what runs.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import re
+import signal
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from types import FrameType, TracebackType
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ..send.failure import Failure
-from ..send.push import resolved
 from ..send.results import Outcome, Result
 from ..wire.dimse import describe
+from . import report as reports
+from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
+
+log = logging.getLogger(__name__)
 
 _LINE_EVERY = 10.0  # seconds between progress lines when not on a terminal
 # Numbers, but for element tags like (7FE0,0010), which name the kind of failure.
@@ -39,6 +49,7 @@ class Tally:
     done_bytes: int = 0
     sent_bytes: int = 0
     association_failed: bool = False
+    interrupted: bool = False  # by Ctrl-C
     started: float = field(default_factory=time.perf_counter)
 
     def add(self, result: Result) -> None:
@@ -127,11 +138,7 @@ class Reporter:
     def add(self, result: Result) -> None:
         self.tally.add(result)
         if self.report is not None:
-            line = result.to_json()
-            if result.path is not None:
-                line["path"] = resolved(result.path)
-            self.report.write(json.dumps(line) + "\n")
-            self.report.flush()
+            reports.write(self.report, result)
         if result.outcome is not Outcome.STORED and not self.quiet:
             status = f" [0x{result.status:04X}]" if result.status is not None else ""
             self.say(f"{result.outcome.value}: {result.path}{status}: {result.reason}")
@@ -167,3 +174,124 @@ def summary(tally: Tally, out: IO[str]) -> None:
         print(f"already stored (resumed): {tally.resumed}", file=out)
     for kind, count in tally.failures.most_common():
         print(f"  failed with {kind}: {count}", file=out)
+
+
+# A push
+
+
+class Pushing(Protocol):
+    """What the CLI needs of a push, local (``Push``) or on a cluster (``DistributedPush``)."""
+
+    total_files: int
+    total_bytes: int
+    resumed: int
+
+    def __next__(self) -> Result: ...
+
+    def __iter__(self) -> Iterator[Result]: ...
+
+    def cancel(self, abort: bool = False) -> None: ...
+
+
+def run_push(push: Pushing, report: IO[str] | None, quiet: bool) -> Tally:
+    """Run a push to its end with the reporter; the first Ctrl-C finishes the files in flight
+    and releases, the second aborts at once."""
+    tally = Tally(push.total_files, push.total_bytes, push.resumed)
+    with Reporter(tally, report, quiet=quiet) as reporter:
+
+        def on_sigint(signum: int, frame: FrameType | None) -> None:
+            abort = tally.interrupted
+            tally.interrupted = True
+            reporter.say(
+                "Aborting the associations now."
+                if abort
+                else "Interrupted: finishing the files in flight, then releasing "
+                "(Ctrl-C again to abort)."
+            )
+            # Releasing waits for the peer: not in a signal handler.
+            threading.Thread(target=push.cancel, kwargs={"abort": abort}, daemon=True).start()
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            for result in push:
+                reporter.add(result)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    return tally
+
+
+def finish(tally: Tally) -> int:
+    """Print the summary; return the exit code."""
+    summary(tally, sys.stdout)
+    if tally.interrupted:
+        return EXIT_INTERRUPTED
+    if tally.association_failed:
+        return EXIT_FAILURE
+    return EXIT_INCOMPLETE if tally.not_ok else EXIT_OK
+
+
+# A server
+
+
+class LiveLine:
+    """A status line on stderr, ``text(seconds since start)``: rewritten in place on a
+    terminal, a line every 10 s elsewhere."""
+
+    def __init__(self, text: Callable[[float], str], quiet: bool) -> None:
+        self.text = text
+        self.tty = sys.stderr.isatty()
+        self.interval = 0.5 if self.tty else 10.0
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fastpush-live", daemon=True)
+        if not quiet:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            text = self.text(time.perf_counter() - self.started)
+            sys.stderr.write(f"\r\x1b[K{text}" if self.tty else f"{text}\n")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+            if self.tty:
+                sys.stderr.write("\r\x1b[K")
+
+
+def until_interrupted(
+    serve: Callable[[], None], stop: Callable[[bool], None], live: LiveLine, finishing: str
+) -> int:
+    """Run ``serve()`` until Ctrl-C: the first calls ``stop(False)`` (``finishing`` says what
+    still runs), the second ``stop(True)``. Closes ``live``; returns the exit code."""
+    code = EXIT_OK
+    try:
+        serve()
+    except KeyboardInterrupt:
+        print(f"\nStopping: {finishing} (Ctrl-C again to cut them)", file=sys.stderr)
+        try:
+            stop(False)
+        except KeyboardInterrupt:
+            stop(True)
+            code = EXIT_INTERRUPTED
+    finally:
+        live.close()
+    return code
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the soft limit on open files to the hard one: a server holds a descriptor per
+    connection, and a soft limit of 1024 (a common default) is reached long before memory."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. a hard limit above what the kernel allows
+        log.debug("Open files limit stays %d (hard %d): %s", soft, hard, exc)
+        return
+    log.debug("Open files limit raised from %d to %d", soft, hard)

@@ -1,0 +1,241 @@
+"""``python -m fastpush store HOST PORT PATH...``: C-STORE files and folders, in the vocabulary
+of DCMTK's storescu; and its small siblings ``echo`` (C-ECHO a peer) and ``demo`` (push a
+synthetic study to an embedded SCP).
+
+``store`` builds a local ``Push``, or a ``DistributedPush`` when a Dask option is given
+(``cluster``); either way ``live`` shows it and ``report`` writes and resumes its report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import FastpushError
+from ..send.association import DEFAULT_MAX_PDU as REQUESTOR_MAX_PDU
+from ..send.plan import Proposal, syntax_uid
+from ..send.push import PathLike, Push, echo
+from . import cluster
+from . import options as arguments
+from . import report as reports
+from .live import Pushing, finish, run_push
+from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK
+
+
+def add_store(commands: Any) -> None:
+    """Add the ``store`` subcommand to the CLI's subparsers."""
+    store = commands.add_parser("store", help="C-STORE files and folders to a storage SCP")
+    arguments.add_connection(store, "storage SCP")
+    arguments.add_engine(store)
+    arguments.add_talk(store)
+    store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
+    store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
+    _add_sending(store)
+    cluster.add_arguments(store)
+
+
+def add_echo(commands: Any) -> None:
+    """Add the ``echo`` subcommand to the CLI's subparsers."""
+    echo_command = commands.add_parser("echo", help="C-ECHO a DICOM peer")
+    arguments.add_connection(echo_command, "SCP")
+    arguments.add_engine(echo_command)
+    arguments.add_talk(echo_command, quiet=None)
+
+
+def add_demo(commands: Any) -> None:
+    """Add the ``demo`` subcommand to the CLI's subparsers."""
+    demo = commands.add_parser("demo", help="push a synthetic CT study to an embedded SCP")
+    arguments.add_engine(demo)
+    arguments.add_talk(demo)
+    demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
+
+
+def _syntaxes(text: str) -> list[str]:
+    try:
+        return [syntax_uid(name) for name in text.split(",") if name.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _add_sending(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pdu",
+        type=arguments.max_pdu,
+        default=REQUESTOR_MAX_PDU,
+        metavar="N",
+        help="our Maximum Length Received, 4096-4294967295 "
+        f"(default {REQUESTOR_MAX_PDU}; 0 = none)",
+    )
+    parser.add_argument(
+        "--max-send-pdu",
+        type=arguments.pdu_length,
+        metavar="N",
+        help="send PDUs no larger than this (4096-4294967295) even if the peer allows more",
+    )
+    report = parser.add_mutually_exclusive_group()
+    report.add_argument(
+        "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
+    )
+    report.add_argument(
+        "--resume",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="skip what this report shows stored, and append to it (a FILE that does not "
+        "exist yet starts a fresh report)",
+    )
+    parser.add_argument(
+        "--associations",
+        type=arguments.positive,
+        default=1,
+        metavar="N",
+        help="parallel associations",
+    )
+    parser.add_argument(
+        "--max-per-association",
+        type=arguments.positive,
+        metavar="K",
+        help="reassociate every K files",
+    )
+    parser.add_argument(
+        "--retries",
+        type=arguments.integer(0),
+        default=3,
+        metavar="R",
+        help="retries of a transient failure, of a file or of an association (default 3)",
+    )
+    parser.add_argument(
+        "--give-up-after",
+        type=arguments.seconds,
+        metavar="S",
+        help="stop retrying associations after S seconds; the files not sent then fail",
+    )
+    syntaxes = parser.add_argument_group(
+        "transfer syntaxes",
+        "By default each file is proposed in its own syntax and, as a fallback, in Explicit "
+        "and Implicit VR Little Endian; a file the peer accepted only in another syntax is "
+        "converted (uncompressed) or decompressed (compressed) for sending.",
+    )
+    syntaxes.add_argument(
+        "--no-conversion",
+        action="store_true",
+        help="propose only each file's own transfer syntax; never convert",
+    )
+    syntaxes.add_argument(
+        "--prefer",
+        type=_syntaxes,
+        action="extend",
+        default=[],
+        metavar="SYNTAX[,SYNTAX]",
+        help="propose these first and send uncompressed files in them when accepted: "
+        "implicit, explicit, big, deflated or a UID",
+    )
+    syntaxes.add_argument(
+        "--required-only",
+        action="store_true",
+        help="fall back to Implicit VR Little Endian only (the syntax every SCP accepts)",
+    )
+    syntaxes.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail a non-conformant dataset (an odd-length value) instead of sending it "
+        "repaired with a warning",
+    )
+
+
+def run_store(args: argparse.Namespace) -> int:
+    problem = cluster.problem(args)
+    if problem is not None:
+        print(f"fastpush: {problem}", file=sys.stderr)
+        return EXIT_FAILURE
+    skip: set[str] = set()
+    if args.resume is not None:
+        found = reports.resumed(args.resume)
+        if found is None:
+            return EXIT_FAILURE
+        skip = found
+    report_path: Path | None = args.report or args.resume
+    report = None
+    if report_path is not None:
+        report = reports.open_for(report_path, resume=args.resume is not None)
+        if report is None:
+            return EXIT_FAILURE
+    with (
+        report if report is not None else contextlib.nullcontext(),
+        _pusher(
+            args,
+            args.paths,
+            args.host,
+            args.port,
+            recursive=args.recursive,
+            associations=args.associations,
+            retries=args.retries,
+            give_up_after=args.give_up_after,
+            max_per_association=args.max_per_association,
+            skip=skip,
+            proposal=Proposal(
+                not args.no_conversion, tuple(args.prefer), args.required_only, args.strict
+            ),
+            max_pdu=args.max_pdu,
+            max_send_pdu=args.max_send_pdu,
+            **arguments.connection(args),
+        ) as push,
+    ):
+        if push.total_files == 0 and push.resumed == 0:
+            hint = "" if args.recursive else " (folders are not descended without -r)"
+            print(f"fastpush: no DICOM files found{hint}", file=sys.stderr)
+            return EXIT_INCOMPLETE
+        tally = run_push(push, report, args.quiet)
+    return finish(tally)
+
+
+@contextlib.contextmanager
+def _pusher(
+    args: argparse.Namespace, paths: list[PathLike], host: str, port: int, **options: Any
+) -> Iterator[Pushing]:
+    """A local ``Push``, or a ``DistributedPush`` when a cluster option was given (closed on
+    leaving)."""
+    on_cluster = cluster.settings(args)
+    if on_cluster is None:
+        yield Push(paths, host, port, **options)
+        return
+    try:
+        from ..cluster.driver import DistributedPush
+    except ImportError as exc:  # pragma: no cover - the extra is part of the test install
+        raise ValueError(f"{exc}: pip install 'fastpush[dask]'") from exc
+    options["associations_per_worker"] = options.pop("associations")
+    with DistributedPush(paths, host, port, **on_cluster, **options) as push:
+        yield push
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    try:
+        status = echo(args.host, args.port, **arguments.connection(args))
+    except (OSError, FastpushError) as exc:
+        print(f"echo failed: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"Echo response from {args.host}:{args.port}: status 0x{status:04X}")
+    return EXIT_OK if status == 0 else EXIT_FAILURE
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from ..receive.server import StorageServer
+    from ..synthetic import write_study
+
+    with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
+        ct = "1.2.840.10008.5.1.4.1.1.2"
+        paths = write_study(Path(folder), count=args.count, sop_classes=[ct])
+        with StorageServer("127.0.0.1", 0, ae_title="FASTPUSH-SCP") as scp:
+            print(
+                f"Demo: pushing a {len(paths)}-image synthetic CT study to an embedded SCP "
+                f"at {scp.host}:{scp.port}"
+            )
+            push = Push([folder], scp.host, scp.port, called_ae=scp.ae_title, engine=args.engine)
+            code = finish(run_push(push, None, args.quiet))
+        print(f"The SCP received {scp.stats.files} datasets.")
+    return code
