@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -76,6 +77,8 @@ class _Lane:
     attempts: int = 0
     refused: Result | None = None
     """The head entry's refusal, when moving it to failed/ has to be tried again."""
+    busy: Entry | None = None
+    """The entry the lane's thread works on (ops: never removed under it)."""
 
 
 Tell = Callable[[RouteEvent], None]
@@ -113,6 +116,10 @@ class Forwarder:
         )
         self._cond = threading.Condition()
         self._stopping = threading.Event()
+        # ops (issue 19): a held destination's lanes wait on _cond; timing(seconds) gets the
+        # time of each store call.
+        self.held = False
+        self.timing: Callable[[float], None] | None = None
         self._lanes = [_Lane() for _ in range(lanes)]
         self._threads = [
             threading.Thread(
@@ -147,13 +154,59 @@ class Forwarder:
                 thread.join()
         self._client.close()
 
+    # -- ops (issue 19) ----------------------------------------------------------------------
+
+    def hold(self, held: bool = True) -> None:
+        """Hold (files keep queueing, nothing more is sent; a file in flight finishes) or
+        release the destination."""
+        with self._cond:
+            self.held = held
+            self._cond.notify_all()
+
+    def oldest(self) -> Entry | None:
+        """The entry waiting longest (the smallest sequence number among the lanes' heads)."""
+        with self._cond:
+            heads = [lane.entries[0] for lane in self._lanes if lane.entries]
+        return min(heads, key=lambda e: e.seq, default=None)
+
+    @property
+    def associations(self) -> int:
+        """Associations open to the destination."""
+        return len(self._client._open)
+
+    def remove(self, entry_name: str) -> Entry:
+        """Take the queued entry named ``entry_name`` (without ``.sending``) out of its lane;
+        the caller removes its file. KeyError: not queued; ValueError: being sent."""
+        with self._cond:
+            for lane in self._lanes:
+                for n, entry in enumerate(lane.entries):
+                    if entry.entry_name != entry_name:
+                        continue
+                    if lane.busy is entry:
+                        raise ValueError(f"{entry_name} is being sent to {self.name}")
+                    del lane.entries[n]
+                    if n == 0:
+                        lane.refused = None
+                        lane.attempts = 0
+                    self.stats.waiting -= 1
+                    if not self.stats.waiting:
+                        self.stats.retrying = ""
+                    return entry
+        raise KeyError(f"{entry_name} is not queued for {self.name}")
+
+    # -- lanes -------------------------------------------------------------------------------
+
     def _next(self, lane: _Lane) -> Entry | None:
         with self._cond:
-            while not lane.entries:
+            lane.busy = None
+            while not lane.entries or self.held:  # ops (issue 19): held
                 if self._stopping.is_set():
                     return None
                 self._cond.wait()
-            return None if self._stopping.is_set() else lane.entries[0]
+            if self._stopping.is_set():
+                return None
+            lane.busy = lane.entries[0]
+            return lane.busy
 
     def _run(self, lane: _Lane) -> None:
         while True:
@@ -189,7 +242,10 @@ class Forwarder:
             self.spool.sending(entry)
         except FileNotFoundError:
             return self._vanished(lane, entry)
+        started = time.monotonic()
         result = self._client.store(str(entry.path))
+        if self.timing is not None:  # ops (issue 19)
+            self.timing(time.monotonic() - started)
         return self._settle(lane, entry, result)
 
     def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
@@ -265,5 +321,7 @@ class Forwarder:
             self.stats.waiting,
             delay,
         )
+        with self._cond:  # ops (issue 19): the head may be removed while the lane waits
+            lane.busy = None
         # Waits on the stop event, not a sleep: stop() ends the wait at once.
         self._stopping.wait(delay)

@@ -41,6 +41,17 @@ class Step(str, enum.Enum):
     """Refused for good by ``destination``: moved to ``failed/<destination>/``."""
     RECOVERED = "recovered"
     """Found in a queue at start-up, left by an earlier run."""
+    # Operations (issue 19): changes someone asked for, ``by`` says who (an address).
+    HELD = "held"
+    """``destination`` is held: files keep spooling for it, nothing is sent."""
+    RELEASED = "released"
+    """``destination`` forwards again."""
+    REQUEUED = "requeued"
+    """A failed file moved back into ``destination``'s queue, to be tried again."""
+    REMOVED = "removed"
+    """A queued or failed file removed from ``destination``'s folders, never to be sent."""
+    STUDY_COMPLETE = "study_complete"
+    """No instance of the study arrived for the stable time (``sop_instance_uid``: the study)."""
 
     def __str__(self) -> str:
         return self.value
@@ -61,10 +72,14 @@ class RouteEvent:
     bytes: int = 0
     maybe_duplicate: bool = False
     time: float = field(default_factory=time.time)
+    by: str = ""
+    """Who asked for an operation (``held``, ``requeued``...): their address; else empty."""
 
     def to_json(self) -> dict[str, Any]:
         data = dict(vars(self))  # flat fields: asdict()'s deep copy costs per file
         data["step"] = self.step.value
+        if not self.by:
+            del data["by"]  # only operations carry it
         return data
 
 

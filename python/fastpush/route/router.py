@@ -11,6 +11,7 @@ Resources) before their data are read.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,9 @@ log = logging.getLogger("fastpush.route.router")
 
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
+
+MAX_CALLING_AES = 200
+OTHER_AES = "(others)"
 
 Picker = Callable[[Received], "Iterable[Destination | str] | None"]
 """``on_receive``: the destinations (objects or their names) a received file goes to; None or
@@ -64,7 +68,8 @@ class Router:
     ``associations``: parallel associations (and ordered lanes) per destination. ``retry``: the
     attempts of a file within one try of the client, and the growing delay between tries of a
     file that keeps failing transiently (it is tried until it is stored or refused for good).
-    ``max_spool``: bytes waiting above which new stores are refused with 0xA700.
+    ``max_spool``: bytes waiting above which new stores are refused with 0xA700; ``min_free``:
+    free bytes on the spool's disk below which they are too (until space returns).
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
     association's thread. ``on_event(event)`` gets every :class:`RouteEvent` (also written to
     ``spool/journal.jsonl``), from any thread: keep it quick. ``tls``, ``accept``,
@@ -87,6 +92,7 @@ class Router:
         associations: int = 2,
         retry: RetryPolicy | None = None,
         max_spool: int | None = None,
+        min_free: int | None = None,
         on_receive: Picker | None = None,
         on_event: Callable[[RouteEvent], None] | None = None,
         accept: AcceptPolicy | None = None,
@@ -110,6 +116,10 @@ class Router:
             raise ValueError("max_spool must be more than 0 bytes")
         self.destinations = {d.key: d for d in destinations}
         self.max_spool = max_spool
+        # ops (issue 19): the disk guard; files, bytes, refused per calling AE (at most
+        # MAX_CALLING_AES titles, the others counted under OTHER_AES).
+        self.min_free = min_free
+        self.by_calling_ae: dict[str, list[int]] = {}
         self.on_receive = on_receive
         self.on_event = on_event
         self.spool = Spool(spool)
@@ -262,13 +272,41 @@ class Router:
 
     # -- receiving ---------------------------------------------------------------------------
 
+    @property
+    def receiving(self) -> bool:
+        """Started, and neither stopped nor stopping (ops, issue 19)."""
+        return self._started and not self._stopped and not self.server.stopping
+
+    def refusing(self) -> str | None:
+        """Why new stores are answered 0xA700 now (the spool over ``max_spool``, free disk
+        under ``min_free``), or None."""
+        if self.max_spool is not None and self.spool.bytes >= self.max_spool:
+            return f"spool over {self.max_spool} bytes"
+        if self.min_free is not None:
+            disk = os.statvfs(self.spool.directory)
+            free = disk.f_bavail * disk.f_frsize
+            if free < self.min_free:
+                return f"free disk {free} bytes, under the minimum {self.min_free}"
+        return None
+
+    def _by_ae(self, calling_ae: str) -> list[int]:
+        """The counts of ``calling_ae`` (with ``self._lock`` held)."""
+        counts = self.by_calling_ae.get(calling_ae)
+        if counts is None:
+            if len(self.by_calling_ae) >= MAX_CALLING_AES:
+                calling_ae = OTHER_AES
+            counts = self.by_calling_ae.setdefault(calling_ae, [0, 0, 0])
+        return counts
+
     def _before_store(
         self, sop_class_uid: str, sop_instance_uid: str, calling_ae: str
     ) -> int | None:
-        if self.max_spool is None or self.spool.bytes < self.max_spool:
+        reason = self.refusing()
+        if reason is None:
             return None
         with self._lock:
             self._received[3] += 1
+            self._by_ae(calling_ae)[2] += 1
         self._tell(
             RouteEvent(
                 Step.REFUSED,
@@ -276,7 +314,7 @@ class Router:
                 sop_class_uid=sop_class_uid,
                 calling_ae=calling_ae,
                 status=OUT_OF_RESOURCES,
-                reason=f"spool over {self.max_spool} bytes",
+                reason=reason,
             )
         )
         return OUT_OF_RESOURCES
@@ -297,6 +335,9 @@ class Router:
         with self._lock:
             self._received[0] += 1
             self._received[1] += received.size
+            counts = self._by_ae(received.calling_ae)
+            counts[0] += 1
+            counts[1] += received.size
         try:
             names = self._pick(received)
         except Exception:

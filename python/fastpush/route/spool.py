@@ -51,6 +51,11 @@ SENDING = ".sending"
 FAILED_LOG = "failed.jsonl"
 JOURNAL = "journal.jsonl"
 LOCK = "lock"
+# Operations (issue 19): the destinations held, the running router's HTTP address; the
+# journal's rotated files are journal.jsonl.1, .2...
+HELD = "held.json"
+HTTP_ADDRESS = "http.json"
+_KEEP = (JOURNAL, LOCK, HELD, HTTP_ADDRESS)
 _PART = ".*.part"
 # The study is escaped (no "_" in it), so the name after it may hold anything.
 _ENTRY = re.compile(r"(\d{12})_([^_/]*)_([^/]+?)(\.sending)?", re.DOTALL)
@@ -160,7 +165,11 @@ class Spool:
                 partial.unlink()
         # A received file outside a queue is a name nothing will ever use again: a queued
         # file keeps its queue links, an unqueued one was never acknowledged.
-        strays = [p for p in self.directory.iterdir() if p.name not in (JOURNAL, LOCK)]
+        strays = [
+            p
+            for p in self.directory.iterdir()
+            if p.name not in _KEEP and not p.name.startswith(JOURNAL + ".")
+        ]
         strays += self.incoming.rglob("*")
         for leftover in sorted(strays):
             if leftover.is_dir() and not leftover.is_symlink():
@@ -341,6 +350,35 @@ class Spool:
         except OSError as exc:
             log.error("Cannot fsync %s: %s", folder, exc)
         return target
+
+    # -- operations (issue 19) ---------------------------------------------------------------
+
+    def requeue(self, path: Path, destination: str) -> Entry:
+        """Move the failed file at ``path`` (``failed/<destination>/<entry>``) back into the
+        destination's queue under its entry name, durably; it counts as waiting again.
+        FileNotFoundError: it is not there; ValueError: not a failed entry of ``destination``."""
+        match = _ENTRY.fullmatch(path.name)
+        if match is None or match[4] is not None or path.parent != self.failed / destination:
+            raise ValueError(f"{path} is not a failed entry of {destination}")
+        target = self.queue(destination) / path.name
+        if target.exists():
+            raise ValueError(f"{target} is queued already")
+        os.rename(path, target)
+        fsync_folder(target.parent)
+        info = target.stat()
+        entry = Entry(
+            int(match[1]),
+            unquote(match[2]),
+            match[3],
+            destination,
+            target,
+            info.st_size,
+            info.st_ino,
+        )
+        with self._lock:
+            self._hold(entry.inode, entry.size, 1)
+            self._seq = max(self._seq, entry.seq)
+        return entry
 
     def close(self) -> None:
         self._lock_file.close()
