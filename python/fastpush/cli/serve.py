@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.negotiation import DEFAULT_MAX_PDU as ACCEPTOR_MAX_PDU
 from ..receive.negotiation import AcceptPolicy
 from ..receive.storage import Layout
+from ..wire.pdu import ACCEPTOR_MAX_PDU
 from . import options as arguments
 from .live import LiveLine, raise_descriptor_limit, until_interrupted
 

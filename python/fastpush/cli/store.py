@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FastpushError
-from ..send.association import DEFAULT_MAX_PDU as REQUESTOR_MAX_PDU
 from ..send.plan import Proposal, syntax_uid
 from ..send.push import PathLike, Push, echo
+from ..wire.pdu import REQUESTOR_MAX_PDU
 from . import cluster
 from . import options as arguments
 from . import report as reports

@@ -33,12 +33,11 @@ from .header import (
     read_uids,
 )
 from .item import Item, Skip, Storable
+from .meta import MAGIC, PREAMBLE, file_meta
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-_PREAMBLE = 128
-_MAGIC = b"DICM"
 # Bytes read (or inflated) per file before giving up on finding where its dataset starts and
 # what its UIDs are: far above any real file meta and group 0008.
 _BUDGET = 8 << 20
@@ -92,12 +91,12 @@ def parse_meta(src: Source, pos: int, size: int) -> tuple[dict[int, str], int]:
 
 
 def _describe(src: Source, size: int, path: str | None, data: bytes | None = None) -> Item:
-    head = src.get(0, _PREAMBLE + 4)
+    head = src.get(0, PREAMBLE + 4)
     notes: list[str] = []
     values: dict[int, str] = {}
     offset = 0
-    if head[_PREAMBLE:] == _MAGIC:
-        values, offset = parse_meta(src, _PREAMBLE + 4, size)
+    if head[PREAMBLE:] == MAGIC:
+        values, offset = parse_meta(src, PREAMBLE + 4, size)
     else:
         implicit, little = detect_raw(head, size)
         if head[:2] == b"\x02\x00" and not implicit:
@@ -252,11 +251,6 @@ def to_item(obj: Storable) -> Item | Skip:
 def _describe_dataset(ds: Dataset) -> Item | Skip:
     """A Dataset is encoded once, as Part-10 bytes in its own transfer syntax (its file meta's,
     else Explicit VR LE): from there it is sent, converted or decompressed as a file would be."""
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import UID
-
     from .payload import encode_dataset  # pydicom: only for a Dataset
 
     sop_class = str(ds.get("SOPClassUID", ""))
@@ -268,15 +262,9 @@ def _describe_dataset(ds: Dataset) -> Item | Skip:
     syntax = syntax or EXPLICIT_VR_LE
     try:
         body = encode_dataset(ds, syntax)
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(sop_class)
-        meta.MediaStorageSOPInstanceUID = UID(sop_instance)
-        meta.TransferSyntaxUID = UID(syntax)
-        header = DicomBytesIO()
-        header.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(header, meta, enforce_standard=True)
+        header = file_meta(sop_class, sop_instance, syntax)
     except Exception as exc:  # pydicom raises many types for a dataset it cannot write
         return Skip(None, f"cannot encode dataset: {exc}")
-    offset = header.tell()
-    data = header.getvalue() + body
+    offset = len(header)
+    data = header + body
     return Item(None, sop_class, sop_instance, syntax, offset, len(body), data)

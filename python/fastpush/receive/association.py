@@ -250,7 +250,7 @@ def _message(context: _Context, context_id: int, data: bytes) -> None:
         else:
             log.warning("Unsupported command 0x%04X: refused", command.command_field)
             status = dimse.UNRECOGNIZED_OPERATION
-        field, instance = command.command_field | 0x8000, ""
+        field, instance = command.command_field | dimse.RESPONSE, ""
     try:
         reply = dimse.response(
             field, message_id, status, command.sop_class_uid, instance, error_comment=comment

@@ -43,8 +43,6 @@ SYNTAX_PREFERENCES: dict[str, tuple[tuple[str, ...], bool]] = {
     "all": (_UNCOMPRESSED, True),
 }
 
-DEFAULT_MAX_PDU = 131072
-
 # The smallest Maximum Length Received (PS3.8 D.1) we answer within, 0 meaning no limit. The
 # standard sets no floor, but DCMTK's (ASC_MINIMUMPDUSIZE) and our own (``AcceptPolicy.max_pdu``)
 # is 4096, a whole response command set (under 300 bytes) fits a fragment many times over, and no
@@ -123,7 +121,7 @@ class AcceptPolicy:
     sop_classes: Collection[str] | None = None
     promiscuous: bool = False
     syntax: str = "first"
-    max_pdu: int = DEFAULT_MAX_PDU
+    max_pdu: int = pdu.ACCEPTOR_MAX_PDU
     _calling: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

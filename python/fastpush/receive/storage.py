@@ -1,10 +1,10 @@
 """Where a storage SCP puts what it receives: Part-10 files like DCMTK ``storescp +B``.
 
-Owns the file meta header written in front of each dataset (the received bytes follow
-untouched), the file names (modality prefix + SOP Instance UID, as storescp names them), the
-layout (flat, per study, per calling AE), the temporary name a dataset is written under and the
-rename that makes it visible, and durability (``fsync`` of the file's folder). Receiving the
-bytes is the Rust core's job; deciding what to answer is ``server``'s.
+Puts the file meta header (written by ``dataset.meta``) in front of each dataset (the received
+bytes follow untouched). Owns the file names (modality prefix + SOP Instance UID, as storescp
+names them), the layout (flat, per study, per calling AE), the temporary name a dataset is
+written under and the rename that makes it visible, and durability (``fsync`` of the file's
+folder). Receiving the bytes is the Rust core's job; deciding what to answer is ``server``'s.
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ import hashlib
 import itertools
 import os
 import re
-import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..dataset.header import BufferSource, Unreadable, inflated_head, read_top_uids
-from ..uids import (
-    EXPLICIT_VR_BE,
-    IMPLEMENTATION_CLASS_UID,
-    IMPLEMENTATION_VERSION_NAME,
-    IMPLICIT_VR_LE,
-)
+from ..dataset.meta import file_meta
+from ..uids import EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
 # Bytes of the start of a dataset kept to find the Study Instance UID (layout per study): it sits
 # in group 0020, after the patient and study modules, well within this in practice.
@@ -101,41 +96,6 @@ def prefix(sop_class_uid: str) -> str:
     if "PresentationState" in keyword:
         return "PR"
     return "UNKNOWN"
-
-
-def _element(tag: int, vr: bytes, value: bytes) -> bytes:
-    if vr == b"OB":
-        return struct.pack("<HH2s2xI", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
-    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
-
-
-def _ui(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\0" if len(raw) % 2 else raw
-
-
-def _text(text: str) -> bytes:
-    raw = text.encode("ascii", "replace")
-    return raw + b" " if len(raw) % 2 else raw
-
-
-def file_meta(
-    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_ae: str
-) -> bytes:
-    """The 128-byte preamble, ``DICM`` and the file meta group (Explicit VR Little Endian)."""
-    elements = b"".join(
-        (
-            _element(0x00020001, b"OB", b"\0\1"),
-            _element(0x00020002, b"UI", _ui(sop_class_uid)),
-            _element(0x00020003, b"UI", _ui(sop_instance_uid)),
-            _element(0x00020010, b"UI", _ui(transfer_syntax)),
-            _element(0x00020012, b"UI", _ui(IMPLEMENTATION_CLASS_UID)),
-            _element(0x00020013, b"SH", _text(IMPLEMENTATION_VERSION_NAME)),
-            _element(0x00020016, b"AE", _text(source_ae)),
-        )
-    )
-    group_length = _element(0x00020000, b"UL", struct.pack("<I", len(elements)))
-    return b"\0" * 128 + b"DICM" + group_length + elements
 
 
 def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:

@@ -15,25 +15,27 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..receive.negotiation import AcceptPolicy
 from ..receive.received import Received
 from ..receive.server import StorageServer
 from ..receive.storage import Layout
+from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
-from .forwarder import Destination, DestinationStats, Forwarder
+from ..wire import dimse
+from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
 from .journal import Journal, RouteEvent, Step
 from .spool import JOURNAL, Spool
 
-log = logging.getLogger("fastpush.route.router")
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
+log = logging.getLogger("fastpush.route.router")
 
 MAX_CALLING_AES = 200
 OTHER_AES = "(others)"
@@ -48,17 +50,23 @@ class RouterStats:
     """A snapshot of the router's totals."""
 
     received: int = 0
+    """Files received."""
     received_bytes: int = 0
+    """Bytes of the files received."""
     dropped: int = 0
+    """Files received that ``on_receive`` sent nowhere."""
     refused: int = 0
     """Stores answered 0xA700 because the spool was over ``max_spool``."""
     spooled_files: int = 0
+    """Files in the spool, waiting for some destination."""
     spooled_bytes: int = 0
+    """Bytes of the files in the spool."""
     journal_pending: int = 0
     """Journal lines waiting in memory for the disk to take them."""
     journal_lost: int = 0
     """Journal lines dropped: the disk refused them and too many were waiting."""
     destinations: dict[str, DestinationStats] = field(default_factory=dict)
+    """Each destination's totals, by name."""
 
 
 class Router:
@@ -73,8 +81,13 @@ class Router:
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
     association's thread. ``on_event(event)`` gets every :class:`RouteEvent` (also written to
     ``spool/journal.jsonl``), from any thread: keep it quick. ``tls``, ``accept``,
-    ``max_associations`` and ``timeout`` are the receiving server's; ``calling_ae`` (default:
-    ``ae_title``) and the other keyword arguments go to each destination's ``StoreClient``.
+    ``max_associations``, ``max_connections``, ``acse_timeout``, ``timeout`` and
+    ``dataset_check`` are the receiving server's (see :class:`~fastpush.StorageServer`).
+    ``connection`` (:class:`~fastpush.ConnectionOptions`) says how the destinations' clients
+    connect, each with its destination's ``called_ae`` and ``tls``; ``calling_ae`` replaces its
+    calling AE title (default: ``connection``'s, else ``ae_title``). The other keyword
+    arguments go to each destination's ``StoreClient`` (:class:`ForwardKeywords`: ``engine``,
+    ``max_pdu``, ``connect_timeout``, ``dimse_timeout``, ``identity``, ``proposal``...).
 
     ``start()`` recovers the spool (files left by an earlier run go first) and serves in
     background threads; ``stop()`` stops receiving and forwarding, leaving waiting files in the
@@ -103,7 +116,8 @@ class Router:
         dataset_check: bool = True,
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
-        **client_options: Any,
+        connection: ConnectionOptions | None = None,
+        **client_options: Unpack[ForwardKeywords],
     ) -> None:
         if not destinations:
             raise ValueError("a router needs at least one destination")
@@ -129,6 +143,12 @@ class Router:
         self._idle = threading.Condition(self._lock)
         self._started = False
         self._stopped = False
+        if connection is None:
+            outgoing = ConnectionOptions(calling_ae=calling_ae or ae_title)
+        else:
+            outgoing = (
+                connection if calling_ae is None else replace(connection, calling_ae=calling_ae)
+            )
         self.forwarders = {
             d.key: Forwarder(
                 d,
@@ -137,7 +157,7 @@ class Router:
                 retry=retry or RetryPolicy(max_backoff=60.0),
                 tell=self._tell,
                 on_idle=self._wake,
-                calling_ae=calling_ae or ae_title,
+                connection=outgoing,
                 **client_options,
             )
             for d in destinations
@@ -313,11 +333,11 @@ class Router:
                 sop_instance_uid,
                 sop_class_uid=sop_class_uid,
                 calling_ae=calling_ae,
-                status=OUT_OF_RESOURCES,
+                status=dimse.OUT_OF_RESOURCES,
                 reason=reason,
             )
         )
-        return OUT_OF_RESOURCES
+        return dimse.OUT_OF_RESOURCES
 
     def _pick(self, received: Received) -> list[str]:
         if self.on_receive is None:
@@ -353,10 +373,10 @@ class Router:
             entries = self.spool.enqueue(path, path.parent.name, names)
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
-            return OUT_OF_RESOURCES
+            return dimse.OUT_OF_RESOURCES
         except ValueError as exc:  # a name storage should never have made: never retried
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
-            return CANNOT_UNDERSTAND
+            return dimse.CANNOT_UNDERSTAND
         for entry in entries:
             self._tell(self._event(Step.RECEIVED, received, entry.destination, str(entry.path)))
             self.forwarders[entry.destination].put(entry)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from ..dataset.item import Item, Skip, Storable
 from ..dataset.payload import Payload, prepare
@@ -26,7 +27,6 @@ from ..errors import (
     SourceError,
 )
 from ..transport.connect import Transport, connect
-from ..transport.tls import TLSOptions
 from ..uids import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -34,15 +34,17 @@ from ..uids import (
     uid_name,
 )
 from ..wire import dimse, pdu
-from ..wire.identity import UserIdentity
 from ..wire.reassembly import Reassembler
 from .failure import Failure
+from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, AcceptedContext, Proposal, Routes
 from .results import Event, EventKind, Outcome, Result
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_PDU = 16384
 # An A-ASSOCIATE-AC is not bound by our Maximum Length; this caps what a peer can make us read.
 _MIN_RECV_LIMIT = 1 << 20
 _UNLIMITED_RECV_LIMIT = 64 << 20
@@ -61,13 +63,21 @@ _SOURCE = (SourceError, ConversionError)
 
 
 class Association:
-    """An association to one storage SCP; a context manager that releases on exit.
+    """An association to one storage SCP at ``host:port``; a context manager that opens it on
+    entry and releases it on exit (aborts it when the block raised).
 
     ``contexts`` lists ``(abstract syntax, transfer syntax or syntaxes)`` to propose, one
     presentation context each. A file goes over the accepted context whose syntax comes first
     in ``proposal.send_order`` (its own syntax, unless ``prefer`` says otherwise), converted
-    or decompressed when that is not the file's syntax. Not thread-safe: use one association
-    from one thread at a time.
+    or decompressed when that is not the file's syntax. ``connection``
+    (:class:`~fastpush.ConnectionOptions`) says how to connect and negotiate; its fields may
+    also be given as keyword arguments (``calling_ae``, ``called_ae``, ``engine``, ``max_pdu``,
+    ``max_send_pdu``, ``connect_timeout``, ``acse_timeout``, ``dimse_timeout``, ``tls``,
+    ``identity``), which replace those of ``connection``. ``on_event(event)`` gets each
+    :class:`~fastpush.Event` of the association's story; ``number`` is the association's
+    number in events and results.
+
+    Not thread-safe: use one association from one thread at a time (``interrupt()`` excepted).
     """
 
     def __init__(
@@ -76,37 +86,17 @@ class Association:
         port: int,
         contexts: Iterable[ContextSpec],
         *,
-        calling_ae: str = "FASTPUSH",
-        called_ae: str = "ANY-SCP",
-        engine: str | None = None,
-        max_pdu: int = DEFAULT_MAX_PDU,
-        max_send_pdu: int | None = None,
-        connect_timeout: float | None = 10.0,
-        acse_timeout: float | None = 30.0,
-        dimse_timeout: float | None = 60.0,
+        connection: ConnectionOptions | None = None,
         on_event: EventHandler | None = None,
         number: int = 1,
         proposal: Proposal = DEFAULT_PROPOSAL,
-        tls: TLSOptions | None = None,
-        identity: UserIdentity | None = None,
+        **options: Unpack[ConnectionKeywords],
     ) -> None:
         self.host = host
         self.port = port
-        # Checked now so that a bad title fails before any connection is made.
-        pdu.encode_ae_title(calling_ae)
-        pdu.encode_ae_title(called_ae)
-        self.calling_ae = calling_ae
-        self.called_ae = called_ae
-        self.engine = engine
-        self.max_pdu = max_pdu
-        self.max_send_pdu = max_send_pdu
-        self.connect_timeout = connect_timeout
-        self.acse_timeout = acse_timeout
-        self.dimse_timeout = dimse_timeout
+        self.connection = connection_options(connection, options)
         self.number = number
         self.proposal = proposal
-        self.tls = tls
-        self.identity = identity
         self._on_event = on_event
         self._proposed = tuple(
             pdu.ContextProposal(
@@ -129,6 +119,7 @@ class Association:
         self.accepted: dict[int, AcceptedContext] = {}
         self._routes = Routes((), proposal)
         self.peer_max_pdu = 0
+        max_pdu = self.connection.max_pdu
         self._recv_limit = max(max_pdu + 6, _MIN_RECV_LIMIT) if max_pdu else _UNLIMITED_RECV_LIMIT
 
     # -- the story ---------------------------------------------------------------------------
@@ -147,8 +138,9 @@ class Association:
     @property
     def send_limit(self) -> int:
         """The PDU length we send with: the peer's maximum, lowered by ``max_send_pdu``."""
-        if self.max_send_pdu and (self.peer_max_pdu == 0 or self.max_send_pdu < self.peer_max_pdu):
-            return self.max_send_pdu
+        limit = self.connection.max_send_pdu
+        if limit and (self.peer_max_pdu == 0 or limit < self.peer_max_pdu):
+            return limit
         return self.peer_max_pdu
 
     # -- establishment and release -------------------------------------------------------------
@@ -158,17 +150,17 @@ class Association:
         ``AssociationAborted`` or ``ProtocolError``."""
         self._emit(
             EventKind.REQUESTING,
-            f"Requesting Association with {self.called_ae} at {self.host}:{self.port}",
+            f"Requesting Association with {self.connection.called_ae} at {self.host}:{self.port}",
             contexts=len(self._proposed),
         )
         try:
             transport = connect(
                 self.host,
                 self.port,
-                engine=self.engine,
-                connect_timeout=self.connect_timeout,
-                timeout=self.acse_timeout,
-                tls=self.tls,
+                engine=self.connection.engine,
+                connect_timeout=self.connection.connect_timeout,
+                timeout=self.connection.acse_timeout,
+                tls=self.connection.tls,
             )
         except OSError as exc:
             self._emit(
@@ -183,16 +175,16 @@ class Association:
         if transport.tls is not None:
             log.info("TLS connection established (%s, %s)", *transport.tls)
         rq = pdu.AssociateRQ(
-            self.called_ae,
-            self.calling_ae,
+            self.connection.called_ae,
+            self.connection.calling_ae,
             self._proposed,
-            self.max_pdu,
+            self.connection.max_pdu,
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
-            self.identity,
+            self.connection.identity,
         )
-        if self.identity is not None:
-            log.debug("Offering user identity: %s", self.identity.describe())
+        if self.connection.identity is not None:
+            log.debug("Offering user identity: %s", self.connection.identity.describe())
         try:
             transport.send_pdu(pdu.encode_associate_rq(rq))
             pdu_type, body = transport.recv_pdu(self._recv_limit)
@@ -205,7 +197,7 @@ class Association:
                 # Peers refuse an identity with a plain rejection (no reason code says so).
                 kind = AssociationRejected
                 hint = ""
-                if self.identity is not None and rj.source in (1, 2):
+                if self.connection.identity is not None and rj.source in (1, 2):
                     kind, hint = IdentityRejected, " (was the user identity refused?)"
                 raise kind(
                     rj.result, rj.source, rj.reason, f"Association Rejected: {rj.describe()}{hint}"
@@ -279,12 +271,12 @@ class Association:
 
     def _identity_story(self, ac: pdu.AssociateAC) -> str:
         """What the acceptor said about our user identity, for the accepted line."""
-        if self.identity is None:
+        if self.connection.identity is None:
             return ""
         response = ac.user_identity_response
         if response is not None:
             return f"; user identity confirmed, server response of {len(response)} bytes"
-        if self.identity.positive_response:
+        if self.connection.identity.positive_response:
             log.warning(
                 "The peer accepted the association without confirming the user identity "
                 "(it may not support user identity negotiation)"
@@ -299,10 +291,11 @@ class Association:
             return
         self._emit(EventKind.RELEASED, "Releasing Association")
         try:
-            transport.timeout = self.acse_timeout
+            timeout = self.connection.acse_timeout
+            transport.timeout = timeout
             transport.send_pdu(pdu.encode_release_rq())
             # Whatever else arrives first is dropped, for at most the ACSE timeout in all.
-            deadline = None if self.acse_timeout is None else time.monotonic() + self.acse_timeout
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 pdu_type, _ = transport.recv_pdu(self._recv_limit)
                 if pdu_type in (pdu.RELEASE_RP, pdu.ABORT):
@@ -377,7 +370,7 @@ class Association:
         transport = self._transport
         if transport is None:
             raise ProtocolError("the association is not open")
-        transport.timeout = self.dimse_timeout
+        transport.timeout = self.connection.dimse_timeout
         self._message_sent = False
         if payload is None:
             transport.send_message(ctx.context_id, command, None, self.send_limit)

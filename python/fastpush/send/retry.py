@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import AssociationAborted, AssociationRejected, ProtocolError, TLSError
+from ..wire import dimse
 from .failure import Failure
 
 _CONGESTION = (3, 1)  # source: presentation service-provider; reason: temporary congestion
@@ -54,7 +55,9 @@ def retryable(
 
 
 def transient_status(status: int | None) -> bool:
-    return status is not None and (status >> 8 == 0xA7 or status == 0x0213)
+    return status is not None and (
+        dimse.out_of_resources(status) or status == dimse.RESOURCE_LIMITATION
+    )
 
 
 def transient_error(exc: BaseException) -> bool:

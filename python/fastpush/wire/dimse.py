@@ -17,12 +17,17 @@ C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
 
+RESPONSE = 0x8000
+"""The bit a response's Command Field adds to its request's."""
+
 NO_DATASET = 0x0101
 DATASET_PRESENT = 0x0001
 
 # The statuses fastpush answers with, as an SCP (PS3.4 B.2.3, PS3.7 C).
 SUCCESS = 0x0000
 UNRECOGNIZED_OPERATION = 0x0211
+# Transient, as a peer may answer it: it cannot take more now.
+RESOURCE_LIMITATION = 0x0213
 # Transient: the sender may try again later (full disk, descriptors exhausted).
 OUT_OF_RESOURCES = 0xA700
 # Permanent: the dataset is not the instance the command announced, or its class does not fit
@@ -234,6 +239,11 @@ def category(status: int) -> StatusCategory:
     if status in (0xFF00, 0xFF01):
         return StatusCategory.PENDING
     return StatusCategory.FAILURE
+
+
+def out_of_resources(status: int) -> bool:
+    """An Out of Resources status of C-STORE: any ``0xA7xx``."""
+    return status >> 8 == OUT_OF_RESOURCES >> 8
 
 
 def describe(status: int) -> str:

@@ -1,7 +1,7 @@
 """Encoding and decoding of the ACSE PDUs (PS3.8 section 9.3) and of P-DATA-TF bodies.
 
 Owns the byte layouts of A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, A-ABORT and the PDV items of a
-received P-DATA-TF. Sending dataset PDVs is the data path's job (``_core`` / ``pytransport``);
+received P-DATA-TF, and the Maximum Length each role offers by default. Sending dataset PDVs is the data path's job (``_core`` / ``pytransport``);
 what the PDUs mean for an association is ``association``'s.
 """
 
@@ -33,6 +33,12 @@ PDU_NAMES = {
     RELEASE_RP: "A-RELEASE-RP",
     ABORT: "A-ABORT",
 }
+
+# Our Maximum Length Received by default (PS3.8 D.1), one for each role. As the requestor we
+# receive only short responses: storescu's 16 KiB. As the acceptor we receive whole datasets:
+# 128 KiB PDUs, as storescp offers, cost fewer PDV headers and system calls.
+REQUESTOR_MAX_PDU = 16384
+ACCEPTOR_MAX_PDU = 131072
 
 # Item types inside A-ASSOCIATE-RQ/AC.
 _APP_CONTEXT = 0x10
