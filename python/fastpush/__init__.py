@@ -5,7 +5,9 @@ cancellable iterator, with parallel associations and retries); ``StoreClient`` i
 thread-safe sender for routers; ``StorageServer`` receives (a storage SCP); ``Router``
 receives, spools and forwards to each ``Destination`` without losing a file; ``Association``
 keeps one association open and stores files, bytes or pydicom Datasets one after another;
-``echo()`` checks that a peer answers. The bytes move through the Rust core (``fastpush._core``)
+``echo()`` checks that a peer answers. ``ConnectionOptions`` is what a connection needs (AE
+titles, timeouts, engine, TLS, identity, PDU sizes), its fields also taken as keyword arguments;
+``RetryPolicy`` bounds the attempts. The bytes move through the Rust core (``fastpush._core``)
 when it is built, else through the pure-Python data path.
 """
 
@@ -30,9 +32,11 @@ from .errors import (
 from .send.association import Association
 from .send.client import StoreClient
 from .send.failure import Failure
+from .send.options import ConnectionOptions
 from .send.plan import Proposal
 from .send.push import Push, echo, iter_push, push
 from .send.results import Event, EventKind, Outcome, Result
+from .send.retry import RetryPolicy
 from .transport.tls import TLSOptions
 from .wire.identity import IdentityType, UserIdentity
 
@@ -89,6 +93,7 @@ __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
+    "ConnectionOptions",
     "ConversionError",
     "Destination",
     "DestinationStats",
@@ -107,6 +112,7 @@ __all__ = [
     "Push",
     "Received",
     "Result",
+    "RetryPolicy",
     "RouteEvent",
     "Router",
     "RouterStats",

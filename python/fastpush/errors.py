@@ -13,7 +13,12 @@ class ProtocolError(FastpushError):
 
 
 class AssociationRejected(FastpushError):
-    """The peer answered the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ."""
+    """The peer answered the A-ASSOCIATE-RQ with an A-ASSOCIATE-RJ.
+
+    ``result``, ``source`` and ``reason`` are the rejection's fields as sent (PS3.8 table 9-21:
+    result 1 permanent, 2 transient; source 1 service-user, 2 service-provider ACSE, 3
+    service-provider presentation); ``description`` is the message, in words.
+    """
 
     def __init__(self, result: int, source: int, reason: int, description: str) -> None:
         super().__init__(description)
@@ -23,13 +28,16 @@ class AssociationRejected(FastpushError):
 
     @property
     def transient(self) -> bool:
+        """Whether the peer called the rejection transient (worth another attempt later)."""
         return self.result == 2
 
 
 class IdentityRejected(AssociationRejected):
     """Rejected, not for congestion, while we offered a user identity: taken as a refusal of
     the identity, so never retried, whatever result the peer chose (pynetdicom answers a bad
-    password with rejected-transient): repeating a wrong password can lock an account."""
+    password with rejected-transient): repeating a wrong password can lock an account.
+
+    ``result``, ``source``, ``reason`` and ``description`` are as in ``AssociationRejected``."""
 
     @property
     def transient(self) -> bool:
@@ -37,7 +45,11 @@ class IdentityRejected(AssociationRejected):
 
 
 class AssociationAborted(FastpushError):
-    """The peer sent an A-ABORT (or an A-P-ABORT was diagnosed)."""
+    """The peer sent an A-ABORT (or an A-P-ABORT was diagnosed).
+
+    ``source`` and ``reason`` are the abort's fields as sent (PS3.8 table 9-26: source 0
+    service-user, 2 service-provider); ``description`` is the message, in words.
+    """
 
     def __init__(self, source: int, reason: int, description: str) -> None:
         super().__init__(description)

@@ -28,7 +28,7 @@ import signal
 import threading
 import uuid
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import groupby
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -37,6 +37,8 @@ from ..send.failure import Failure
 from ..send.push import PathLike
 from ..send.results import Outcome, Result
 from .worker import (
+    BatchKeywords,
+    BatchOptions,
     BatchSpec,
     Listed,
     WireResult,
@@ -51,6 +53,7 @@ from .worker import (
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +75,11 @@ class DistributedPush:
     of ``workers`` processes (closed at the end). Each batch of files is pushed by one task with
     ``associations_per_worker`` associations; ``max_associations`` caps them across the cluster.
     Batches hold at most ``batch_files`` files (by default as many as spread the files over
-    about four batches per worker, between 16 and 500) and ``batch_bytes`` bytes. The other
-    keyword arguments are ``Push``'s (``retries``, ``proposal``, ``called_ae``, ``tls``...),
-    except ``associations`` (here per worker) and ``on_event`` (events stay on the workers).
+    about four batches per worker, between 16 and 500) and ``batch_bytes`` bytes. ``recursive``
+    and ``skip`` are ``Push``'s. The other keyword arguments (:class:`BatchKeywords`) are
+    ``Push``'s too (``retries``, ``proposal``, ``connection`` or its fields: ``called_ae``,
+    ``tls``...), except ``associations`` (here per worker) and ``on_event`` (events stay on
+    the workers).
 
     Use it as a context manager, or call ``close()``, when not iterating it to its end.
     """
@@ -93,10 +98,11 @@ class DistributedPush:
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         recursive: bool = True,
         skip: Collection[str] = (),
-        **options: Any,
+        **options: Unpack[BatchKeywords],
     ) -> None:
+        given: Mapping[str, object] = options
         for wrong, instead in (("associations", "associations_per_worker"), ("on_event", None)):
-            if wrong in options:
+            if wrong in given:
                 hint = f": use {instead}" if instead else ": events stay on the workers"
                 raise TypeError(f"a cluster push takes no {wrong}{hint}")
         if associations_per_worker < 1 or (max_associations is not None and max_associations < 1):
@@ -108,7 +114,7 @@ class DistributedPush:
             self._id,
             host,
             port,
-            {"associations": associations_per_worker, **options},
+            BatchOptions(associations=associations_per_worker, **options),
             max_associations,
         )
         self._ready: deque[Result] = deque()
@@ -344,12 +350,31 @@ def _connect(client: Client | str | None, workers: int) -> tuple[Client, LocalCl
     return Client(cluster), cluster
 
 
-def iter_push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> DistributedPush:
-    """Push files and folders from a Dask cluster; iterate for results as they arrive."""
+class ClusterKeywords(BatchKeywords, total=False):
+    """The keyword arguments of ``DistributedPush`` (and so of ``push`` and ``iter_push``)."""
+
+    client: Client | str | None
+    workers: int
+    associations_per_worker: int
+    max_associations: int | None
+    batch_files: int | None
+    batch_bytes: int
+    recursive: bool
+    skip: Collection[str]
+
+
+def iter_push(
+    paths: Iterable[PathLike], host: str, port: int, **options: Unpack[ClusterKeywords]
+) -> DistributedPush:
+    """Push the files and folders ``paths`` to ``host:port`` from a Dask cluster; iterate for
+    results as they arrive. The keyword arguments are ``DistributedPush``'s."""
     return DistributedPush(paths, host, port, **options)
 
 
-def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> list[Result]:
-    """Push files and folders from a Dask cluster; one result per input file."""
+def push(
+    paths: Iterable[PathLike], host: str, port: int, **options: Unpack[ClusterKeywords]
+) -> list[Result]:
+    """Push the files and folders ``paths`` to ``host:port`` from a Dask cluster; one result
+    per input file. The keyword arguments are ``DistributedPush``'s."""
     with DistributedPush(paths, host, port, **options) as pushing:
         return list(pushing)

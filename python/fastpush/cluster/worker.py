@@ -23,6 +23,8 @@ from typing import Any
 
 from ..dataset.scan import expand
 from ..send.failure import Failure
+from ..send.options import ConnectionKeywords, ConnectionOptions
+from ..send.plan import Proposal
 from ..send.push import Push
 from ..send.results import Outcome, Result
 
@@ -36,6 +38,25 @@ CANCELLED = "not sent: push cancelled"
 _LEASE_WAIT = 1.0  # seconds between looks at the cancel flag while waiting for a lease
 
 
+class BatchKeywords(ConnectionKeywords, total=False):
+    """What a cluster push passes on to each batch's ``Push``: all of its keyword arguments
+    but those the cluster sets itself (``associations``, ``recursive``, ``skip``, ``lease``,
+    ``on_event``)."""
+
+    retries: int
+    backoff: float
+    max_per_association: int | None
+    proposal: Proposal
+    give_up_after: float | None
+    connection: ConnectionOptions | None
+
+
+class BatchOptions(BatchKeywords, total=False):
+    """``BatchKeywords`` and the associations of each batch."""
+
+    associations: int
+
+
 @dataclass(frozen=True)
 class BatchSpec:
     """What every batch of one push shares: where to send, how, and how to report."""
@@ -43,7 +64,8 @@ class BatchSpec:
     push_id: str
     host: str
     port: int
-    options: dict[str, Any]
+    options: BatchOptions
+    """The keyword arguments of each batch's ``Push``."""
     max_associations: int | None = None
     flush_files: int = 32
     flush_seconds: float = 0.25
@@ -163,10 +185,8 @@ def push_batch(spec: BatchSpec, index: int, paths: list[str]) -> list[WireResult
     todo = [path for number, path in enumerate(paths) if number not in done]
     if not todo:
         return []
-    options = dict(spec.options)
-    if spec.max_associations is not None:
-        options["lease"] = _lease_factory(spec, local)
-    push = Push(todo, spec.host, spec.port, recursive=False, **options)
+    lease = None if spec.max_associations is None else _lease_factory(spec, local)
+    push = Push(todo, spec.host, spec.port, recursive=False, lease=lease, **spec.options)
     with local.lock:
         local.pushes.add(push)
         if local.cancelled.is_set():

@@ -30,12 +30,17 @@ class Item:
 
     path: str | None
     sop_class_uid: str
+    """Its SOP Class UID (the dataset's, not the file meta's)."""
     sop_instance_uid: str
+    """Its SOP Instance UID (the dataset's)."""
     transfer_syntax: str
+    """The transfer syntax the dataset is encoded in."""
     offset: int
     length: int
     data: bytes | None = None
     notes: tuple[str, ...] = ()
+    """What the scan noticed without refusing it (e.g. file meta UIDs that disagree with the
+    dataset's)."""
 
     @property
     def pair(self) -> Pair:

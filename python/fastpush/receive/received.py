@@ -25,13 +25,20 @@ class Received:
     path: Path | None
     data: bytes | None
     sop_class_uid: str
+    """The SOP Class UID the C-STORE command announced."""
     sop_instance_uid: str
+    """The SOP Instance UID the command announced."""
     transfer_syntax: str
     calling_ae: str
+    """The sender's AE title."""
     called_ae: str
+    """The AE title the sender called us by."""
     size: int
+    """The dataset's size in bytes, as received."""
     association_id: int
+    """The number the server gave the association it came on."""
     message_id: int
+    """The Message ID of the C-STORE request."""
 
 
 StoreHandler = Callable[[Received], "int | None"]

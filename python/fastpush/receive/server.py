@@ -64,7 +64,8 @@ def _server_tls(tls: TLSOptions) -> ServerTlsConfig:
 
 
 class StorageServer:
-    """A storage SCP on ``host:port`` (port 0 picks a free one: read ``.port``).
+    """A storage SCP on ``host:port`` (port 0 picks a free one: read ``.port``), answering as
+    ``ae_title`` (the called AE title it accepts when ``accept`` checks it).
 
     Where datasets go: with ``directory``, each is written as a Part-10 file (like ``storescp
     +B``: the received bytes untouched after a file meta header) under a temporary name and

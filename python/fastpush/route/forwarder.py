@@ -24,20 +24,43 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 from ..send.client import StoreClient
 from ..send.failure import Failure
+from ..send.options import ConnectionOptions
+from ..send.plan import Proposal
 from ..send.results import Result
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
+from ..wire.identity import UserIdentity
 from .journal import RouteEvent, Step
 from .spool import Entry, Spool, folder_name
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("fastpush.route.router")
 
 _PERMANENT = (Failure.STATUS, Failure.REFUSED, Failure.SOURCE)
+
+
+class ForwardKeywords(TypedDict, total=False):
+    """What a router passes on to each destination's ``StoreClient`` besides the connection
+    (whose called AE title and TLS are the destination's, and the calling AE title the
+    router's)."""
+
+    engine: str | None
+    max_pdu: int
+    max_send_pdu: int | None
+    connect_timeout: float | None
+    dimse_timeout: float | None
+    identity: UserIdentity | None
+    max_per_association: int | None
+    proposal: Proposal
+    give_up_after: float | None
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,7 @@ class Destination:
     called_ae: str = "ANY-SCP"
     name: str = ""
     tls: TLSOptions | None = None
+    """Connect to it over TLS with these options (None: plain TCP)."""
 
     @property
     def key(self) -> str:
@@ -62,9 +86,13 @@ class DestinationStats:
     """Running totals of one destination (read without locking: approximate mid-run)."""
 
     forwarded: int = 0
+    """Files stored at the destination."""
     bytes: int = 0
+    """Bytes of the files stored there."""
     failed: int = 0
+    """Files refused for good, moved to ``failed/``."""
     waiting: int = 0
+    """Files in its queue."""
     vanished: int = 0
     """Files dropped from the queue because their queue link had gone."""
     retrying: str = ""
@@ -85,7 +113,10 @@ Tell = Callable[[RouteEvent], None]
 
 
 class Forwarder:
-    """Pushes the entries ``put`` to it to one destination, in ``lanes`` ordered lanes."""
+    """Pushes the entries ``put`` to it to one destination, in ``lanes`` ordered lanes.
+
+    The destination's client connects with ``connection`` (its ``called_ae`` and ``tls``
+    replaced by the destination's) and the ``options`` keyword arguments."""
 
     def __init__(
         self,
@@ -96,7 +127,8 @@ class Forwarder:
         retry: RetryPolicy,
         tell: Tell,
         on_idle: Callable[[], None],
-        **options: object,
+        connection: ConnectionOptions | None = None,
+        **options: Unpack[ForwardKeywords],
     ) -> None:
         self.destination = destination
         self.name = destination.key
@@ -110,9 +142,12 @@ class Forwarder:
             destination.port,
             associations=lanes,
             retry=retry,
-            called_ae=destination.called_ae,
-            tls=destination.tls,
-            **options,  # type: ignore[arg-type]
+            connection=replace(
+                connection or ConnectionOptions(),
+                called_ae=destination.called_ae,
+                tls=destination.tls,
+            ),
+            **options,
         )
         self._cond = threading.Condition()
         self._stopping = threading.Event()

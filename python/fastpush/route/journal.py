@@ -28,6 +28,8 @@ MAX_PENDING = 100_000
 
 
 class Step(str, enum.Enum):
+    """What happened to a file in the router: the ``step`` of a ``RouteEvent``."""
+
     RECEIVED = "received"
     """Spooled and queued for ``destination`` (one event per destination)."""
     DROPPED = "dropped"
@@ -62,16 +64,28 @@ class RouteEvent:
     """One step of one file's way through the router."""
 
     step: Step
+    """What happened."""
     sop_instance_uid: str
+    """The file's SOP Instance UID."""
     destination: str | None = None
+    """The destination's name, for a step that concerns one."""
     path: str | None = None
+    """The file's path in the spool (queued or failed), when it has one."""
     sop_class_uid: str | None = None
+    """The file's SOP Class UID, when known."""
     calling_ae: str | None = None
+    """The AE title of the sender it came from, when known."""
     status: int | None = None
+    """The DIMSE status answered: by the destination (forwarded, failed) or by the router
+    (refused)."""
     reason: str = ""
+    """Why, in words, for a step that is not a success."""
     bytes: int = 0
+    """The file's size in bytes."""
     maybe_duplicate: bool = False
+    """The destination may hold it already (a response was lost, or an earlier run sent it)."""
     time: float = field(default_factory=time.time)
+    """When it happened (seconds since the epoch)."""
     by: str = ""
     """Who asked for an operation (``held``, ``requeued``...): their address; else empty."""
 

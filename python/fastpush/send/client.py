@@ -26,16 +26,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..dataset.item import Item, Pair, Skip, Storable
 from ..dataset.scan import to_item
 from ..errors import AssociationAborted, AssociationRejected, ProtocolError
 from .association import Association, EventHandler
 from .failure import Failure
+from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, Proposal, contexts, fitting
 from .results import Event, EventKind, Outcome, Result
 from .retry import RetryPolicy, transient_error
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +80,11 @@ class StoreClient:
     contexts). ``proposal`` says which transfer syntaxes to propose and send.
     ``max_per_association`` releases an association after that many stores. ``retry`` bounds
     the attempts of each file and of each association; ``give_up_after`` (seconds) also bounds
-    how long associations are retried before the waiting items fail. The other keyword
-    arguments are ``Association``'s.
+    how long associations are retried before the waiting items fail. ``on_event(event)`` gets
+    every :class:`~fastpush.Event` of every association (from the workers' threads).
+    ``connection`` (:class:`~fastpush.ConnectionOptions`) says how each association connects;
+    its fields may also be given as keyword arguments (``calling_ae``, ``called_ae``,
+    ``engine``, timeouts, ``tls``, ``identity``...), which replace those of ``connection``.
 
     ``lease``, when given, is entered before each association is opened and left when it is
     released or fails: how many associations exist at once can be bounded across clients.
@@ -96,7 +103,8 @@ class StoreClient:
         give_up_after: float | None = None,
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
-        **options: Any,
+        connection: ConnectionOptions | None = None,
+        **options: Unpack[ConnectionKeywords],
     ) -> None:
         if associations < 1:
             raise ValueError("associations must be at least 1")
@@ -113,7 +121,7 @@ class StoreClient:
         self.proposal = proposal
         self._on_event = on_event
         self._lease = lease
-        self._options = options
+        self.connection = connection_options(connection, options)
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
         self._seen: dict[Pair, None] = {}
         self._numbers = itertools.count(1)
@@ -362,7 +370,7 @@ class StoreClient:
                 on_event=self._on_event,
                 number=next(self._numbers),
                 proposal=self.proposal,
-                **self._options,
+                connection=self.connection,
             )
             lease = contextlib.ExitStack()
             if self._lease is not None:

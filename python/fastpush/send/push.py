@@ -13,16 +13,20 @@ import queue
 from collections import deque
 from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..dataset.item import Item, Skip
 from ..dataset.scan import expand, read_file
 from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 from .association import Association, EventHandler
-from .client import StoreClient
+from .client import Lease, StoreClient
+from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Result
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,14 @@ class Push:
     opening an association, for at most ``give_up_after`` seconds if given); paths in
     ``skip`` (resolved, e.g. from ``stored_paths(report)``) are left out. ``proposal`` says which
     transfer syntaxes to propose and send (by default the file's own, then Explicit and Implicit
-    VR LE, converting or decompressing as the peer accepted). The other keyword arguments are
-    ``Association``'s (``calling_ae``, ``called_ae``, ``engine``, timeouts...).
+    VR LE, converting or decompressing as the peer accepted). ``recursive`` descends into
+    folders. ``max_per_association`` releases an association after that many files and opens
+    another. ``on_event(event)`` gets every :class:`~fastpush.Event` of every association
+    (from the workers' threads). ``lease`` is ``StoreClient``'s (a bound on associations shared
+    with other pushes). ``connection`` (:class:`~fastpush.ConnectionOptions`) says how each
+    association connects; its fields may also be given as keyword arguments (``calling_ae``,
+    ``called_ae``, ``engine``, ``max_pdu``, timeouts, ``tls``, ``identity``...), which replace
+    those of ``connection``.
 
     ``cancel()`` may be called from any thread (or a signal handler's caller): no new file is
     started, files in flight finish and associations are released; ``cancel(abort=True)`` cuts
@@ -60,7 +70,9 @@ class Push:
         proposal: Proposal = DEFAULT_PROPOSAL,
         give_up_after: float | None = None,
         on_event: EventHandler | None = None,
-        **options: Any,
+        lease: Lease | None = None,
+        connection: ConnectionOptions | None = None,
+        **options: Unpack[ConnectionKeywords],
     ) -> None:
         self._ready: deque[Result] = deque()
         items: list[Item] = []
@@ -89,7 +101,8 @@ class Push:
             proposal=proposal,
             give_up_after=give_up_after,
             on_event=on_event,
-            **options,
+            lease=lease,
+            connection=connection_options(connection, options),
         )
         self._results: queue.Queue[Result] = queue.Queue()
         self._started = False
@@ -120,21 +133,57 @@ class Push:
         self._results.put(future.result())
 
 
-def iter_push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> Push:
-    """Push files and folders; iterate the returned ``Push`` for results as they arrive."""
+class PushKeywords(ConnectionKeywords, total=False):
+    """The keyword arguments of ``Push`` (and so of ``push`` and ``iter_push``)."""
+
+    recursive: bool
+    associations: int
+    retries: int
+    backoff: float
+    max_per_association: int | None
+    skip: Collection[str]
+    proposal: Proposal
+    give_up_after: float | None
+    on_event: EventHandler | None
+    lease: Lease | None
+    connection: ConnectionOptions | None
+
+
+def iter_push(
+    paths: Iterable[PathLike], host: str, port: int, **options: Unpack[PushKeywords]
+) -> Push:
+    """Push the files and folders ``paths`` to ``host:port``; iterate the returned ``Push``
+    for the results as they arrive (and ``cancel()`` it to stop). The keyword arguments are
+    ``Push``'s: ``associations``, ``retries``, ``proposal``, ``connection`` or its fields
+    (``calling_ae``, ``called_ae``, ``engine``, ``tls``...) and the others."""
     return Push(paths, host, port, **options)
 
 
-def push(paths: Iterable[PathLike], host: str, port: int, **options: Any) -> list[Result]:
-    """Push files and folders to ``host:port``; return one result per input file."""
+def push(
+    paths: Iterable[PathLike], host: str, port: int, **options: Unpack[PushKeywords]
+) -> list[Result]:
+    """Push the files and folders ``paths`` to ``host:port``; return one result per input
+    file, once all are done. The keyword arguments are ``Push``'s: ``associations``,
+    ``retries``, ``proposal``, ``connection`` or its fields (``calling_ae``, ``called_ae``,
+    ``engine``, ``tls``...) and the others."""
     return list(Push(paths, host, port, **options))
 
 
-def echo(host: str, port: int, **options: Any) -> int:
-    """C-ECHO ``host:port`` on a fresh association; return the status (0 is success)."""
-    with Association(
-        host, port, [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))], **options
-    ) as a:
+def echo(
+    host: str,
+    port: int,
+    *,
+    connection: ConnectionOptions | None = None,
+    **options: Unpack[ConnectionKeywords],
+) -> int:
+    """C-ECHO ``host:port`` on a fresh association; return the status (0 is success).
+
+    ``connection`` (:class:`~fastpush.ConnectionOptions`) says how to connect; its fields may
+    also be given as keyword arguments (``calling_ae``, ``called_ae``, ``engine``, timeouts,
+    ``tls``, ``identity``), which replace those of ``connection``. Raises ``OSError`` when the
+    peer cannot be reached and a ``FastpushError`` when the association fails."""
+    contexts = [(VERIFICATION, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))]
+    with Association(host, port, contexts, connection=connection_options(connection, options)) as a:
         return a.echo()
 
 

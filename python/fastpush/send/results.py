@@ -12,6 +12,8 @@ from .retry import retryable
 
 
 class Outcome(str, enum.Enum):
+    """How an input ended: ``stored``, stored with a ``warning``, ``failed`` or ``skipped``."""
+
     STORED = "stored"
     WARNING = "warning"
     FAILED = "failed"
@@ -31,19 +33,31 @@ class Result:
     """
 
     path: str | None
+    """The input's path (None for bytes or a Dataset)."""
     outcome: Outcome
+    """How it ended."""
     sop_class_uid: str | None = None
+    """Its SOP Class UID, when known."""
     sop_instance_uid: str | None = None
+    """Its SOP Instance UID, when known."""
     transfer_syntax: str | None = None
+    """The transfer syntax of the input."""
     status: int | None = None
+    """The DIMSE status the peer answered, when it answered."""
     reason: str = ""
+    """Why it failed, was skipped or warned, in words; empty when stored."""
     bytes: int = 0
+    """The size of its dataset in bytes."""
     seconds: float = 0.0
+    """Seconds its last attempt took, from sending the command to the response."""
     association: int | None = None
+    """The number of the association that sent it last (None: not sent)."""
     attempts: int = 0
+    """How many times it was sent (retries included)."""
     maybe_duplicate: bool = False
     """The file was fully sent but its response was lost: the peer may hold it already."""
     sent_syntax: str | None = None
+    """The transfer syntax it was sent in (None when no accepted context could carry it)."""
     failure: Failure | None = None
     """Set on every result that is not ``stored`` or ``warning``."""
     notes: list[str] = field(default_factory=list)
@@ -105,6 +119,8 @@ class Result:
 
 
 class EventKind(str, enum.Enum):
+    """What step of an association's story an ``Event`` tells."""
+
     REQUESTING = "requesting"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
@@ -122,6 +138,10 @@ class Event:
     """One step of an association's story, as fo-dicom's events and DCMTK's ``-v`` lines tell it."""
 
     kind: EventKind
+    """What step this is."""
     association: int
+    """The number of the association it happened on (0: none yet)."""
     message: str
+    """The log line, as DCMTK's ``-v`` would print it."""
     details: dict[str, Any] = field(default_factory=dict)
+    """The step's facts as data (status, path, bytes, peer_max_pdu...)."""

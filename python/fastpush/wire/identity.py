@@ -25,6 +25,8 @@ _LENGTH = struct.Struct(">H")
 
 
 class IdentityType(enum.IntEnum):
+    """The kind of a user identity (PS3.7 D.3.3.7): a username, a username and passcode, or a Kerberos, SAML or JWT token."""
+
     USERNAME = 1
     USERNAME_PASSCODE = 2
     KERBEROS = 3
@@ -46,6 +48,7 @@ class UserIdentity:
     confirm it accepted the identity (for tokens, with a server response)."""
 
     kind: IdentityType
+    """What the identity is: a username (with or without a passcode) or a token."""
     primary: bytes = field(repr=False)
     secondary: bytes = field(default=b"", repr=False)
     positive_response: bool = False
