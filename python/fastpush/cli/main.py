@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import options as arguments
-from . import route, serve, store
+from . import route, route_ops, serve, store
 from .options import EXIT_FAILURE, EXIT_INTERRUPTED
 
 
@@ -71,6 +71,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if route_ops.is_control(argv):  # `route status|hold|release|retry|remove --spool DIR`
+        return route_ops.control(argv[1:])
     args = _parser().parse_args(argv)
     arguments.configure_logging(args)
     try:

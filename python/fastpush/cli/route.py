@@ -18,6 +18,7 @@ from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
 from . import options as arguments
 from .live import LiveLine, raise_descriptor_limit, until_interrupted
+from .route_ops import Endpoint, add_ops_arguments, min_free
 
 if TYPE_CHECKING:
     from ..route.router import Router, RouterStats
@@ -128,6 +129,7 @@ def add_parser(commands: Any) -> None:
     secure.add_argument(
         "--to-tls-ca", metavar="FILE", help="PEM CAs to trust when forwarding (implies --to-tls)"
     )
+    add_ops_arguments(route)  # issue 19: --http, --http-token-file, --min-free
     arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
 
 
@@ -172,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
     if args.to_tls or args.to_tls_ca:
         outgoing = TLSOptions(ca_file=args.to_tls_ca)
     destinations = [Destination(host, port, ae, tls=outgoing) for host, port, ae in args.to]
+    endpoint = Endpoint(args)  # issue 19: checked before anything binds
     router = Router(
         args.port,
         destinations,
@@ -181,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         associations=args.associations,
         retry=RetryPolicy(retries=args.retries, max_backoff=args.max_backoff),
         max_spool=None if args.max_spool is None else int(args.max_spool * 1e9),
+        min_free=min_free(args),
         accept=AcceptPolicy(promiscuous=args.promiscuous),
         tls=arguments.server_tls(args),
         max_associations=args.max_associations,
@@ -192,13 +196,17 @@ def run(args: argparse.Namespace) -> int:
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
+    endpoint.start(router)
     live = LiveLine(_Status(router), args.quiet)
-    code = until_interrupted(
-        router.serve_forever,
-        lambda abort: router.stop(abort=abort),
-        live,
-        "the files in flight finish, the others stay spooled",
-    )
+    try:
+        code = until_interrupted(
+            router.serve_forever,
+            lambda abort: router.stop(abort=abort),
+            live,
+            "the files in flight finish, the others stay spooled",
+        )
+    finally:
+        endpoint.stop()
     stats = router.stats()
     print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
     for name, dest in stats.destinations.items():
