@@ -25,7 +25,8 @@ _LENGTH = struct.Struct(">H")
 
 
 class IdentityType(enum.IntEnum):
-    """The kind of a user identity (PS3.7 D.3.3.7): a username, a username and passcode, or a Kerberos, SAML or JWT token."""
+    """The kind of a user identity (PS3.7 D.3.3.7): a username, a username and passcode, or
+    a Kerberos, SAML or JWT token."""
 
     USERNAME = 1
     USERNAME_PASSCODE = 2

@@ -1,8 +1,9 @@
 """Encoding and decoding of the ACSE PDUs (PS3.8 section 9.3) and of P-DATA-TF bodies.
 
 Owns the byte layouts of A-ASSOCIATE-RQ/AC/RJ, A-RELEASE-RQ/RP, A-ABORT and the PDV items of a
-received P-DATA-TF, and the Maximum Length each role offers by default. Sending dataset PDVs is the data path's job (``_core`` / ``pytransport``);
-what the PDUs mean for an association is ``association``'s.
+received P-DATA-TF, and the Maximum Length each role offers by default. Sending dataset PDVs is
+the data path's job (``_core`` / ``transport.pure``); what the PDUs mean for an association is
+``association``'s.
 """
 
 from __future__ import annotations
