@@ -214,8 +214,11 @@ def control(argv: Sequence[str]) -> int:
         close = getattr(ctl, "close", None)
         if close is not None:
             close()
-    for answer in answers:
-        print(json.dumps(answer) if args.json else _say(args.action, answer))
+    if args.json:  # one document: the answer, or the list of them (one per destination)
+        print(json.dumps(answers[0] if len(answers) == 1 else answers))
+    else:
+        for answer in answers:
+            print(_say(args.action, answer))
     return EXIT_OK
 
 
