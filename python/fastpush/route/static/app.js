@@ -117,7 +117,7 @@ function render(status) {
   for (const f of failed.entries) {
     const row = document.createElement("tr");
     cell(row, f.destination);
-    cell(row, f.entry);
+    cell(row, f.entry, "entry");
     cell(row, f.status === null ? "" : "0x" + f.status.toString(16).toUpperCase().padStart(4, "0"));
     cell(row, f.reason);
     cell(row, "").appendChild(button("Remove", "remove", f.destination, { entry: f.entry }));
