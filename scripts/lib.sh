@@ -6,8 +6,8 @@ step() {
     printf '\n==> %s\n' "$*" >&2
 }
 
-# Install the real DICOM peers (DCMTK storescp/storescu, Orthanc) and the system zlib headers
-# from Debian when missing.
+# Install the real DICOM peers (DCMTK storescp/storescu, Orthanc), the system zlib headers and
+# headless Chromium with chromedriver (the status page's browser test) from Debian when missing.
 # Idempotent: apt is only touched if /usr/bin/storescp or /usr/sbin/Orthanc is absent, and
 # `apt-get update` runs at most once per shell. Without root, prints what to install and fails.
 _fastpush_apt_updated=0
@@ -18,8 +18,12 @@ ensure_peers() {
     # The Rust core links the system zlib (flate2's zlib backend) so that it deflates exactly
     # as Python's zlib module does; without the headers libz-sys would build its own copy.
     [[ -f /usr/include/zlib.h ]] || missing+=(zlib1g-dev pkg-config)
+    # The router's status page is tested in a real browser: headless Chromium, driven by
+    # Selenium through chromedriver.
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
     if ((${#missing[@]} == 0)); then
-        echo "DCMTK, Orthanc and zlib headers already installed" >&2
+        echo "DCMTK, Orthanc, zlib headers and Chromium already installed" >&2
         return 0
     fi
     if [[ $(id -u) -ne 0 ]]; then
