@@ -1,32 +1,36 @@
-//! fastpush's data path: P-DATA-TF framing and socket I/O.
+//! fastpush's data path: P-DATA-TF framing, socket and TLS I/O, the receive loop, and transfer
+//! syntax conversion on the fly.
 //!
-//! The modules below are plain Rust, tested with `cargo test`; [`python`] is the thin PyO3
-//! module `fastpush._core` over them (the default `python` feature).
+//! The core is plain Rust in folders by role, each using only those above it in this list:
+//!
+//! - [`convert`]: the streaming transfer syntax converter (no I/O);
+//! - [`error`]: the one error enum;
+//! - [`step`]: the step machinery — the non-blocking [`step::Stream`], the [`step::Pacer`] that
+//!   bounds waits, stepped writes, [`step::run_to_end`];
+//! - [`pdu`]: the PDU header, P-DATA-TF framing, the one-PDU reader, PDV reassembly;
+//! - [`net`]: TCP and TLS streams;
+//! - [`send`]: the sender's message writers and mapped sources;
+//! - [`receive`]: the receive loop, its parser, dataset sinks, A-ABORT (independent of `send`).
+//!
+//! `python` (the default `python` feature) is the only module that knows PyO3: the module
+//! `fastpush._core`, its two transports, the GIL helpers and the `PyErr` mapping.
 
 pub mod convert;
-pub mod converting;
 pub mod error;
-pub mod framing;
-pub mod io;
-pub mod reassembly;
+pub mod net;
+pub mod pdu;
 pub mod receive;
-pub mod sink;
-pub mod source;
-pub mod stream;
-pub mod tls;
+pub mod send;
+pub mod step;
 
 #[cfg(feature = "python")]
 mod python;
-#[cfg(feature = "python")]
-mod server;
 
 #[cfg(test)]
-mod props;
-#[cfg(test)]
-mod receive_props;
+mod testing;
 
 pub use error::{Error, Result};
-pub use framing::UNLIMITED_FRAGMENT;
+pub use pdu::framing::UNLIMITED_FRAGMENT;
 
 /// The crate version, which is the package's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

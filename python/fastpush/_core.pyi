@@ -214,8 +214,9 @@ class ServerTransport:
     when ARTIM expired (the connection is just closed, PS3.8 AA-2); a further A-ABORT passed to
     :meth:`send_pdu` is then dropped, and any other write fails with ``OSError``.
 
-    Used by one thread at a time (a second concurrent call raises ``ValueError``); :meth:`close`
-    may be called from any thread and wakes a blocked call, which then fails with ``OSError``.
+    Safe to share between threads, like :class:`Transport`: operations are serialized (a second
+    thread waits, GIL released, for the first to finish); :meth:`close` may be called from any
+    thread and wakes a blocked call, which then fails with ``OSError``.
     """
 
     def __new__(

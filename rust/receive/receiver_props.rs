@@ -4,12 +4,12 @@
 
 use quickcheck::{QuickCheck, TestResult};
 
+use super::receiver::{Next, Receiver};
+use super::sink::DatasetSink;
 use crate::error::Error;
-use crate::framing::frame_message;
-use crate::io::{Pacer, Progress};
-use crate::props::Replay;
-use crate::receive::{Next, Receiver};
-use crate::sink::Target;
+use crate::pdu::framing::frame_message;
+use crate::step::{Pacer, Progress};
+use crate::testing::Replay;
 
 /// A message as received: context, command set, dataset (if one was taken).
 type Message = (u8, Vec<u8>, Option<Vec<u8>>);
@@ -48,15 +48,15 @@ fn receive_all(
         if let Err(e) = receiver.start_dataset() {
             return (messages, e);
         }
-        let mut target = Target::memory(0);
+        let mut sink = DatasetSink::memory(0);
         loop {
-            match receiver.dataset_step(&mut stream, &mut pacer, max_pdata, &mut target) {
+            match receiver.dataset_step(&mut stream, &mut pacer, max_pdata, &mut sink) {
                 Ok(Progress::Done) => break,
                 Ok(Progress::Pending) => {}
                 Err(e) => return (messages, e),
             }
         }
-        messages.push((context_id, command, target.finish().data));
+        messages.push((context_id, command, sink.finish().data));
     }
 }
 

@@ -2,10 +2,10 @@
 //! header written first, the dataset bytes appended untouched with vectored writes straight from
 //! the read buffer), memory, or nowhere.
 //!
-//! A target never fails the association: when the file cannot be created or written (a full
+//! A sink never fails the association: when the file cannot be created or written (a full
 //! disk, an unwritable folder) the error is recorded, what was written is removed, and the rest
 //! of the dataset is taken and dropped, so the caller can answer the message with a failure
-//! status and go on. A file target that is dropped before [`Target::finish`] removes its file:
+//! status and go on. A file sink that is dropped before [`DatasetSink::finish`] removes its file:
 //! a temporary name never outlives a dataset that did not arrive whole.
 
 use std::fs::{self, File, OpenOptions};
@@ -13,20 +13,20 @@ use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 use std::path::PathBuf;
 
-/// What a finished target holds.
+/// What a finished sink holds.
 #[derive(Debug)]
 pub struct Finished {
     /// Dataset bytes received (whether or not they could be kept).
     pub size: u64,
     /// The first bytes of the dataset, up to the limit asked for.
     pub head: Vec<u8>,
-    /// The dataset, for a memory target.
+    /// The dataset, for a memory sink.
     pub data: Option<Vec<u8>>,
-    /// Why a file target could not keep the dataset; its file is gone.
+    /// Why a file sink could not keep the dataset; its file is gone.
     pub error: Option<io::Error>,
 }
 
-struct FileTarget {
+struct FileSink {
     path: PathBuf,
     file: Option<File>,
     fsync: bool,
@@ -34,9 +34,9 @@ struct FileTarget {
     keep: bool,
 }
 
-impl FileTarget {
+impl FileSink {
     fn create(path: PathBuf, header: &[u8], fsync: bool) -> Self {
-        let mut target = FileTarget {
+        let mut sink = FileSink {
             path,
             file: None,
             fsync,
@@ -47,15 +47,15 @@ impl FileTarget {
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&target.path)
+            .open(&sink.path)
         {
             Ok(file) => {
-                target.file = Some(file);
-                target.write(&[IoSlice::new(header)]);
+                sink.file = Some(file);
+                sink.write(&[IoSlice::new(header)]);
             }
-            Err(err) => target.error = Some(err),
+            Err(err) => sink.error = Some(err),
         }
-        target
+        sink
     }
 
     fn fail(&mut self, err: io::Error) {
@@ -87,7 +87,7 @@ impl FileTarget {
     }
 }
 
-impl Drop for FileTarget {
+impl Drop for FileSink {
     fn drop(&mut self) {
         if !self.keep && self.file.take().is_some() {
             let _ = fs::remove_file(&self.path);
@@ -103,7 +103,7 @@ fn write_all_vectored(file: &mut File, slices: &[IoSlice<'_>]) -> io::Result<()>
         let first = IoSlice::new(&slices[index][offset..]);
         let batch: Vec<IoSlice<'_>> = std::iter::once(first)
             .chain(slices[index + 1..].iter().copied())
-            .take(crate::stream::MAX_IOVECS)
+            .take(crate::step::MAX_IOVECS)
             .collect();
         let mut n = match file.write_vectored(&batch) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -133,20 +133,20 @@ fn write_all_vectored(file: &mut File, slices: &[IoSlice<'_>]) -> io::Result<()>
 enum Kind {
     Discard,
     Memory(Vec<u8>),
-    File(FileTarget),
+    File(FileSink),
 }
 
 /// The destination of one dataset.
-pub struct Target {
+pub struct DatasetSink {
     kind: Kind,
     size: u64,
     head: Vec<u8>,
     head_limit: usize,
 }
 
-impl Target {
+impl DatasetSink {
     fn new(kind: Kind, head_limit: usize) -> Self {
-        Target {
+        DatasetSink {
             kind,
             size: 0,
             head: Vec::new(),
@@ -165,10 +165,10 @@ impl Target {
     }
 
     /// Create `path` (it must not exist), write `header`, then the dataset; `fsync` makes
-    /// [`Target::finish`] wait until the file is on disk.
+    /// [`DatasetSink::finish`] wait until the file is on disk.
     pub fn file(path: PathBuf, header: &[u8], fsync: bool, head_limit: usize) -> Self {
         Self::new(
-            Kind::File(FileTarget::create(path, header, fsync)),
+            Kind::File(FileSink::create(path, header, fsync)),
             head_limit,
         )
     }
@@ -238,7 +238,7 @@ mod tests {
         let dir = temp_dir("ok");
         let path = dir.join("a.part");
         let buf: Vec<u8> = (0..100u8).collect();
-        let mut t = Target::file(path.clone(), b"HEAD", true, 5);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", true, 5);
         t.write(&buf, &[0..10, 10..10, 50..100]);
         t.write(&buf, &[20..21]);
         let done = t.finish();
@@ -257,7 +257,7 @@ mod tests {
     fn unwritable_place_is_recorded_and_the_bytes_still_counted() {
         let dir = temp_dir("missing");
         let path = dir.join("no-such-folder").join("a.part");
-        let mut t = Target::file(path.clone(), b"HEAD", false, 0);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
         t.write(&[1, 2, 3], &[0..3]);
         let done = t.finish();
         assert_eq!(done.size, 3);
@@ -271,7 +271,7 @@ mod tests {
         let dir = temp_dir("exists");
         let path = dir.join("a.part");
         fs::write(&path, b"theirs").unwrap();
-        let t = Target::file(path.clone(), b"HEAD", false, 0);
+        let t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
         let done = t.finish();
         assert_eq!(
             done.error.map(|e| e.kind()),
@@ -285,7 +285,7 @@ mod tests {
     fn dropped_before_finish_leaves_no_file() {
         let dir = temp_dir("dropped");
         let path = dir.join("a.part");
-        let mut t = Target::file(path.clone(), b"HEAD", false, 0);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
         t.write(&[9; 10], &[0..10]);
         assert!(path.exists());
         drop(t);
@@ -299,7 +299,7 @@ mod tests {
         // /dev/full answers every write with ENOSPC: a full disk, for the file just opened.
         let dir = temp_dir("full");
         let path = dir.join("a.part");
-        let mut target = FileTarget {
+        let mut sink = FileSink {
             path: path.clone(),
             file: Some(OpenOptions::new().write(true).open("/dev/full").unwrap()),
             fsync: false,
@@ -307,9 +307,9 @@ mod tests {
             keep: false,
         };
         fs::write(&path, b"partial").unwrap();
-        target.write(&[IoSlice::new(b"data")]);
+        sink.write(&[IoSlice::new(b"data")]);
         assert_eq!(
-            target.error.as_ref().and_then(io::Error::raw_os_error),
+            sink.error.as_ref().and_then(io::Error::raw_os_error),
             Some(libc::ENOSPC)
         );
         assert!(!path.exists());
@@ -319,10 +319,10 @@ mod tests {
     #[test]
     fn memory_and_discard() {
         let buf: Vec<u8> = (0..10u8).collect();
-        let mut m = Target::memory(0);
+        let mut m = DatasetSink::memory(0);
         m.write(&buf, &[2..4, 8..10]);
         assert_eq!(m.finish().data.unwrap(), vec![2, 3, 8, 9]);
-        let mut d = Target::discard(3);
+        let mut d = DatasetSink::discard(3);
         d.write(&buf, &[0..2, 5..10]);
         let done = d.finish();
         assert_eq!(

@@ -8,8 +8,8 @@
 //! Plain Rust with no I/O, so both directions (a response read by the SCU, a request by the
 //! SCP) can use it.
 
+use super::{MCH_COMMAND, MCH_LAST};
 use crate::error::{Error, Result};
-use crate::framing::{MCH_COMMAND, MCH_LAST};
 
 /// Largest command set accepted: real ones are a few hundred bytes.
 pub const MAX_COMMAND: usize = 64 << 10;

@@ -1,24 +1,27 @@
-//! The PyO3 class `fastpush._core.ServerTransport`: one accepted connection of a storage SCP,
-//! whose receive loop ([`crate::receive`]) runs with the GIL released. Argument conversion and
-//! locking only; see `_core.pyi` for the contract.
+//! The server side's classes: `ServerTlsConfig` and `ServerTransport`, one accepted connection
+//! of a storage SCP whose receive loop ([`crate::receive`]) runs with the GIL released.
+//! Argument conversion, the association's timers (ARTIM) and locking only; see `_core.pyi` for
+//! the contract.
 
-use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::args::{limit, max_pdu, timeout_arg};
+use super::connection::{open_stream, Connection};
+use super::gil::{drive, drive_to};
 use crate::error::{Error, Result};
-use crate::framing;
-use crate::io::{run_to_end, BufferWriter, MessageWriter, Pacer, Progress};
-use crate::python::{drive, max_pdu, open_stream, timeout_arg};
-use crate::receive::{Next, Receiver};
-use crate::sink::Target;
-use crate::stream::{self, Stream};
-use crate::tls::{self, TlsStream};
+use crate::net::tls;
+use crate::net::TlsStream;
+use crate::pdu::{framing, A_ABORT, P_DATA_TF};
+use crate::receive::{abort_for, DatasetSink, Next, Receiver};
+use crate::send::MessageWriter;
+use crate::step::{BufferWriter, Pacer, Stream};
 
 /// A TLS server configuration (rustls), built once and shared by every connection; see
 /// `_core.pyi`.
@@ -62,107 +65,21 @@ struct Conn {
     receiver: Receiver,
 }
 
-struct State {
-    /// `None` while an operation has it, or once closed.
-    conn: Option<Conn>,
-    /// The socket while it is open (-1 after), so `close` can wake a busy operation without
-    /// ever shutting down a descriptor number the OS has handed out again.
-    fd: RawFd,
-    closed: bool,
-    /// ARTIM (PS3.8 9.1.5): when the A-ASSOCIATE-RQ must be in whole, if it is not yet.
-    artim: Option<Instant>,
-    /// The association ended on our side: an A-ABORT went out (or, for an expired ARTIM, the
-    /// standard wants none); the caller's own A-ABORT would be a second one.
-    ended: bool,
-}
-
-// A-ABORT reasons (PS3.8 table 9-26), the source being the service provider (2).
-const PROVIDER: u8 = 2;
-const REASON_NOT_SPECIFIED: u8 = 0;
-const UNRECOGNIZED_PDU: u8 = 1;
-const UNEXPECTED_PDU: u8 = 2;
-const INVALID_PARAMETER_VALUE: u8 = 6;
-const A_ABORT: u8 = 0x07;
-/// How long an A-ABORT may take to go out: a peer that does not read must not hold the
-/// connection (10 bytes fit any socket buffer not already full).
-const ABORT_WAIT: Duration = Duration::from_secs(1);
-
-/// The A-ABORT reason for a failure of the receive loop, or `None` when none is to be sent
-/// (the peer is gone or aborted itself, or the failure is ours).
-fn abort_reason(err: &Error) -> Option<u8> {
-    match err {
-        Error::Timeout => Some(REASON_NOT_SPECIFIED),
-        Error::UnexpectedPdu { .. } => Some(UNEXPECTED_PDU),
-        Error::PduTooLarge { pdu_type, .. } if !(1..=7).contains(pdu_type) => {
-            Some(UNRECOGNIZED_PDU)
-        }
-        Error::PduTooLarge { .. } | Error::Protocol(_) => Some(INVALID_PARAMETER_VALUE),
-        _ => None,
-    }
-}
-
-/// Send the A-ABORT `err` calls for (best effort: the error stands either way); true when the
-/// association is over on our side.
-fn abort_for(stream: &mut dyn Stream, err: &Error) -> bool {
-    let Some(reason) = abort_reason(err) else {
-        return false;
-    };
-    let pdu = [A_ABORT, 0, 0, 0, 0, 4, 0, 0, PROVIDER, reason];
-    let mut pacer = Pacer::whole(Some(ABORT_WAIT));
-    let mut writer = BufferWriter::new(&pdu);
-    let _ = run_to_end(|| writer.step(stream, &mut pacer), || Ok(()));
-    true
-}
-
 /// An accepted connection; see `_core.pyi`.
 #[pyclass(frozen, module = "fastpush._core")]
 pub struct ServerTransport {
-    state: Mutex<State>,
+    connection: Connection<Conn>,
+    /// ARTIM (PS3.8 9.1.5): when the A-ASSOCIATE-RQ must be in whole, if it is not yet.
+    artim: Mutex<Option<Instant>>,
+    /// The association ended on our side: an A-ABORT went out (or, for an expired ARTIM, the
+    /// standard wants none); the caller's own A-ABORT would be a second one.
+    ended: AtomicBool,
     timeout: Option<Duration>,
     /// `(protocol, cipher suite)` of a TLS connection.
     tls: Option<(String, String)>,
 }
 
-/// Exclusive use of the connection for one operation; puts it back (or closes it) when dropped.
-struct Checkout<'t> {
-    owner: &'t ServerTransport,
-    conn: Option<Conn>,
-}
-
-impl Drop for Checkout<'_> {
-    fn drop(&mut self) {
-        let Some(conn) = self.conn.take() else { return };
-        let mut state = self.owner.lock();
-        if state.closed {
-            state.fd = -1;
-            drop(state);
-            drop(conn);
-        } else {
-            state.conn = Some(conn);
-        }
-    }
-}
-
 impl ServerTransport {
-    /// Held for a few instructions only, never across I/O: safe to take with the GIL held.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn checkout(&self) -> Result<Checkout<'_>> {
-        let mut state = self.lock();
-        match state.conn.take() {
-            Some(conn) => Ok(Checkout {
-                owner: self,
-                conn: Some(conn),
-            }),
-            None if state.closed => Err(Error::Closed),
-            None => Err(Error::InvalidArgument(
-                "the connection is in use by another thread".into(),
-            )),
-        }
-    }
-
     /// Waits for the peer: counted by whole PDUs ([`Pacer::wait_pdu`]), so trickling does not
     /// stretch them.
     fn read_pacer(&self) -> Pacer {
@@ -177,14 +94,14 @@ impl ServerTransport {
     /// Mark the association ended on our side when `aborted`.
     fn ended(&self, aborted: bool) {
         if aborted {
-            self.lock().ended = true;
+            self.ended.store(true, Ordering::Relaxed);
         }
     }
 
     /// Refuse to write into an association we ended: an A-ABORT is dropped quietly (one went
     /// out already), anything else fails.
     fn check_open(&self, data: Option<&[u8]>) -> Result<bool> {
-        if !self.lock().ended {
+        if !self.ended.load(Ordering::Relaxed) {
             return Ok(true);
         }
         match data {
@@ -192,31 +109,6 @@ impl ServerTransport {
             _ => Err(Error::Closed),
         }
     }
-}
-
-/// Our maximum PDU length as a limit (`0`: none).
-fn limit(max_pdu_value: i64) -> Result<u64> {
-    Ok(match max_pdu(max_pdu_value)? {
-        0 => u64::from(u32::MAX),
-        n => n,
-    })
-}
-
-/// Run a stepped operation that yields a value when done.
-fn drive_to<T: Send>(
-    py: Python<'_>,
-    mut step: impl FnMut() -> Result<Option<T>> + Send,
-) -> PyResult<T> {
-    let mut out = None;
-    drive(py, || {
-        out = step()?;
-        Ok(if out.is_some() {
-            Progress::Done
-        } else {
-            Progress::Pending
-        })
-    })?;
-    Ok(out.expect("done"))
 }
 
 /// `(size, data, head, error)` of a received dataset.
@@ -244,16 +136,15 @@ impl ServerTransport {
         let (stream, negotiated) = open_stream(py, fd, Pacer::whole(timeout), true, secure)?;
         Ok(ServerTransport {
             tls: negotiated,
-            state: Mutex::new(State {
-                conn: Some(Conn {
+            connection: Connection::new(
+                Conn {
                     stream,
                     receiver: Receiver::default(),
-                }),
+                },
                 fd,
-                closed: false,
-                artim: None,
-                ended: false,
-            }),
+            ),
+            artim: Mutex::new(None),
+            ended: AtomicBool::new(false),
             timeout,
         })
     }
@@ -272,7 +163,7 @@ impl ServerTransport {
                     + Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX / 4),
             ),
         };
-        self.lock().artim = deadline;
+        *self.artim.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
         Ok(())
     }
 
@@ -283,9 +174,9 @@ impl ServerTransport {
         max_length: i64,
     ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
         let max_length = max_pdu(max_length)?;
-        let mut out = self.checkout()?;
-        let conn = out.conn.as_mut().expect("checked out");
-        let artim = self.lock().artim.take();
+        let mut out = self.connection.checkout(py)?;
+        let conn = &mut *out;
+        let artim = self.artim.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut pacer = self.read_pacer().until(artim);
         let mut aborted = false;
         let Conn { stream, receiver } = conn;
@@ -314,8 +205,8 @@ impl ServerTransport {
         if !self.check_open(Some(data))? {
             return Ok(());
         }
-        let mut out = self.checkout()?;
-        let conn = out.conn.as_mut().expect("checked out");
+        let mut out = self.connection.checkout(py)?;
+        let conn = &mut *out;
         let mut pacer = self.write_pacer();
         let mut writer = BufferWriter::new(data);
         drive(py, || writer.step(conn.stream.as_mut(), &mut pacer))
@@ -333,8 +224,8 @@ impl ServerTransport {
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
         let command = command.as_bytes();
         self.check_open(None)?;
-        let mut out = self.checkout()?;
-        let conn = out.conn.as_mut().expect("checked out");
+        let mut out = self.connection.checkout(py)?;
+        let conn = &mut *out;
         let mut pacer = self.write_pacer();
         let mut writer = MessageWriter::new(context_id, command, None, false, frag);
         drive(py, || writer.step(conn.stream.as_mut(), &mut pacer))?;
@@ -349,8 +240,8 @@ impl ServerTransport {
         max_pdu: i64,
     ) -> PyResult<(u8, u8, Bound<'py, PyBytes>)> {
         let max_pdata = limit(max_pdu)?;
-        let mut out = self.checkout()?;
-        let conn = out.conn.as_mut().expect("checked out");
+        let mut out = self.connection.checkout(py)?;
+        let conn = &mut *out;
         let mut pacer = self.read_pacer();
         let mut aborted = false;
         let Conn { stream, receiver } = conn;
@@ -368,7 +259,7 @@ impl ServerTransport {
             Next::Command {
                 context_id,
                 command,
-            } => (framing::P_DATA_TF, context_id, PyBytes::new(py, &command)),
+            } => (P_DATA_TF, context_id, PyBytes::new(py, &command)),
             Next::Pdu { pdu_type, body } => (pdu_type, 0, PyBytes::new(py, &body)),
         })
     }
@@ -389,25 +280,25 @@ impl ServerTransport {
     ) -> PyResult<Receipt<'py>> {
         let max_pdata = limit(max_pdu)?;
         let header = header.map_or(&[][..], |h| h.as_bytes());
-        let mut out = self.checkout()?;
-        let conn = out.conn.as_mut().expect("checked out");
+        let mut out = self.connection.checkout(py)?;
+        let conn = &mut *out;
         conn.receiver.start_dataset()?;
-        let mut target = match (path, memory) {
+        let mut sink = match (path, memory) {
             (Some(_), true) => {
                 return Err(
                     Error::InvalidArgument("path and memory exclude each other".into()).into(),
                 )
             }
-            (Some(path), false) => py.detach(|| Target::file(path, header, fsync, head)),
-            (None, true) => Target::memory(head),
-            (None, false) => Target::discard(head),
+            (Some(path), false) => py.detach(|| DatasetSink::file(path, header, fsync, head)),
+            (None, true) => DatasetSink::memory(head),
+            (None, false) => DatasetSink::discard(head),
         };
         let mut pacer = self.read_pacer();
         let mut aborted = false;
         let Conn { stream, receiver } = conn;
         let received = drive(py, || {
             receiver
-                .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut target)
+                .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut sink)
                 .map_err(|e| {
                     aborted = abort_for(stream.as_mut(), &e);
                     e
@@ -415,7 +306,7 @@ impl ServerTransport {
         });
         self.ended(aborted);
         received?;
-        let done = py.detach(|| target.finish());
+        let done = py.detach(|| sink.finish());
         let error = done.error.map(|source| {
             PyErr::from(Error::File {
                 path: PathBuf::new(),
@@ -434,15 +325,7 @@ impl ServerTransport {
     /// Close the connection. Idempotent; an operation running in another thread is woken and
     /// fails, and the socket is closed when it returns.
     fn close(&self) {
-        let mut state = self.lock();
-        state.closed = true;
-        if let Some(conn) = state.conn.take() {
-            state.fd = -1;
-            drop(state);
-            drop(conn);
-        } else if state.fd >= 0 {
-            stream::shutdown(state.fd);
-        }
+        self.connection.close();
     }
 
     /// `(protocol, cipher suite)` of a TLS connection; `None` for plain TCP.
@@ -453,15 +336,17 @@ impl ServerTransport {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.lock().closed
+        self.connection.closed()
     }
 
     fn __repr__(&self) -> String {
-        let state = self.lock();
-        if state.closed {
+        if self.connection.closed() {
             "<fastpush._core.ServerTransport closed>".to_string()
         } else {
-            format!("<fastpush._core.ServerTransport fd={}>", state.fd)
+            format!(
+                "<fastpush._core.ServerTransport fd={}>",
+                self.connection.fd()
+            )
         }
     }
 }

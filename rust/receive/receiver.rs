@@ -1,31 +1,25 @@
-//! The receive loop of an association: PDUs read in large chunks into one buffer, P-DATA-TF
-//! bodies split into PDV fragments in place, and each message reassembled — its command set
-//! handed back to the caller, its dataset streamed into a [`Target`] (a file, memory, nowhere)
-//! straight from the read buffer.
+//! The receive loop of an association: each message reassembled from the PDVs the
+//! [`Inbound`] parser finds in its read buffer — its command set handed back to the caller, its
+//! dataset streamed into a [`DatasetSink`] (a file, memory, nowhere) straight from the read
+//! buffer.
 //!
-//! Like [`crate::io`], every operation is a `step` doing a bounded amount of work (a few reads,
-//! or one wait of at most [`crate::io::WAIT_SLICE`]) so the Python layer can release the GIL
-//! for each step and check signals between them. What the messages mean (which commands have
-//! a dataset, what to answer) is the caller's business.
+//! Every operation is a `step` doing a bounded amount of work (a few reads, or one wait of at
+//! most [`crate::step::WAIT_SLICE`]) so the Python layer can release the GIL for each step and
+//! check signals between them. What the messages mean (which commands have a dataset, what to
+//! answer) is the caller's business.
 
-use std::io;
 use std::ops::Range;
-use std::time::Instant;
 
+use super::inbound::{Inbound, Unit, Wire};
+use super::sink::DatasetSink;
 use crate::error::{Error, Result};
-use crate::framing::P_DATA_TF;
-use crate::io::{Pacer, PduClock, Progress, PDU_HEADER};
-use crate::reassembly::{Reassembler, Step};
-use crate::sink::Target;
-use crate::stream::Stream;
+use crate::pdu::reassembly::{Reassembler, Step};
+use crate::pdu::{A_ABORT, PDU_HEADER};
+use crate::step::{Pacer, Progress, Stream};
 
 /// Bytes read from the socket at most per `read` once an association is up: one large buffer,
 /// whatever the PDU size.
 pub const READ_BUFFER: usize = 4 << 20;
-/// The buffer of a connection not yet an association: a stranger holding a connection open
-/// costs this much, not [`READ_BUFFER`] (hundreds of idle connections would take gigabytes).
-/// Grown to the A-ASSOCIATE-RQ's declared length when it is longer.
-pub const FIRST_BUFFER: usize = 64 << 10;
 /// Largest PDU other than P-DATA-TF taken once the association is up (A-RELEASE-RQ and
 /// A-ABORT carry 4 bytes).
 pub const MAX_CONTROL_PDU: u64 = 64 << 10;
@@ -33,253 +27,6 @@ pub const MAX_CONTROL_PDU: u64 = 64 << 10;
 pub const MAX_WHOLE_PDU: u64 = (READ_BUFFER - PDU_HEADER) as u64;
 /// Dataset bytes taken per step before control goes back to the caller.
 const STEP_BYTES: u64 = 32 << 20;
-
-const ABORT: u8 = 0x07;
-const PDU_ITEM_HEADER: usize = 6;
-
-/// Where the parser is in the byte stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    /// Next: a PDU header.
-    Pdu,
-    /// Inside a P-DATA-TF body with `left` bytes to go; next: a PDV item header.
-    Pdv { left: usize },
-    /// Inside a PDV: `left` payload bytes to go, then `after` bytes of the PDU body.
-    Payload {
-        left: usize,
-        after: usize,
-        context_id: u8,
-        mch: u8,
-    },
-}
-
-/// What the buffered bytes hold next.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Unit {
-    /// A piece of a PDV's payload, at `range` of [`Inbound::bytes`].
-    Fragment {
-        context_id: u8,
-        mch: u8,
-        range: Range<usize>,
-        end_of_pdv: bool,
-    },
-    /// A whole PDU other than P-DATA-TF.
-    Pdu { pdu_type: u8, body: Vec<u8> },
-}
-
-/// The read buffer and the PDU/PDV parser over it.
-pub struct Inbound {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    wire: Wire,
-    clock: PduClock,
-}
-
-impl Default for Inbound {
-    fn default() -> Self {
-        Self::with_capacity(FIRST_BUFFER)
-    }
-}
-
-fn be32(bytes: &[u8]) -> usize {
-    u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize
-}
-
-impl Inbound {
-    pub fn with_capacity(capacity: usize) -> Self {
-        Inbound {
-            buf: vec![0; capacity],
-            start: 0,
-            end: 0,
-            wire: Wire::Pdu,
-            clock: PduClock::default(),
-        }
-    }
-
-    /// Let the buffer hold at least `capacity` bytes (what is buffered stays).
-    pub fn grow(&mut self, capacity: usize) {
-        if self.buf.len() < capacity {
-            self.buf.resize(capacity, 0);
-        }
-    }
-
-    /// The buffer's size.
-    pub fn capacity(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// When the PDUs came in.
-    pub fn clock(&self) -> &PduClock {
-        &self.clock
-    }
-
-    /// A PDU other than P-DATA-TF whose header is buffered needs this much buffer, header
-    /// included; its length was checked by `next_unit` before it asked for more.
-    fn whole_pdu_needs(&self) -> usize {
-        if self.wire != Wire::Pdu || self.end - self.start < PDU_HEADER {
-            return 0;
-        }
-        let at = self.start;
-        if self.buf[at] == P_DATA_TF {
-            return 0;
-        }
-        PDU_HEADER + be32(&self.buf[at + 2..at + 6])
-    }
-
-    /// The buffer that [`Unit::Fragment`] ranges point into (valid until the next `fill`).
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf
-    }
-
-    /// Whether the stream is between PDUs with nothing buffered.
-    pub fn at_boundary(&self) -> bool {
-        self.wire == Wire::Pdu && self.start == self.end
-    }
-
-    /// The next unit in the buffered bytes, or `None` when more must be read. P-DATA-TF PDUs
-    /// longer than `max_pdata` and others longer than `max_other` are refused from their header,
-    /// before anything is allocated or read for them.
-    pub fn next_unit(&mut self, max_pdata: u64, max_other: u64) -> Result<Option<Unit>> {
-        loop {
-            let avail = self.end - self.start;
-            let at = self.start;
-            match self.wire {
-                Wire::Pdu => {
-                    if avail < PDU_HEADER {
-                        return Ok(None);
-                    }
-                    let pdu_type = self.buf[at];
-                    let length = be32(&self.buf[at + 2..at + 6]);
-                    let max = if pdu_type == P_DATA_TF {
-                        max_pdata
-                    } else {
-                        max_other
-                    };
-                    if length as u64 > max {
-                        return Err(Error::PduTooLarge {
-                            pdu_type,
-                            length: length as u32,
-                            max,
-                        });
-                    }
-                    if pdu_type == P_DATA_TF {
-                        if length == 0 {
-                            return Err(Error::Protocol("P-DATA-TF without a PDV".into()));
-                        }
-                        self.start += PDU_HEADER;
-                        self.wire = Wire::Pdv { left: length };
-                        continue;
-                    }
-                    if avail < PDU_HEADER + length {
-                        return Ok(None);
-                    }
-                    let body = self.buf[at + PDU_HEADER..at + PDU_HEADER + length].to_vec();
-                    self.start += PDU_HEADER + length;
-                    self.clock.complete(self.start < self.end);
-                    return Ok(Some(Unit::Pdu { pdu_type, body }));
-                }
-                Wire::Pdv { left } => {
-                    if left < PDU_ITEM_HEADER {
-                        return Err(Error::Protocol(
-                            "P-DATA-TF ends inside a PDV item header".into(),
-                        ));
-                    }
-                    if avail < PDU_ITEM_HEADER {
-                        return Ok(None);
-                    }
-                    let length = be32(&self.buf[at..at + 4]);
-                    if length < 2 || length > left - 4 {
-                        return Err(Error::Protocol(format!(
-                            "PDV item length {length} does not fit the {left} bytes left of its \
-                             P-DATA-TF"
-                        )));
-                    }
-                    self.wire = Wire::Payload {
-                        left: length - 2,
-                        after: left - 4 - length,
-                        context_id: self.buf[at + 4],
-                        mch: self.buf[at + 5],
-                    };
-                    self.start += PDU_ITEM_HEADER;
-                }
-                Wire::Payload {
-                    left,
-                    after,
-                    context_id,
-                    mch,
-                } => {
-                    if left > 0 && avail == 0 {
-                        return Ok(None);
-                    }
-                    let take = left.min(avail);
-                    let left = left - take;
-                    self.start += take;
-                    self.wire = if left > 0 {
-                        Wire::Payload {
-                            left,
-                            after,
-                            context_id,
-                            mch,
-                        }
-                    } else if after > 0 {
-                        Wire::Pdv { left: after }
-                    } else {
-                        self.clock.complete(self.start < self.end);
-                        Wire::Pdu
-                    };
-                    return Ok(Some(Unit::Fragment {
-                        context_id,
-                        mch,
-                        range: at..at + take,
-                        end_of_pdv: left == 0,
-                    }));
-                }
-            }
-        }
-    }
-
-    /// Read what the stream has (or wait once, within the bounds of `pacer` counted by whole
-    /// PDUs, see [`Pacer::wait_pdu`]): `Done` when bytes came in. Ranges handed out
-    /// before are invalid afterwards: unconsumed bytes move to the front of the buffer.
-    pub fn fill<S: Stream + ?Sized>(
-        &mut self,
-        stream: &mut S,
-        pacer: &mut Pacer,
-    ) -> Result<Progress> {
-        if self.start > 0 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        // A whole PDU (the A-ASSOCIATE-RQ) that does not fit: double the buffer up to its
-        // declared length, so a stranger's memory grows with the bytes it sent, not the length
-        // it claims.
-        if self.end == self.buf.len() {
-            let needs = self.whole_pdu_needs().min(2 * self.buf.len());
-            self.grow(needs);
-        }
-        // No TCP_QUICKACK here (unlike the send side waiting for a response): an ACK forced
-        // after every read costs both sides a packet and changes nothing for a sender that is
-        // not waiting on us.
-        match stream.read(&mut self.buf[self.end..]) {
-            Ok(0) => Err(Error::PeerClosed {
-                mid_pdu: !self.at_boundary(),
-            }),
-            Ok(n) => {
-                self.end += n;
-                self.clock.read(Instant::now());
-                Ok(Progress::Done)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Progress::Pending),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                pacer.wait_pdu(stream, &self.clock)?;
-                Ok(Progress::Pending)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-}
 
 /// What the peer sent next, between messages.
 #[derive(Debug, PartialEq, Eq)]
@@ -292,7 +39,7 @@ pub enum Next {
 
 /// A PDU other than P-DATA-TF where a message was under way.
 fn mid_message(pdu_type: u8, body: &[u8]) -> Error {
-    if pdu_type == ABORT && body.len() >= 4 {
+    if pdu_type == A_ABORT && body.len() >= 4 {
         return Error::PeerAborted {
             source: body[2],
             reason: body[3],
@@ -358,7 +105,7 @@ impl Receiver {
                         range,
                         end_of_pdv,
                     } => {
-                        let data = &self.inbound.buf[range];
+                        let data = &self.inbound.bytes()[range];
                         if self.reassembler.push(context_id, mch, data, end_of_pdv)?
                             == Step::CommandComplete
                         {
@@ -377,22 +124,22 @@ impl Receiver {
         }
     }
 
-    /// The command just returned announced a dataset: receive it into `target` by steps.
+    /// The command just returned announced a dataset: receive it into `sink` by steps.
     pub fn start_dataset(&mut self) -> Result<()> {
         self.inbound.grow(READ_BUFFER);
         self.dataset_bytes = 0;
         self.reassembler.expect_dataset()
     }
 
-    /// One step of receiving the dataset: `Done` when its last fragment went into `target`.
-    /// Failures of the target do not stop the receiving (the target records them); failures of
+    /// One step of receiving the dataset: `Done` when its last fragment went into `sink`.
+    /// Failures of the sink do not stop the receiving (the sink records them); failures of
     /// the association do.
     pub fn dataset_step<S: Stream + ?Sized>(
         &mut self,
         stream: &mut S,
         pacer: &mut Pacer,
         max_pdata: u64,
-        target: &mut Target,
+        sink: &mut DatasetSink,
     ) -> Result<Progress> {
         let start = self.dataset_bytes;
         loop {
@@ -410,7 +157,7 @@ impl Receiver {
                         range,
                         end_of_pdv,
                     } => {
-                        let data = &self.inbound.buf[range.clone()];
+                        let data = &self.inbound.bytes()[range.clone()];
                         if let Step::Dataset { last: end } =
                             self.reassembler.push(context_id, mch, data, end_of_pdv)?
                         {
@@ -421,7 +168,7 @@ impl Receiver {
                     }
                 }
             }
-            target.write(&self.inbound.buf, &self.pieces);
+            sink.write(self.inbound.bytes(), &self.pieces);
             if last {
                 return Ok(Progress::Done);
             }
@@ -437,10 +184,10 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::framing::frame_message;
-    use crate::io::run_to_end;
-    use crate::io::tests::{pdu, socketpair};
-    use crate::stream::FdStream;
+    use crate::net::FdStream;
+    use crate::pdu::framing::frame_message;
+    use crate::step::run_to_end;
+    use crate::testing::{pdu, socketpair};
     use std::io::{IoSlice, Write};
     use std::time::Duration;
 
@@ -471,10 +218,10 @@ mod tests {
         }
     }
 
-    fn dataset(r: &mut Receiver, s: &mut FdStream, max: u64, target: &mut Target) -> Result<()> {
+    fn dataset(r: &mut Receiver, s: &mut FdStream, max: u64, sink: &mut DatasetSink) -> Result<()> {
         r.start_dataset()?;
         let mut p = pacer();
-        run_to_end(|| r.dataset_step(s, &mut p, max, target), || Ok(()))
+        run_to_end(|| r.dataset_step(s, &mut p, max, sink), || Ok(()))
     }
 
     fn pattern(n: usize) -> Vec<u8> {
@@ -498,9 +245,9 @@ mod tests {
                     command: b"command-one".to_vec()
                 }
             );
-            let mut target = Target::memory(16);
-            dataset(&mut r, &mut s, limit, &mut target).unwrap();
-            let done = target.finish();
+            let mut sink = DatasetSink::memory(16);
+            dataset(&mut r, &mut s, limit, &mut sink).unwrap();
+            let done = sink.finish();
             assert_eq!(done.size, ds.len() as u64);
             assert_eq!(done.head, ds[..16].to_vec());
             assert!(done.data.unwrap() == ds);
@@ -588,8 +335,8 @@ mod tests {
             let (mut s, w) = feeder(wire, 1000);
             let mut r = Receiver::default();
             next(&mut r, &mut s, 4096).unwrap();
-            let mut target = Target::memory(0);
-            let err = dataset(&mut r, &mut s, 4096, &mut target).unwrap_err();
+            let mut sink = DatasetSink::memory(0);
+            let err = dataset(&mut r, &mut s, 4096, &mut sink).unwrap_err();
             w.join().unwrap();
             match (expect, err) {
                 (
@@ -618,9 +365,9 @@ mod tests {
         next(&mut r, &mut s, 4096).unwrap();
         r.start_dataset().unwrap();
         let mut p = Pacer::new(Some(Duration::from_millis(50)));
-        let mut target = Target::memory(0);
+        let mut sink = DatasetSink::memory(0);
         let result = run_to_end(
-            || r.dataset_step(&mut s, &mut p, 4096, &mut target),
+            || r.dataset_step(&mut s, &mut p, 4096, &mut sink),
             || Ok(()),
         );
         assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
@@ -664,7 +411,7 @@ mod tests {
         wire.extend(frame_message(1, b"echo", None, 16384).unwrap());
         let (mut s, _w) = feeder(wire, 4096);
         let mut r = Receiver::default();
-        assert_eq!(r.inbound.capacity(), FIRST_BUFFER);
+        assert_eq!(r.inbound.capacity(), crate::receive::inbound::FIRST_BUFFER);
         let mut p = pacer();
         let got = loop {
             if let Some(got) = r.recv_pdu_step(&mut s, &mut p, 1 << 20).unwrap() {

@@ -22,9 +22,9 @@ use rustls::{
     ServerConnection,
 };
 
+use super::stream::FdStream;
 use crate::error::{Error, Result};
-use crate::io::{Pacer, Progress};
-use crate::stream::{Direction, FdStream, Stream};
+use crate::step::{Direction, Pacer, Progress, Stream};
 
 /// Ciphertext rustls may hold before a write reports `WouldBlock`: 16 full records per `writev`.
 /// Measured on a 1 GiB push: 1 MiB made the allocator grow and trim the heap on every batch
@@ -252,8 +252,46 @@ impl Write for Wire<'_> {
     }
 }
 
+/// A TLS failure in words a PACS administrator can act on, with rustls's own text after it.
+pub fn describe(err: &rustls::Error) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    let hint = match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            Cert::UnknownIssuer => "the server's certificate is not signed by a trusted CA",
+            Cert::Expired | Cert::ExpiredContext { .. } => "the server's certificate has expired",
+            Cert::NotValidYet | Cert::NotValidYetContext { .. } => {
+                "the server's certificate is not valid yet"
+            }
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. } => {
+                "the server's certificate does not match the host name"
+            }
+            _ => "the server's certificate was refused",
+        },
+        rustls::Error::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::HandshakeFailure
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::AccessDenied,
+        ) => {
+            "the server refused the TLS connection (does it require a client certificate we \
+             did not send, or not trust the one we did?)"
+        }
+        rustls::Error::AlertReceived(_) => "the server ended the TLS connection",
+        _ => "",
+    };
+    if hint.is_empty() {
+        format!("TLS error: {err}")
+    } else {
+        format!("TLS error: {hint} ({err})")
+    }
+}
+
+/// A rustls failure on the way through the [`Stream`] trait's `io::Result`: it carries our
+/// [`Error::Tls`], in words, which the conversion back to [`Error`] takes out again.
 fn tls_io_error(err: rustls::Error) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, err)
+    io::Error::new(io::ErrorKind::InvalidData, Error::Tls(describe(&err)))
 }
 
 /// A TLS connection (client or server side) over a non-blocking TCP stream.

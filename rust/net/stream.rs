@@ -1,38 +1,12 @@
-//! The byte stream the I/O loops drive: non-blocking vectored writes, reads, and a bounded wait
-//! for readiness. [`FdStream`] is plain TCP over a file descriptor; [`crate::tls::TlsStream`] is
-//! TLS over one (its `wait` polls for whatever its record layer needs next).
+//! Plain TCP as a [`Stream`]: [`FdStream`] over a connected socket's file descriptor
+//! (non-blocking, `sendmsg` with many iovecs, `poll` for readiness, TCP_QUICKACK before reads).
+//! [`super::tls::TlsStream`] wraps one in TLS.
 
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-/// Which readiness a blocked operation waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    Read,
-    Write,
-}
-
-/// A non-blocking byte stream. Methods return `ErrorKind::WouldBlock` when they would block;
-/// the caller then calls [`Stream::wait`].
-pub trait Stream: Send {
-    /// Write from several buffers at once; returns how many bytes were taken.
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// Read into `buf`; `Ok(0)` is end of stream.
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
-    /// Wait at most `limit` for the stream to be ready in `direction` (spurious wake-ups allowed).
-    fn wait(&mut self, direction: Direction, limit: Duration) -> io::Result<()>;
-    /// Called before each read: a hint that a response is expected (TCP_QUICKACK).
-    fn before_read(&mut self) {}
-    /// Push out bytes a write accepted but the stream still buffers (TLS records);
-    /// `ErrorKind::WouldBlock` while some remain. Plain sockets buffer nothing of their own.
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Most iovecs one `sendmsg` takes (Linux and macOS `IOV_MAX`).
-pub const MAX_IOVECS: usize = 1024;
+use crate::step::{Direction, Stream, MAX_IOVECS};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
@@ -185,5 +159,71 @@ pub fn shutdown(fd: RawFd) {
     // SAFETY: shutdown on an fd we still own; errors (already shut down) are irrelevant.
     unsafe {
         libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::step::Pacer;
+    use crate::testing::socketpair;
+    use std::time::Instant;
+
+    /// Sends a byte now and then, like a peer holding a slot.
+    fn dribbler(fd: OwnedFd, every: Duration, bytes: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut f = std::fs::File::from(fd);
+            for _ in 0..bytes {
+                if f.write_all(&[0]).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        })
+    }
+
+    #[test]
+    fn trickled_bytes_do_not_stretch_a_whole_pacer() {
+        let (a, b) = socketpair();
+        let mut receiver = FdStream::new(b, true).unwrap();
+        let feeder = dribbler(a, Duration::from_millis(20), 50);
+        let started = Instant::now();
+        let mut pacer = Pacer::whole(Some(Duration::from_millis(200)));
+        let mut buf = [0u8; 1];
+        let result = loop {
+            match receiver.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(_) => pacer.progressed(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = pacer.wait(&mut receiver, Direction::Read) {
+                        break Err(e);
+                    }
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(matches!(result, Err(Error::Timeout)), "{result:?}");
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(600), "{took:?}");
+        drop(receiver);
+        feeder.join().unwrap();
+    }
+
+    #[test]
+    fn deadline_bounds_a_stall_pacer() {
+        let (_a, b) = socketpair();
+        let mut receiver = FdStream::new(b, true).unwrap();
+        let started = Instant::now();
+        let mut pacer = Pacer::new(Some(Duration::from_secs(60)))
+            .until(Some(started + Duration::from_millis(50)));
+        let result = loop {
+            if let Err(e) = pacer.wait(&mut receiver, Direction::Read) {
+                break e;
+            }
+        };
+        assert!(matches!(result, Error::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

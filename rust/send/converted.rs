@@ -7,18 +7,12 @@
 
 use std::io::IoSlice;
 
-use crate::convert::{self, Converter, Syntax};
-use crate::error::{Error, Result};
-use crate::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
-use crate::io::{try_write, Attempt, MessageWriter, Pacer, Progress, BATCH_BYTES, RELEASE_BYTES};
-use crate::source;
-use crate::stream::{Stream, MAX_IOVECS};
-
-impl From<convert::ConvertError> for Error {
-    fn from(err: convert::ConvertError) -> Self {
-        Error::Convert(err.to_string())
-    }
-}
+use super::message::{MessageWriter, RELEASE_BYTES};
+use super::source;
+use crate::convert::{Converter, Syntax};
+use crate::error::Result;
+use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
+use crate::step::{try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
 
 /// The fragment size for converted datasets: the peer's, capped so that a batch always holds
 /// at least one full fragment (a peer may announce a 4 GB maximum; we need not use it all).
@@ -49,7 +43,7 @@ pub struct ConvertingWriter<'a> {
 }
 
 impl<'a> ConvertingWriter<'a> {
-    /// Check the whole dataset first ([`convert::check`]) so that a bad one fails before a byte
+    /// Check the whole dataset first ([`crate::convert::check`]) so that a bad one fails before a byte
     /// is written and the association survives; the caller does that with the GIL released.
     /// Set `mapped` only when `dataset` lies in a read-only file mapping.
     pub fn new(
@@ -185,9 +179,9 @@ impl<'a> ConvertingWriter<'a> {
 mod tests {
     use super::*;
     use crate::convert::convert_to_vec;
-    use crate::framing::{fragment_size, frame_message};
-    use crate::io::run_to_end;
-    use crate::stream::FdStream;
+    use crate::net::FdStream;
+    use crate::pdu::framing::{fragment_size, frame_message};
+    use crate::step::run_to_end;
     use std::os::fd::{FromRawFd, OwnedFd};
     use std::time::Duration;
 

@@ -3,18 +3,13 @@
 //! A PDU is `[0x04, 0x00, pdu_len u32 BE][pdv_len u32 BE][context id][message control header]`
 //! followed by the fragment; `pdu_len = fragment + 6`, `pdv_len = fragment + 2`.
 
+use super::{MCH_COMMAND, MCH_LAST, P_DATA_TF};
 use crate::error::{Error, Result};
 
 /// Fragment size used when the peer's Maximum Length Received is 0 (no limit).
 pub const UNLIMITED_FRAGMENT: usize = 1 << 20;
 /// Bytes of PDU header plus PDV header in front of every fragment.
 pub const PDU_OVERHEAD: usize = 12;
-/// PDU type of P-DATA-TF.
-pub const P_DATA_TF: u8 = 0x04;
-
-/// Message control header bits.
-pub const MCH_COMMAND: u8 = 0x01;
-pub const MCH_LAST: u8 = 0x02;
 
 /// Which part of the message a fragment comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,232 @@
+//! The client side's classes: `TlsConfig` and `Transport`, a requestor's connection that writes
+//! messages (converted on the way when asked) and reads whole PDUs. Argument conversion and GIL
+//! handling only; see `_core.pyi` for the contract.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::args::{checked, conversion, dataset, max_pdu, timeout_arg, Dataset};
+use super::connection::{open_stream, Connection};
+use super::gil::drive;
+use crate::convert::{self, Syntax};
+use crate::error::Error;
+use crate::net::tls::{self, TlsSettings};
+use crate::net::TlsStream;
+use crate::pdu::framing;
+use crate::pdu::reader::PduReader;
+use crate::send::{ConvertingWriter, MessageWriter};
+use crate::step::{BufferWriter, Pacer, Stream};
+
+/// A TLS client configuration, built once and shared by every connection made with it (which
+/// also lets later connections resume the TLS session). See `_core.pyi`.
+#[pyclass(frozen, module = "fastpush._core")]
+pub struct TlsConfig {
+    config: Arc<rustls::ClientConfig>,
+    no_verify: bool,
+}
+
+#[pymethods]
+impl TlsConfig {
+    #[new]
+    #[pyo3(signature = (*, ca_file=None, cert_file=None, key_file=None, no_verify=false))]
+    fn new(
+        py: Python<'_>,
+        ca_file: Option<PathBuf>,
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        no_verify: bool,
+    ) -> PyResult<Self> {
+        let settings = TlsSettings {
+            ca_file: ca_file.as_deref(),
+            cert_file: cert_file.as_deref(),
+            key_file: key_file.as_deref(),
+            no_verify,
+        };
+        // Reading the system store touches many files: not with the GIL held.
+        let config = py.detach(|| tls::client_config(&settings))?;
+        Ok(TlsConfig { config, no_verify })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<fastpush._core.TlsConfig{}>",
+            if self.no_verify { " no_verify" } else { "" }
+        )
+    }
+}
+
+const NO_TIMEOUT: u64 = u64::MAX;
+
+/// A connected TCP stream that sends and receives whole PDUs. See `_core.pyi`.
+#[pyclass(frozen, module = "fastpush._core")]
+pub struct Transport {
+    connection: Connection<Box<dyn Stream>>,
+    /// Timeout in nanoseconds; `NO_TIMEOUT` for None.
+    timeout_ns: AtomicU64,
+    /// `(protocol, cipher suite)` negotiated by a TLS connection.
+    tls: Option<(String, String)>,
+}
+
+impl Transport {
+    fn pacer(&self) -> Pacer {
+        let ns = self.timeout_ns.load(Ordering::Relaxed);
+        Pacer::new((ns != NO_TIMEOUT).then(|| Duration::from_nanos(ns)))
+    }
+}
+
+#[pymethods]
+impl Transport {
+    #[new]
+    #[pyo3(signature = (fd, timeout=None, nodelay=true, *, tls=None, server_name=None))]
+    fn new(
+        py: Python<'_>,
+        fd: i32,
+        timeout: Option<f64>,
+        nodelay: bool,
+        tls: Option<&TlsConfig>,
+        server_name: Option<&str>,
+    ) -> PyResult<Self> {
+        let timeout = timeout_arg(timeout)?;
+        let secure = match tls {
+            None => None,
+            Some(config) => {
+                let name = server_name.ok_or_else(|| {
+                    Error::InvalidArgument("a TLS transport needs a server_name".into())
+                })?;
+                Some(move |plain| TlsStream::new(plain, config.config.clone(), name))
+            }
+        };
+        let (stream, negotiated) = open_stream(py, fd, Pacer::new(timeout), nodelay, secure)?;
+        Ok(Transport {
+            connection: Connection::new(stream, fd),
+            timeout_ns: AtomicU64::new(timeout.map_or(NO_TIMEOUT, |d| {
+                d.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
+            })),
+            tls: negotiated,
+        })
+    }
+
+    /// `(protocol, cipher suite)` of a TLS connection, e.g. `("TLSv1.3", "TLS13_AES_256_GCM_SHA384")`;
+    /// `None` for plain TCP.
+    #[getter]
+    fn tls(&self) -> Option<(String, String)> {
+        self.tls.clone()
+    }
+
+    #[getter]
+    fn get_timeout(&self) -> Option<f64> {
+        let ns = self.timeout_ns.load(Ordering::Relaxed);
+        (ns != NO_TIMEOUT).then(|| Duration::from_nanos(ns).as_secs_f64())
+    }
+
+    #[setter]
+    fn set_timeout(&self, value: Option<f64>) -> PyResult<()> {
+        let ns = timeout_arg(value)?.map_or(NO_TIMEOUT, |d| {
+            d.as_nanos().min(u128::from(NO_TIMEOUT - 1)) as u64
+        });
+        self.timeout_ns.store(ns, Ordering::Relaxed);
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.connection.closed()
+    }
+
+    /// Write one already-encoded PDU.
+    fn send_pdu(&self, py: Python<'_>, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        let data = data.as_bytes();
+        let mut out = self.connection.checkout(py)?;
+        let stream = out.as_mut();
+        let mut pacer = self.pacer();
+        let mut writer = BufferWriter::new(data);
+        drive(py, || writer.step(stream, &mut pacer))
+    }
+
+    /// Frame and write one DIMSE message, its dataset converted when `convert` is given (the
+    /// same syntax twice: re-encoded, odd values padded), or else, with `verify`, walked whole
+    /// in that syntax first (a truncated dataset fails before anything is sent); returns the
+    /// bytes written.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None, verify=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send_message(
+        &self,
+        py: Python<'_>,
+        context_id: i64,
+        command: &Bound<'_, PyBytes>,
+        dataset: Option<&Bound<'_, PyAny>>,
+        max_pdu: i64,
+        convert: Option<(String, String)>,
+        verify: Option<String>,
+    ) -> PyResult<u64> {
+        let context_id = framing::context_id(context_id)?;
+        let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+        let conversion = conversion(convert)?;
+        let source = self::dataset(py, dataset)?;
+        let command = command.as_bytes();
+        let ds = source.as_ref().map(Dataset::as_slice);
+        let mapped = source.as_ref().is_some_and(Dataset::is_mapped);
+        if let Some((from, to)) = conversion {
+            let ds = checked(py, ds, (from, to))?;
+            let mut out = self.connection.checkout(py)?;
+            let stream = out.as_mut();
+            let mut pacer = self.pacer();
+            let mut writer =
+                ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag);
+            drive(py, || writer.step(stream, &mut pacer))?;
+            return Ok(writer.written());
+        }
+        if let (Some(ds), Some(syntax)) = (ds, verify.as_deref().and_then(Syntax::from_uid)) {
+            py.detach(|| convert::check(ds, syntax, syntax))
+                .map_err(|e| Error::Malformed(e.to_string()))?;
+        }
+        let mut out = self.connection.checkout(py)?;
+        let stream = out.as_mut();
+        let mut pacer = self.pacer();
+        let mut writer = MessageWriter::new(context_id, command, ds, mapped, frag);
+        drive(py, || writer.step(stream, &mut pacer))?;
+        Ok(writer.written())
+    }
+
+    /// Read one whole PDU: `(type, body)`.
+    fn recv_pdu<'py>(
+        &self,
+        py: Python<'py>,
+        max_length: i64,
+    ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
+        let max_length = u64::try_from(max_length)
+            .map_err(|_| Error::InvalidArgument(format!("max_length {max_length} is negative")))?;
+        let mut out = self.connection.checkout(py)?;
+        let stream = out.as_mut();
+        let mut pacer = self.pacer();
+        let mut reader = PduReader::new(max_length);
+        drive(py, || reader.step(stream, &mut pacer))?;
+        drop(out);
+        let (pdu_type, body) = reader.into_pdu();
+        Ok((pdu_type, PyBytes::new(py, &body)))
+    }
+
+    /// Close the socket. Idempotent; a send or receive running in another thread is woken and
+    /// fails, and the socket is closed when it returns.
+    fn close(&self) {
+        self.connection.close();
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() {
+            "closed".to_string()
+        } else {
+            format!("fd={}", self.connection.fd())
+        };
+        let state = match &self.tls {
+            Some((protocol, _)) => format!("{state} {protocol}"),
+            None => state,
+        };
+        format!("<fastpush._core.Transport {state}>")
+    }
+}

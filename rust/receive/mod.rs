@@ -1,0 +1,16 @@
+//! The receiving side of an association (a storage SCP): the read buffer and its PDU/PDV parser
+//! ([`inbound`]), the receive loop ([`receiver`]) that hands command sets back and streams each
+//! dataset into a [`DatasetSink`] ([`sink`]), and the A-ABORT a failed loop sends ([`abort`]).
+//! Plain Rust over [`crate::step`] and [`crate::pdu`]; independent of `send`.
+
+pub mod abort;
+pub mod inbound;
+pub mod receiver;
+pub mod sink;
+
+#[cfg(test)]
+mod receiver_props;
+
+pub use abort::abort_for;
+pub use receiver::{Next, Receiver};
+pub use sink::{DatasetSink, Finished};

@@ -1,0 +1,16 @@
+//! The sending side: DIMSE messages written as P-DATA-TF PDUs straight from their sources —
+//! [`MessageWriter`] for a dataset sent as it is, [`ConvertingWriter`] for one converted to the
+//! accepted transfer syntax on the way — and the mapped file regions they read ([`source`]).
+//! The storage SCP writes its responses with [`MessageWriter`] too. Plain Rust over
+//! [`crate::step`], [`crate::pdu`] and [`crate::convert`]; independent of `receive`.
+
+pub mod converted;
+pub mod message;
+pub mod source;
+
+#[cfg(test)]
+mod message_props;
+
+pub use converted::{converted_fragment, ConvertingWriter};
+pub use message::MessageWriter;
+pub use source::MappedRegion;
