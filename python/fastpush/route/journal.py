@@ -52,8 +52,6 @@ class Step(str, enum.Enum):
     """A failed file moved back into ``destination``'s queue, to be tried again."""
     REMOVED = "removed"
     """A queued or failed file removed from ``destination``'s folders, never to be sent."""
-    STUDY_COMPLETE = "study_complete"
-    """No instance of the study arrived for the stable time (``sop_instance_uid``: the study)."""
 
     def __str__(self) -> str:
         return self.value
