@@ -8,13 +8,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from transport.test_transport import ENGINES, drain, make_transport
 
 from fastpush.dataset.item import Item
 from fastpush.errors import ConversionError
 from fastpush.send.plan import DEFAULT_PROPOSAL, Proposal, contexts, plan, syntax_uid
 from fastpush.transport import pure as pytransport
 from fastpush.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
+from support.transports import ENGINES, drain, make_transport
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 JPEG = "1.2.840.10008.1.2.4.50"
