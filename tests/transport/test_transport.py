@@ -227,8 +227,6 @@ RSS_SCRIPT = textwrap.dedent(
     """
     import os, resource, socket, sys, threading
     from fastpush.transport import pure as pytransport
-
-from support.transports import ENGINES, drain, make_transport, needs_core
     engine, path, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
     def peak_mb():
