@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 from ..dataset.item import Item, Pair, Skip, Storable
 from ..dataset.scan import to_item
 from ..errors import AssociationAborted, AssociationRejected, ProtocolError
+from ..wire import commitment
 from .association import Association, EventHandler
+from .commit import CommitOptions, commit, not_committed
 from .failure import Failure
 from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, Proposal, contexts, fitting
@@ -48,6 +50,10 @@ ASSOCIATION_FAILED = "association failed"
 _OPEN_ERRORS = (OSError, AssociationRejected, AssociationAborted, ProtocolError)
 
 Group = frozenset[Pair]
+
+# What _next answers when the worker should end its association (asking for the commitment of
+# what it stored) rather than wait for more items.
+_END_ASSOCIATION: Group = frozenset()
 
 Lease = Callable[[], contextlib.AbstractContextManager[object]]
 """Entered before an association is opened and left once it is gone: a limit on associations
@@ -69,6 +75,8 @@ class _Member:
     contexts: Group
     lease: contextlib.ExitStack
     stores: int = 0
+    # Stored, awaiting the commitment asked for when the association ends.
+    uncommitted: list[tuple[_Job, Result]] = field(default_factory=list)
 
 
 class StoreClient:
@@ -88,6 +96,10 @@ class StoreClient:
 
     ``lease``, when given, is entered before each association is opened and left when it is
     released or fails: how many associations exist at once can be bounded across clients.
+
+    ``commit`` (:class:`~fastpush.CommitOptions`) asks the peer for Storage Commitment of what
+    each association stored, before it is released: a result is ready once its commitment is
+    known (``Result.committed``).
     """
 
     def __init__(
@@ -104,6 +116,7 @@ class StoreClient:
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
+        commit: CommitOptions | None = None,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
         if associations < 1:
@@ -121,6 +134,7 @@ class StoreClient:
         self.proposal = proposal
         self._on_event = on_event
         self._lease = lease
+        self.commit = commit
         self.connection = connection_options(connection, options)
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
         self._seen: dict[Pair, None] = {}
@@ -227,6 +241,9 @@ class StoreClient:
                 if group is None:
                     return
                 self._release(member)
+                if group is _END_ASSOCIATION:
+                    member = None
+                    continue
                 opened = self._connect(group)
                 member = opened if isinstance(opened, _Member) else None
                 if member is None:
@@ -264,6 +281,8 @@ class StoreClient:
                     return None, waiting
                 if self._closing:
                     return None, None
+                if member is not None and member.uncommitted:
+                    return None, _END_ASSOCIATION
                 self._waiting += 1
                 self._cond.wait()
                 self._waiting -= 1
@@ -272,12 +291,19 @@ class StoreClient:
         """Store a taken ``job`` and resolve its future, or put it back for another worker.
         Returns the association to go on with, if any."""
         member, result = self._attempts(member, job)
+        if self.commit is not None and member is not None and result is not None and result.ok:
+            # Resolved once its commitment is known, when the association ends.
+            member.uncommitted.append((job, result))
+            result = None
+            settled = True
+        else:
+            settled = result is not None
         if member is not None and not self._keep(member):
             self._release(member)
             member = None
         with self._cond:
             self._running -= 1
-            if result is None:
+            if not settled:
                 self._queues.setdefault(job.group, deque()).appendleft(job)
             self._cond.notify_all()
         if result is not None:
@@ -331,6 +357,7 @@ class StoreClient:
             member.association.is_open
             and not self._cancelled.is_set()
             and (self.max_per_association is None or member.stores < self.max_per_association)
+            and (self.commit is None or len(member.uncommitted) < self.commit.batch)
         )
 
     def _release(self, member: _Member | None) -> None:
@@ -339,7 +366,25 @@ class StoreClient:
         with self._cond:
             self._open.discard(member.association)
         with member.lease:
+            if member.uncommitted:
+                self._commit(member)
             member.association.release()
+
+    def _commit(self, member: _Member) -> None:
+        """Ask for the commitment of what ``member`` stored (releasing it) and resolve those
+        results."""
+        assert self.commit is not None
+        stored, member.uncommitted = member.uncommitted, []
+        results = [result for _, result in stored]
+        if member.association.is_open:
+            commit(member.association, results, self.commit)
+        else:
+            for result in results:
+                not_committed(
+                    result, "not committed: the association was lost before it could be asked"
+                )
+        for job, result in stored:
+            job.future.set_result(result)
 
     # -- associations --------------------------------------------------------------------------
 
@@ -363,10 +408,13 @@ class StoreClient:
         attempt = 0
         while True:
             attempt += 1
+            proposed = contexts(sorted(group), self.proposal)
+            if self.commit is not None:
+                proposed.append((commitment.STORAGE_COMMITMENT, commitment.SYNTAXES))
             association = Association(
                 self.host,
                 self.port,
-                contexts(sorted(group), self.proposal),
+                proposed,
                 on_event=self._on_event,
                 number=next(self._numbers),
                 proposal=self.proposal,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from typing import TYPE_CHECKING
 
-from ..errors import ProtocolError
+from ..errors import FastpushError, ProtocolError
 from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from . import dimse
 
@@ -47,6 +47,11 @@ FAILURE_REASONS = {
     CLASS_INSTANCE_CONFLICT: "class/instance conflict",
     0x0131: "duplicate transaction UID",
 }
+
+
+class CommitmentError(FastpushError):
+    """Storage Commitment could not be asked for: the peer did not accept its presentation
+    context ("the peer does not support Storage Commitment") or refused the N-ACTION."""
 
 
 @dataclass(frozen=True)
