@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..receive.negotiation import AcceptPolicy
 from ..send.retry import RetryPolicy
-from ..transport.tls import TLSOptions
 from . import options as arguments
 from .live import LiveLine, raise_descriptor_limit, until_interrupted
+from .route_config import add_config_arguments, check, refuse_edits, settle
 from .route_ops import Endpoint, add_ops_arguments, min_free
 
 if TYPE_CHECKING:
@@ -58,15 +58,20 @@ def add_parser(commands: Any) -> None:
         description="A store-and-forward router: every file received is spooled durably, "
         "then forwarded to every --to; nothing leaves the spool until each stored it.",
     )
-    route.add_argument("port", type=arguments.port, help="TCP port to listen on (1-65535)")
+    route.add_argument(
+        "port",
+        nargs="?",
+        type=arguments.port,
+        help="TCP port to listen on (1-65535; optional with --config)",
+    )
     route.add_argument("--host", default="", help="address to listen on (default: all)")
     route.add_argument(
         "--to",
         nargs=2,
         action=_To,
-        required=True,
         metavar=("HOST", "PORT"),
-        help="forward to this storage SCP (repeatable)",
+        help="forward to this storage SCP (repeatable; replaces the config's destinations and "
+        "rules)",
     )
     route.add_argument(
         "-aec", "--called-ae", action=_Aec, metavar="AE", help="AE title of the --to before it"
@@ -131,6 +136,7 @@ def add_parser(commands: Any) -> None:
     )
     add_ops_arguments(route)  # issue 19: --http, --http-token-file, --min-free
     arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
+    add_config_arguments(route)  # issue 18: --config, --check-config
 
 
 class _Status:
@@ -164,16 +170,16 @@ def _received(stats: RouterStats) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # The router loads only when it runs: `store` starts without it.
-    from ..route.forwarder import Destination
     from ..route.router import Router
 
+    if args.check_config is not None:
+        return check(args)
+    settled = settle(args)  # issue 18: the config file, before anything binds
+    refuse_edits(settled.config)
+    destinations = settled.destinations
     if args.retries < 0:
         raise ValueError("--retries must be 0 or more")
     raise_descriptor_limit()
-    outgoing = None
-    if args.to_tls or args.to_tls_ca:
-        outgoing = TLSOptions(ca_file=args.to_tls_ca)
-    destinations = [Destination(host, port, ae, tls=outgoing) for host, port, ae in args.to]
     endpoint = Endpoint(args)  # issue 19: checked before anything binds
     router = Router(
         args.port,
@@ -192,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         acse_timeout=args.acse_timeout,
         timeout=args.timeout,
+        rules=settled.rules,
+        calling_ae=settled.calling_ae,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)
@@ -211,4 +219,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
     for name, dest in stats.destinations.items():
         print(f"  {name}: {dest.forwarded} forwarded, {dest.failed} failed, {dest.waiting} waiting")
+    if stats.rules:
+        print("  by rule: " + ", ".join(f"{rule} {files}" for rule, files in stats.rules.items()))
     return code

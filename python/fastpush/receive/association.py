@@ -60,6 +60,7 @@ class _Context:
     # Storage Commitment reports sent and not answered yet, by Message ID, with their context.
     reports: dict[int, tuple[int, Report]] = field(default_factory=dict)
     report_id: int = 0
+    address: str = ""
 
 
 @dataclass
@@ -146,6 +147,7 @@ def _serve(
     try:
         context = _negotiate(server, transport, association_id, rq)
         if context is not None:
+            context.address = address[0]
             _receive(context)
     finally:
         server.leave(association_id)
@@ -425,7 +427,7 @@ def _store(context: _Context, command: dimse.Command, context_id: int, syntax: s
         log.error("Cannot store %s: %s", uid, peer_text(failure, 512))
         return _Outcome(status, size, comment)
     outcome = _Outcome(dimse.SUCCESS, size, path=path)
-    outcome.status = _handle(context, command, syntax, path, data, size)
+    outcome.status = _handle(context, command, syntax, path, data, size, head)
     outcome.handled = context.server.on_store is not None
     if server.commitment is not None and outcome.status == dimse.SUCCESS:
         server.commitment.remember(command.sop_class_uid, command.sop_instance_uid, path)
@@ -440,6 +442,7 @@ def _handle(
     path: Path | None,
     data: bytes | None,
     size: int,
+    head: bytes,
 ) -> int:
     handler = context.server.on_store
     if handler is None:
@@ -455,6 +458,8 @@ def _handle(
         size=size,
         association_id=context.association_id,
         message_id=command.message_id or 0,
+        address=context.address,
+        head=head,
     )
     try:
         status = handler(received)

@@ -75,6 +75,12 @@ class Destination:
     name: str = ""
     tls: TLSOptions | None = None
     """Connect to it over TLS with these options (None: plain TCP)."""
+    associations: int | None = None
+    """Its parallel associations (lanes); None: the router's ``associations``."""
+    retry: RetryPolicy | None = None
+    """Its retry policy; None: the router's ``retry``."""
+    proposal: Proposal | None = None
+    """The transfer syntaxes proposed and sent to it; None: the router's ``proposal``."""
 
     @property
     def key(self) -> str:

@@ -33,7 +33,7 @@ class Step(str, enum.Enum):
     RECEIVED = "received"
     """Spooled and queued for ``destination`` (one event per destination)."""
     DROPPED = "dropped"
-    """``on_receive`` chose no destination: removed."""
+    """``on_receive`` or the rules chose no destination: removed."""
     REFUSED = "refused"
     """Answered 0xA700 without being received: the spool is over its limit."""
     FORWARDED = "forwarded"
@@ -86,12 +86,18 @@ class RouteEvent:
     """When it happened (seconds since the epoch)."""
     by: str = ""
     """Who asked for an operation (``held``, ``requeued``...): their address; else empty."""
+    rule: str = ""
+    """The routing rule that sent a file to ``destination`` or dropped it (its name, else
+    ``rules[N]``; ``unmatched`` for the policy of files no rule matched); empty without
+    rules."""
 
     def to_json(self) -> dict[str, Any]:
         data = dict(vars(self))  # flat fields: asdict()'s deep copy costs per file
         data["step"] = self.step.value
         if not self.by:
             del data["by"]  # only operations carry it
+        if not self.rule:
+            del data["rule"]  # only routing by rules does
         return data
 
 

@@ -30,6 +30,7 @@ from ..transport.tls import TLSOptions
 from ..wire import dimse
 from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
 from .journal import Journal, RouteEvent, Step
+from .rules import Rule, Rules
 from .spool import JOURNAL, Spool
 
 if TYPE_CHECKING:
@@ -67,6 +68,8 @@ class RouterStats:
     """Journal lines dropped: the disk refused them and too many were waiting."""
     destinations: dict[str, DestinationStats] = field(default_factory=dict)
     """Each destination's totals, by name."""
+    rules: dict[str, int] = field(default_factory=dict)
+    """With ``rules``: files decided by each rule (by label, ``unmatched`` for the policy)."""
 
 
 class Router:
@@ -79,7 +82,11 @@ class Router:
     ``max_spool``: bytes waiting above which new stores are refused with 0xA700; ``min_free``:
     free bytes on the spool's disk below which they are too (until space returns).
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
-    association's thread. ``on_event(event)`` gets every :class:`RouteEvent` (also written to
+    association's thread. ``rules`` (:class:`~fastpush.route.rules.Rules`, or a list of
+    :class:`~fastpush.route.rules.Rule` taken first-match with unmatched files dropped) pick
+    them from the header instead, and the journal says which rule did; a destination's own
+    ``associations``, ``retry`` and ``proposal`` replace the router's for it.
+    ``on_event(event)`` gets every :class:`RouteEvent` (also written to
     ``spool/journal.jsonl``), from any thread: keep it quick. ``tls``, ``accept``,
     ``max_associations``, ``max_connections``, ``acse_timeout``, ``timeout`` and
     ``dataset_check`` are the receiving server's (see :class:`~fastpush.StorageServer`).
@@ -107,6 +114,7 @@ class Router:
         max_spool: int | None = None,
         min_free: int | None = None,
         on_receive: Picker | None = None,
+        rules: Rules | Sequence[Rule] | None = None,
         on_event: Callable[[RouteEvent], None] | None = None,
         accept: AcceptPolicy | None = None,
         tls: TLSOptions | None = None,
@@ -135,6 +143,14 @@ class Router:
         self.min_free = min_free
         self.by_calling_ae: dict[str, list[int]] = {}
         self.on_receive = on_receive
+        self.rules = rules if isinstance(rules, Rules) or rules is None else Rules(rules)
+        if self.rules is not None:
+            if on_receive is not None:
+                raise ValueError("give rules or on_receive, not both")
+            unknown = sorted(self.rules.destinations() - set(self.destinations))
+            if unknown:
+                raise ValueError(f"rules name unknown destinations: {unknown}")
+        self._by_rule: dict[str, int] = {}
         self.on_event = on_event
         self.spool = Spool(spool)
         self.journal = Journal(self.spool.directory / JOURNAL)
@@ -153,12 +169,12 @@ class Router:
             d.key: Forwarder(
                 d,
                 self.spool,
-                lanes=associations,
-                retry=retry or RetryPolicy(max_backoff=60.0),
+                lanes=d.associations or associations,
+                retry=d.retry or retry or RetryPolicy(max_backoff=60.0),
                 tell=self._tell,
                 on_idle=self._wake,
                 connection=outgoing,
-                **client_options,
+                **_own(d, client_options),
             )
             for d in destinations
         }
@@ -264,6 +280,7 @@ class Router:
             destinations={
                 name: DestinationStats(**vars(f.stats)) for name, f in self.forwarders.items()
             },
+            rules=dict(self._by_rule),
         )
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -339,15 +356,22 @@ class Router:
         )
         return dimse.OUT_OF_RESOURCES
 
-    def _pick(self, received: Received) -> list[str]:
+    def _pick(self, received: Received) -> tuple[dict[str, str], str]:
+        """The destinations of ``received``, each with the rule that picked it, and the rule
+        that decided ('' without rules)."""
+        if self.rules is not None:
+            decision = self.rules.decide(received)
+            with self._lock:
+                self._by_rule[decision.rule] = self._by_rule.get(decision.rule, 0) + 1
+            return decision.destinations, decision.rule
         if self.on_receive is None:
-            return list(self.destinations)
+            return dict.fromkeys(self.destinations, ""), ""
         picked = self.on_receive(received) or ()
         names = [d.key if isinstance(d, Destination) else d for d in picked]
         unknown = [n for n in names if n not in self.destinations]
         if unknown:
             raise ValueError(f"on_receive picked unknown destinations: {unknown}")
-        return list(dict.fromkeys(names))
+        return dict.fromkeys(names, ""), ""
 
     def _on_store(self, received: Received) -> int | None:
         path = received.path
@@ -359,15 +383,16 @@ class Router:
             counts[0] += 1
             counts[1] += received.size
         try:
-            names = self._pick(received)
+            picked, rule = self._pick(received)
         except Exception:
             path.unlink()
             raise
+        names = list(picked)
         if not names:
             path.unlink()
             with self._lock:
                 self._received[2] += 1
-            self._tell(self._event(Step.DROPPED, received, None, None))
+            self._tell(self._event(Step.DROPPED, received, None, None, rule))
             return None
         try:
             entries = self.spool.enqueue(path, path.parent.name, names)
@@ -378,13 +403,21 @@ class Router:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.CANNOT_UNDERSTAND
         for entry in entries:
-            self._tell(self._event(Step.RECEIVED, received, entry.destination, str(entry.path)))
+            rule = picked[entry.destination]
+            self._tell(
+                self._event(Step.RECEIVED, received, entry.destination, str(entry.path), rule)
+            )
             self.forwarders[entry.destination].put(entry)
         log.info("Spooled %s for %s", received.sop_instance_uid, ", ".join(names))
         return None
 
     def _event(
-        self, step: Step, received: Received, destination: str | None, path: str | None
+        self,
+        step: Step,
+        received: Received,
+        destination: str | None,
+        path: str | None,
+        rule: str = "",
     ) -> RouteEvent:
         return RouteEvent(
             step,
@@ -394,4 +427,12 @@ class Router:
             received.sop_class_uid,
             received.calling_ae,
             bytes=received.size,
+            rule=rule,
         )
+
+
+def _own(destination: Destination, options: ForwardKeywords) -> ForwardKeywords:
+    """The client options of ``destination``: the router's, with its own ``proposal``."""
+    if destination.proposal is None:
+        return options
+    return {**options, "proposal": destination.proposal}
