@@ -118,7 +118,43 @@ def add_parser(commands: Any) -> None:
     arguments.add_connection_limits(accept)
     arguments.add_dataset_check(accept)
     arguments.add_server_tls(serve)
+    serve.add_argument(
+        "--commit-peer",
+        action="append",
+        type=_commit_peer,
+        default=[],
+        metavar="AE=HOST:PORT",
+        help="where to send a Storage Commitment report when the requester AE's association "
+        "ended before it (repeatable)",
+    )
     arguments.add_talk(serve, quiet="no live line, summary only", debug="also log each context")
+
+
+def _commit_peer(text: str) -> tuple[str, str, int]:
+    ae, _, address = text.partition("=")
+    host, _, port = address.rpartition(":")
+    if not ae or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not AE=HOST:PORT")
+    return arguments.ae_title(ae), host, arguments.port(port)
+
+
+def _commitment(args: argparse.Namespace) -> Any:
+    """The Storage Commitment SCP: reports the requester's association did not take go to its
+    --commit-peer address, on an association of our own (the requestor side, composed here)."""
+    from ..receive.commit import Commitment
+    from ..wire.commitment import Report
+
+    peers = {ae: (host, port) for ae, host, port in args.commit_peer}
+
+    def send(calling_ae: str, report: Report) -> None:
+        from ..send.commit import send_report
+
+        if calling_ae not in peers:
+            raise LookupError(f"no --commit-peer for {calling_ae}")
+        host, port = peers[calling_ae]
+        send_report(host, port, report, calling_ae=args.aetitle, called_ae=calling_ae)
+
+    return Commitment(send_report=send)
 
 
 def _line(stats: Stats, seconds: float) -> str:
@@ -158,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         dataset_check=args.dataset_check,
         max_connections=args.max_connections,
         acse_timeout=args.acse_timeout,
+        commitment=_commitment(args),
     )
     arguments.warn_lenient(args)
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)

@@ -35,6 +35,7 @@ def add_store(commands: Any) -> None:
     store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
     store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     _add_sending(store)
+    _add_commitment(store)
     cluster.add_arguments(store)
 
 
@@ -146,8 +147,51 @@ def _add_sending(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_commitment(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "storage commitment",
+        "Ask the SCP to commit to keeping the files each association stored (Storage "
+        "Commitment Push Model); a file stored but not committed fails, and --resume sends it "
+        "again.",
+    )
+    group.add_argument("--commit", action="store_true", help="ask for Storage Commitment")
+    group.add_argument(
+        "--commit-timeout",
+        type=arguments.seconds,
+        default=60.0,
+        metavar="S",
+        help="wait this long for each N-EVENT-REPORT (default 60)",
+    )
+    group.add_argument(
+        "--commit-port",
+        type=arguments.port,
+        metavar="PORT",
+        help="take the reports on associations the SCP opens to us on this port (as Orthanc "
+        "sends them), instead of on the association that stored the files",
+    )
+
+
+@contextlib.contextmanager
+def _commitment(args: argparse.Namespace, calling_ae: str) -> Iterator[Any]:
+    """The ``commit=`` of the push: None, or options with a report listener while it runs."""
+    if not args.commit:
+        yield None
+        return
+    from ..send.commit import CommitOptions
+
+    if args.commit_port is None:
+        yield CommitOptions(timeout=args.commit_timeout)
+        return
+    from ..receive.commit import ReportListener
+
+    with ReportListener("", args.commit_port, ae_title=calling_ae) as listener:
+        yield CommitOptions(timeout=args.commit_timeout, waiter=listener)
+
+
 def run_store(args: argparse.Namespace) -> int:
     problem = cluster.problem(args)
+    if problem is None and args.commit and cluster.settings(args) is not None:
+        problem = "--commit is not supported on a cluster"
     if problem is not None:
         print(f"fastpush: {problem}", file=sys.stderr)
         return EXIT_FAILURE
@@ -163,8 +207,10 @@ def run_store(args: argparse.Namespace) -> int:
         report = reports.open_for(report_path, resume=args.resume is not None)
         if report is None:
             return EXIT_FAILURE
+    connection = arguments.connection(args)
     with (
         report if report is not None else contextlib.nullcontext(),
+        _commitment(args, connection.get("calling_ae", "FASTPUSH")) as commit,
         _pusher(
             args,
             args.paths,
@@ -181,7 +227,8 @@ def run_store(args: argparse.Namespace) -> int:
             ),
             max_pdu=args.max_pdu,
             max_send_pdu=args.max_send_pdu,
-            **arguments.connection(args),
+            commit=commit or False,
+            **connection,
         ) as push,
     ):
         if push.total_files == 0 and push.resumed == 0:

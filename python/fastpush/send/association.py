@@ -568,6 +568,7 @@ class Association:
         if transport is None:
             raise ProtocolError("the association is not open")
         deadline = None if timeout is None else time.monotonic() + timeout
+        late = f"no N-EVENT-REPORT within {timeout:g} s" if timeout is not None else ""
         messages = Reassembler(self.accepted, keep_datasets=True)
         received = 0
         try:
@@ -575,9 +576,12 @@ class Association:
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise TimeoutError(f"no N-EVENT-REPORT within {timeout:g} s")
+                        raise TimeoutError(late)
                     transport.timeout = remaining
-                pdu_type, body = transport.recv_pdu(self._recv_limit)
+                try:
+                    pdu_type, body = transport.recv_pdu(self._recv_limit)
+                except TimeoutError as exc:
+                    raise TimeoutError(late or str(exc)) from exc
                 received += 6 + len(body)
                 if received > _MAX_REPORT_BYTES:
                     raise ProtocolError(f"N-EVENT-REPORT runs past {_MAX_REPORT_BYTES} bytes")

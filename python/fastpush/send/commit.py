@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import AssociationAborted, ProtocolError
 from ..wire import dimse
@@ -27,8 +27,11 @@ from ..wire.commitment import (
 from ..wire.pdu import RoleSelection
 from .association import Association
 from .failure import Failure
-from .options import ConnectionOptions
+from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .results import Result
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger(__name__)
 
@@ -101,16 +104,22 @@ def commit(association: Association, results: Sequence[Result], options: CommitO
 
 
 def send_report(
-    host: str, port: int, report: Report, *, connection: ConnectionOptions | None = None
+    host: str,
+    port: int,
+    report: Report,
+    *,
+    connection: ConnectionOptions | None = None,
+    **options: Unpack[ConnectionKeywords],
 ) -> None:
     """Send ``report`` to the requester at ``host:port`` on an association of our own, as the
-    Storage Commitment SCP (proposing that role). Raises ``OSError`` or a ``FastpushError``
-    (the requester refused the association, the context or the report)."""
+    Storage Commitment SCP (proposing that role); ``connection`` or its fields as keywords say
+    how. Raises ``OSError`` or a ``FastpushError`` (the requester refused the association, the
+    context or the report)."""
     with Association(
         host,
         port,
         [(STORAGE_COMMITMENT, SYNTAXES)],
-        connection=connection,
+        connection=connection_options(connection, options),
         roles=[RoleSelection(STORAGE_COMMITMENT, scu=False, scp=True)],
     ) as association:
         status = association.send_report(report)
