@@ -8,17 +8,16 @@ and ``route`` (server TLS, connection limits, the dataset check).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..transport.connect import ENGINES
-from ..transport.tls import TLSOptions
 from ..wire.identity import TOKEN_TYPES, UserIdentity, read_secret
 from ..wire.pdu import encode_ae_title
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from ..transport.tls import TLSOptions
 
 # 0: every file stored (warnings included), or a server stopped by one Ctrl-C; 1: some file
 # failed or was skipped; 2: usage, connection or association failure; 130: interrupted.
@@ -96,16 +95,18 @@ def add_talk(
     talk.add_argument("-d", "--debug", action="store_true", help=debug)
 
 
-class _DcmtkStyle(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname[0]}: {record.getMessage()}"
-
-
 def configure_logging(args: argparse.Namespace) -> None:
     """Log lines on stderr as DCMTK writes them: warnings, or more with ``-v`` / ``-d``."""
+    # logging loads here, after parsing: ``--help`` and a usage error never need it.
+    import logging
+
+    class DcmtkStyle(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{record.levelname[0]}: {record.getMessage()}"
+
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_DcmtkStyle())
+    handler.setFormatter(DcmtkStyle())
     logger = logging.getLogger("fastpush")
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -189,6 +190,8 @@ def _client_tls(args: argparse.Namespace) -> TLSOptions | None:
     wanted = args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_no_verify
     if not wanted:
         return None
+    from ..transport.tls import TLSOptions  # the parser is built without the TLS module
+
     return TLSOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_no_verify)
 
 
@@ -255,6 +258,8 @@ def server_tls(args: argparse.Namespace) -> TLSOptions | None:
     """The ``TLSOptions`` of ``add_server_tls``'s options; None when none was given."""
     if not (args.tls_cert or args.tls_key or args.tls_ca):
         return None
+    from ..transport.tls import TLSOptions
+
     return TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
 
 
@@ -290,7 +295,9 @@ def add_dataset_check(group: Group) -> None:
 def warn_lenient(args: argparse.Namespace) -> None:
     """Say at start that datasets are stored unchecked: a setting an operator must see."""
     if not args.dataset_check:
-        log.warning(
+        import logging
+
+        logging.getLogger(__name__).warning(
             "--no-dataset-check: datasets are stored even when their SOP Class/Instance UIDs "
             "differ from the C-STORE command's"
         )

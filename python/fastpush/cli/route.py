@@ -13,10 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.negotiation import AcceptPolicy
-from ..send.retry import RetryPolicy
 from . import options as arguments
-from .live import LiveLine, raise_descriptor_limit, until_interrupted
 from .route_config import add_config_arguments, check, refuse_edits, settle
 from .route_ops import Endpoint, add_ops_arguments, min_free
 
@@ -169,8 +166,12 @@ def _received(stats: RouterStats) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The router loads only when it runs: `store` starts without it.
+    # The router, the policies and the live line load only when it runs, not for the
+    # top-level --help that builds this parser too.
+    from ..receive.negotiation import AcceptPolicy
     from ..route.router import Router
+    from ..send.retry import RetryPolicy
+    from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
     if args.check_config is not None:
         return check(args)

@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.negotiation import AcceptPolicy
 from ..receive.storage import Layout
 from ..wire.pdu import ACCEPTOR_MAX_PDU
 from . import options as arguments
-from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
 if TYPE_CHECKING:
     from ..receive.server import Stats
@@ -169,7 +167,11 @@ def _line(stats: Stats, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..receive.server import StorageServer  # the receive side loads only when it serves
+    # The receive side and the live line load only when it serves, not for the top-level
+    # --help that builds this parser too.
+    from ..receive.negotiation import AcceptPolicy
+    from ..receive.server import StorageServer
+    from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
     raise_descriptor_limit()
     policy = AcceptPolicy(

@@ -13,17 +13,19 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import FastpushError
-from ..send.plan import Proposal, syntax_uid
-from ..send.push import PathLike, Push, echo
 from ..wire.pdu import REQUESTOR_MAX_PDU
 from . import cluster
 from . import options as arguments
-from . import report as reports
-from .live import Pushing, finish, run_push
 from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK
+
+if TYPE_CHECKING:
+    from ..send.push import PathLike
+    from .live import Pushing
+
+# The sender, the report and the live display load in the run_ functions, not here: building
+# the parser (each run of these commands, the top-level --help) needs only the option groups.
 
 
 def add_store(commands: Any) -> None:
@@ -56,6 +58,8 @@ def add_demo(commands: Any) -> None:
 
 
 def _syntaxes(text: str) -> list[str]:
+    from ..send.plan import syntax_uid
+
     try:
         return [syntax_uid(name) for name in text.split(",") if name.strip()]
     except ValueError as exc:
@@ -182,13 +186,17 @@ def _commitment(args: argparse.Namespace, calling_ae: str) -> Iterator[Any]:
     if args.commit_port is None:
         yield CommitOptions(timeout=args.commit_timeout)
         return
-    from ..receive.commit import ReportListener
+    from ..receive.report_listener import ReportListener
 
     with ReportListener("", args.commit_port, ae_title=calling_ae) as listener:
         yield CommitOptions(timeout=args.commit_timeout, waiter=listener)
 
 
 def run_store(args: argparse.Namespace) -> int:
+    from ..send.plan import Proposal
+    from . import report as reports
+    from .live import finish, run_push
+
     problem = cluster.problem(args)
     if problem is None and args.commit and cluster.settings(args) is not None:
         problem = "--commit is not supported on a cluster"
@@ -247,6 +255,8 @@ def _pusher(
     leaving)."""
     on_cluster = cluster.settings(args)
     if on_cluster is None:
+        from ..send.push import Push
+
         yield Push(paths, host, port, **options)
         return
     try:
@@ -259,6 +269,9 @@ def _pusher(
 
 
 def run_echo(args: argparse.Namespace) -> int:
+    from ..errors import FastpushError
+    from ..send.push import echo
+
     try:
         status = echo(args.host, args.port, **arguments.connection(args))
     except (OSError, FastpushError) as exc:
@@ -272,7 +285,9 @@ def run_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..receive.server import StorageServer
+    from ..send.push import Push
     from ..synthetic import write_study
+    from .live import finish, run_push
 
     with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
         ct = "1.2.840.10008.5.1.4.1.1.2"
