@@ -14,7 +14,8 @@ import pytest
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr-defined]
 
-from fastpush.receive.commit import Commitment, ReportListener
+from fastpush.receive.commit import Commitment
+from fastpush.receive.report_listener import ReportListener
 from fastpush.receive.server import StorageServer
 from fastpush.send.commit import CommitOptions, send_report
 from fastpush.send.failure import Failure

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pydicom
 
-from fastpush.receive.commit import Commitment, ReportListener
+from fastpush.receive.commit import Commitment
+from fastpush.receive.report_listener import ReportListener
 from fastpush.receive.server import StorageServer
 from fastpush.send.commit import CommitOptions, send_report
 from fastpush.send.push import push
