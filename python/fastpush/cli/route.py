@@ -101,6 +101,14 @@ def add_parser(commands: Any) -> None:
         help="longest wait between tries of a destination that fails (default 60)",
     )
     route.add_argument(
+        "--durability",
+        choices=("fsync", "os"),
+        default="fsync",
+        help="fsync (default): success is answered once the file is on disk and queued; os: "
+        "once it is queued in the page cache (no fsync: a machine crash or power cut can lose "
+        "files already acknowledged)",
+    )
+    route.add_argument(
         "--max-spool",
         type=arguments.amount("GB"),
         metavar="GB",
@@ -201,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         rules=settled.rules,
         calling_ae=settled.calling_ae,
+        durability=args.durability,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)

@@ -73,8 +73,10 @@ class StorageServer:
     +B``: the received bytes untouched after a file meta header) under a temporary name and
     renamed when complete, named ``<modality>.<SOP Instance UID>`` (``unique_filenames``: never
     overwrite, add ``.1``, ``.2``...) in the folder ``layout`` says; ``fsync`` answers success only
-    once the file and its folder are durable. Without ``directory``, ``on_store`` gets the bytes in
-    memory; with neither, datasets are received and dropped (a benchmark sink).
+    once the file and its folder are durable (``durable_names=False``: the file's data only, for
+    a caller that links it into a folder it fsyncs itself, as the router does). Without
+    ``directory``, ``on_store`` gets the bytes in memory; with neither, datasets are received
+    and dropped (a benchmark sink).
 
     ``on_store(received)`` runs in the association's thread for each dataset and returns the
     status to answer (None: success). An exception answers ``0xC000`` (the reason is logged) and
@@ -138,6 +140,7 @@ class StorageServer:
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
         commitment: Commitment | None = None,
+        durable_names: bool = True,
     ) -> None:
         from ..wire import pdu
 
@@ -170,6 +173,7 @@ class StorageServer:
                 layout=Layout(layout),
                 unique_filenames=unique_filenames,
                 fsync=fsync,
+                durable_names=durable_names,
             )
         )
         # The UID tables the first association would load (pydicom's dictionary): at start-up,

@@ -1,8 +1,9 @@
 """A store-and-forward router: :class:`Router` receives C-STORE, spools and forwards.
 
-The receiving side is a :class:`~fastpush.receive.server.StorageServer` writing into the spool with
-``fsync``; its ``on_store`` queues each file for its destinations (``spool``) before the sender
-is answered, so success means "on disk, queued". One
+The receiving side is a :class:`~fastpush.receive.server.StorageServer` writing into the spool
+(the data ``fdatasync``'d in the receive loop); its ``on_store`` queues each file for its
+destinations (``spool``, the queue folders fsync'd, shared between associations) before the
+sender is answered, so success means "on disk, queued" (``durability``). One
 :class:`~fastpush.route.forwarder.Forwarder` per destination pushes its queue with a
 ``StoreClient``. Above ``max_spool`` bytes waiting, new stores are answered 0xA700 (Out of
 Resources) before their data are read.
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..receive.negotiation import AcceptPolicy
+from ..receive.negotiation import AcceptPolicy, known_transfer_syntaxes
 from ..receive.received import Received
 from ..receive.server import StorageServer
 from ..receive.storage import Layout
@@ -28,10 +29,12 @@ from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
 from ..wire import dimse
+from .durability import Durability
 from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
-from .journal import Journal, RouteEvent, Step
+from .journal import MAX_BYTES, Journal, RouteEvent, Step
 from .rules import Rule, Rules
 from .spool import JOURNAL, Spool
+from .studies import Studies, Study, study_and_series
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -81,6 +84,16 @@ class Router:
     file that keeps failing transiently (it is tried until it is stored or refused for good).
     ``max_spool``: bytes waiting above which new stores are refused with 0xA700; ``min_free``:
     free bytes on the spool's disk below which they are too (until space returns).
+    ``durability`` (``"fsync"``, ``"os"``): what success means to a sender (see
+    :mod:`fastpush.route.durability`): on disk and queued, or queued in the page cache (a
+    machine crash or power cut can lose acknowledged files).
+    ``journal_max``: bytes past which ``journal.jsonl`` is rotated (``journal.jsonl.1``...,
+    ``journal.KEEP`` kept; None: never). ``study_stable``: seconds without a new file of a
+    study after which it is complete: a ``study_complete`` journal line, then
+    ``on_study_complete(study)`` (a :class:`~fastpush.route.studies.Study`, from the timer
+    thread), and destinations with ``study_complete`` forward its files only then.
+    ``idle_release`` (a client option, default ``forwarder.IDLE_RELEASE``, 30 s): an
+    association to a destination carrying no file for that long is released.
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
     association's thread. ``rules`` (:class:`~fastpush.route.rules.Rules`, or a list of
     :class:`~fastpush.route.rules.Rule` taken first-match with unmatched files dropped) pick
@@ -125,6 +138,10 @@ class Router:
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
         connection: ConnectionOptions | None = None,
+        durability: Durability | str = Durability.FSYNC,
+        journal_max: int | None = MAX_BYTES,
+        study_stable: float | None = None,
+        on_study_complete: Callable[[Study], None] | None = None,
         **client_options: Unpack[ForwardKeywords],
     ) -> None:
         if not destinations:
@@ -152,8 +169,19 @@ class Router:
                 raise ValueError(f"rules name unknown destinations: {unknown}")
         self._by_rule: dict[str, int] = {}
         self.on_event = on_event
-        self.spool = Spool(spool)
-        self.journal = Journal(self.spool.directory / JOURNAL)
+        self.durability = Durability(durability)
+        self.dataset_check = dataset_check
+        self.spool = Spool(spool, self.durability)
+        self.journal = Journal(self.spool.directory / JOURNAL, max_bytes=journal_max)
+        # Lifecycle (issue 19): study completion, and the destinations that wait for it.
+        self.on_study_complete = on_study_complete
+        self.studies = (
+            None
+            if study_stable is None
+            else Studies(study_stable, self._study_complete, self._study_ready)
+        )
+        if self.studies is None and any(d.study_complete for d in destinations):
+            raise ValueError("destinations with study_complete need study_stable")
         self._received = [0, 0, 0, 0]  # files, bytes, dropped, refused
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -178,6 +206,9 @@ class Router:
             )
             for d in destinations
         }
+        for forwarder in self.forwarders.values():
+            if forwarder.destination.study_complete and self.studies is not None:
+                forwarder.complete = self.studies.complete
         self.server = StorageServer(
             host,
             port,
@@ -190,7 +221,8 @@ class Router:
             tls=tls,
             layout=Layout.STUDY,
             unique_filenames=True,
-            fsync=True,
+            fsync=self.durability is Durability.FSYNC,
+            durable_names=False,  # the queue links are: spool.enqueue
             timeout=timeout,
             dataset_check=dataset_check,
             max_connections=max_connections,
@@ -221,6 +253,7 @@ class Router:
             if self._started:
                 return False
             self._started = True
+        recovered: set[int] = set()  # a file's seq, once for all its destinations
         for entry in self.spool.recover(list(self.destinations)):
             self._tell(
                 RouteEvent(
@@ -232,7 +265,12 @@ class Router:
                     maybe_duplicate=entry.maybe_duplicate,
                 )
             )
+            if self.studies is not None and entry.seq not in recovered:
+                recovered.add(entry.seq)
+                self.studies.arrived(entry.study)
             self.forwarders[entry.destination].put(entry)
+        if self.studies is not None:
+            self.studies.start()
         if self.spool.files:
             log.info("%d files waiting in the spool from an earlier run", self.spool.files)
         for forwarder in self.forwarders.values():
@@ -248,6 +286,8 @@ class Router:
                 return
             self._stopped = True
         self.server.shutdown(abort=abort, timeout=timeout)
+        if self.studies is not None:
+            self.studies.stop()
         for forwarder in self.forwarders.values():
             forwarder.stop(abort=abort)
         self.journal.close()
@@ -293,6 +333,27 @@ class Router:
                     return False
                 self._idle.wait(remaining)
         return True
+
+    def _study_complete(self, study: Study) -> None:
+        self._tell(
+            RouteEvent(
+                Step.STUDY_COMPLETE,
+                study.study_instance_uid,
+                calling_ae=",".join(study.calling_aes) or None,
+                series=study.series,
+                instances=study.instances,
+            )
+        )
+        if self.on_study_complete is not None:
+            try:
+                self.on_study_complete(study)
+            except Exception:
+                log.exception("on_study_complete raised on %s", study.study_instance_uid)
+
+    def _study_ready(self) -> None:
+        for forwarder in self.forwarders.values():
+            if forwarder.complete is not None:
+                forwarder.wake()
 
     def _wake(self) -> None:
         with self._idle:
@@ -394,14 +455,26 @@ class Router:
                 self._received[2] += 1
             self._tell(self._event(Step.DROPPED, received, None, None, rule))
             return None
+        identity = None
+        if self.dataset_check and received.transfer_syntax in known_transfer_syntaxes():
+            # The server checked the dataset's UIDs are the command's.
+            identity = (
+                received.sop_class_uid,
+                received.sop_instance_uid,
+                received.transfer_syntax,
+                received.size,
+            )
         try:
-            entries = self.spool.enqueue(path, path.parent.name, names)
+            entries = self.spool.enqueue(path, path.parent.name, names, identity)
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.OUT_OF_RESOURCES
         except ValueError as exc:  # a name storage should never have made: never retried
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.CANNOT_UNDERSTAND
+        if self.studies is not None:  # before the files reach a lane that waits for it
+            study, series = study_and_series(received.head, received.transfer_syntax)
+            self.studies.arrived(path.parent.name, study, series, received.calling_ae)
         for entry in entries:
             rule = picked[entry.destination]
             self._tell(
