@@ -17,6 +17,8 @@ from ..wire.identity import TOKEN_TYPES, UserIdentity, read_secret
 from ..wire.pdu import encode_ae_title
 
 if TYPE_CHECKING:
+    import logging
+
     from ..transport.tls import TLSOptions
 
 # 0: every file stored (warnings included), or a server stopped by one Ctrl-C; 1: some file
@@ -95,8 +97,19 @@ def add_talk(
     talk.add_argument("-d", "--debug", action="store_true", help=debug)
 
 
+def add_log_json(parser: argparse.ArgumentParser) -> None:
+    """``--log-json`` of a service (``serve``, ``route``)."""
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log on stderr one JSON object a line (time, level, logger, message, thread) for "
+        "a log collector, instead of DCMTK-style lines",
+    )
+
+
 def configure_logging(args: argparse.Namespace) -> None:
-    """Log lines on stderr as DCMTK writes them: warnings, or more with ``-v`` / ``-d``."""
+    """Log lines on stderr as DCMTK writes them: warnings, or more with ``-v`` / ``-d``; with
+    ``--log-json``, one JSON object a line."""
     # logging loads here, after parsing: ``--help`` and a usage error never need it.
     import logging
 
@@ -106,10 +119,42 @@ def configure_logging(args: argparse.Namespace) -> None:
 
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(DcmtkStyle())
+    handler.setFormatter(_json_lines() if getattr(args, "log_json", False) else DcmtkStyle())
     logger = logging.getLogger("fastpush")
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def _json_lines() -> logging.Formatter:
+    """A formatter of one JSON object a line: ``time`` (ISO 8601, UTC), ``level``, ``logger``,
+    ``message``, ``thread``, the record's ``extra`` fields that are plain values, and
+    ``exception``. Everything is ASCII-escaped, so text a peer sent (an AE title, a UID) can
+    never split a record or forge one."""
+    import json
+    import logging
+    from datetime import datetime, timezone
+
+    standard = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"}
+
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            data: dict[str, object] = {
+                "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                    timespec="milliseconds"
+                ),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                "thread": record.threadName,
+            }
+            for key, value in vars(record).items():
+                if key not in standard and isinstance(value, (str, int, float, bool)):
+                    data.setdefault(key, value)
+            if record.exc_info:
+                data["exception"] = self.formatException(record.exc_info)
+            return json.dumps(data)
+
+    return JsonLines()
 
 
 # Connecting to a peer: store and echo

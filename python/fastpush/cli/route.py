@@ -140,8 +140,34 @@ def add_parser(commands: Any) -> None:
         "--to-tls-ca", metavar="FILE", help="PEM CAs to trust when forwarding (implies --to-tls)"
     )
     add_ops_arguments(route)  # issue 19: --http, --http-token-file, --min-free
+    _add_lifecycle_arguments(route)  # issue 19: --idle-release, --journal-max, --study-stable
     arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
+    arguments.add_log_json(route)
     add_config_arguments(route)  # issue 18: --config, --check-config
+
+
+def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
+    group = route.add_argument_group("lifecycle")
+    group.add_argument(
+        "--idle-release",
+        type=arguments.seconds,
+        metavar="S",
+        help="release an association to a destination after S seconds without files (default 30)",
+    )
+    group.add_argument(
+        "--journal-max",
+        type=arguments.amount("MB"),
+        metavar="MB",
+        help="rotate spool/journal.jsonl past this size, keeping journal.jsonl.1 to .5 "
+        "(default 100)",
+    )
+    group.add_argument(
+        "--study-stable",
+        type=arguments.seconds,
+        metavar="S",
+        help="a study is complete after S seconds without a new file of it: a study_complete "
+        "line in the journal (destinations with study_complete in --config wait for it)",
+    )
 
 
 class _Status:
@@ -210,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
         rules=settled.rules,
         calling_ae=settled.calling_ae,
         durability=args.durability,
+        idle_release=args.idle_release,
+        journal_max=int(args.journal_max * _MB),
+        study_stable=args.study_stable,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)

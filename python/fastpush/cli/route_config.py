@@ -34,6 +34,9 @@ _OPTIONS = {
     "acse_timeout": ("receive", "acse_timeout"),
     "http_token_file": ("receive", "http_token_file"),
     "durability": ("receive", "durability"),
+    "journal_max": ("receive", "journal_max"),
+    "study_stable": ("receive", "study_stable"),
+    "idle_release": ("forward", "idle_release"),
     "associations": ("forward", "associations"),
     "retries": ("forward", "retries"),
     "max_backoff": ("forward", "max_backoff"),
@@ -131,6 +134,7 @@ def _destination(d: DestinationConfig, cli_tls: TLSOptions | None) -> Destinatio
         associations=d.associations,
         retry=retry,
         proposal=proposal,
+        study_complete=d.study_complete,
     )
 
 

@@ -126,6 +126,7 @@ def add_parser(commands: Any) -> None:
         "ended before it (repeatable)",
     )
     arguments.add_talk(serve, quiet="no live line, summary only", debug="also log each context")
+    arguments.add_log_json(serve)
 
 
 def _commit_peer(text: str) -> tuple[str, str, int]:

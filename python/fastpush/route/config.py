@@ -60,6 +60,9 @@ class Receive:
     http: str | None = None
     http_token_file: str | None = None
     durability: str = "fsync"
+    journal_max: float = 100.0
+    """MB past which the journal is rotated."""
+    study_stable: float | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Forward:
     retries: int = 3
     max_backoff: float = 60.0
     calling_ae: str | None = None
+    idle_release: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class DestinationConfig:
     conversion: bool = True
     edits: tuple[Edit, ...] = ()
     deidentify: Deidentify | None = None
+    study_complete: bool = False
     line: int = 0
 
 
@@ -301,6 +306,8 @@ class _Reader:
             "http": self.text,
             "http_token_file": self.text,
             "durability": self.durability,
+            "journal_max": self.positive,
+            "study_stable": self.positive,
         }
         return Receive(**{k: checks[k](v, (*key, k)) for k, v in table.items()})
 
@@ -317,6 +324,7 @@ class _Reader:
             "retries": lambda v, k: self.whole(v, k, 0),
             "max_backoff": self.positive,
             "calling_ae": self.ae,
+            "idle_release": self.positive,
         }
         return Forward(**{k: checks[k](v, (*key, k)) for k, v in table.items()})
 
@@ -339,6 +347,7 @@ class _Reader:
             "conversion": self.flag,
             "edits": self.edits,
             "deidentify": self.deidentify,
+            "study_complete": self.flag,
         }
         values = {k: checks[k](v, (*key, k)) for k, v in table.items()}
         return DestinationConfig(name=name, line=line_of(self.lines, key), **values)

@@ -152,7 +152,7 @@ class Forwarder:
         self.stats = DestinationStats()
         self._tell = tell
         self._on_idle = on_idle
-        idle_release = options.pop("idle_release", IDLE_RELEASE)
+        client_options: ForwardKeywords = {"idle_release": IDLE_RELEASE, **options}
         self._client = StoreClient(
             destination.host,
             destination.port,
@@ -163,8 +163,7 @@ class Forwarder:
                 called_ae=destination.called_ae,
                 tls=destination.tls,
             ),
-            idle_release=idle_release,
-            **options,
+            **client_options,
         )
         self._cond = threading.Condition()
         self._stopping = threading.Event()

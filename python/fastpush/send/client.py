@@ -75,6 +75,8 @@ class _Member:
     contexts: Group
     lease: contextlib.ExitStack
     stores: int = 0
+    used: float = field(default_factory=time.monotonic)
+    """When it last carried an item (``idle_release`` counts from there)."""
     # Stored, awaiting the commitment asked for when the association ends.
     uncommitted: list[tuple[_Job, Result]] = field(default_factory=list)
 
@@ -86,9 +88,11 @@ class StoreClient:
     which (SOP class, transfer syntax) pairs each association proposes; without it an
     association proposes every pair seen so far (as many of the most recent as fit 128
     contexts). ``proposal`` says which transfer syntaxes to propose and send.
-    ``max_per_association`` releases an association after that many stores. ``retry`` bounds
-    the attempts of each file and of each association; ``give_up_after`` (seconds) also bounds
-    how long associations are retried before the waiting items fail. ``on_event(event)`` gets
+    ``max_per_association`` releases an association after that many stores; ``idle_release``
+    (seconds) releases one that carried no item for that long (the next item opens another;
+    None: kept until ``close``). ``retry`` bounds the attempts of each file and of each
+    association; ``give_up_after`` (seconds) also bounds how long associations are retried
+    before the waiting items fail. ``on_event(event)`` gets
     every :class:`~fastpush.Event` of every association (from the workers' threads).
     ``connection`` (:class:`~fastpush.ConnectionOptions`) says how each association connects;
     its fields may also be given as keyword arguments (``calling_ae``, ``called_ae``,
@@ -111,6 +115,7 @@ class StoreClient:
         groups: Iterable[Iterable[Pair]] | None = None,
         retry: RetryPolicy | None = None,
         max_per_association: int | None = None,
+        idle_release: float | None = None,
         proposal: Proposal = DEFAULT_PROPOSAL,
         give_up_after: float | None = None,
         on_event: EventHandler | None = None,
@@ -123,6 +128,8 @@ class StoreClient:
             raise ValueError("associations must be at least 1")
         if max_per_association is not None and max_per_association < 1:
             raise ValueError("max_per_association must be at least 1")
+        if idle_release is not None and idle_release <= 0:
+            raise ValueError("idle_release must be more than 0 seconds")
         if give_up_after is not None and give_up_after <= 0:
             raise ValueError("give_up_after must be more than 0 seconds")
         self.host = host
@@ -130,6 +137,7 @@ class StoreClient:
         self.size = associations
         self.retry = retry or RetryPolicy()
         self.max_per_association = max_per_association
+        self.idle_release = idle_release
         self.give_up_after = give_up_after
         self.proposal = proposal
         self._on_event = on_event
@@ -192,6 +200,11 @@ class StoreClient:
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
+
+    @property
+    def open_associations(self) -> int:
+        """Associations open now (idle ones included, until ``idle_release``)."""
+        return len(self._open)
 
     def close(self) -> None:
         """Wait for the queued items, then release every association and stop the workers."""
@@ -283,9 +296,23 @@ class StoreClient:
                     return None, None
                 if member is not None and member.uncommitted:
                     return None, _END_ASSOCIATION
+                idle = self._idle_left(member)
+                if member is not None and idle is not None and idle <= 0:
+                    log.info(
+                        "Releasing association %d: no file for %g s",
+                        member.association.number,
+                        self.idle_release,
+                    )
+                    return None, _END_ASSOCIATION
                 self._waiting += 1
-                self._cond.wait()
+                self._cond.wait(idle)
                 self._waiting -= 1
+
+    def _idle_left(self, member: _Member | None) -> float | None:
+        """Seconds until ``member`` has been idle for ``idle_release`` (None: no limit)."""
+        if member is None or self.idle_release is None:
+            return None
+        return member.used + self.idle_release - time.monotonic()
 
     def _run(self, member: _Member | None, job: _Job) -> _Member | None:
         """Store a taken ``job`` and resolve its future, or put it back for another worker.
@@ -301,6 +328,8 @@ class StoreClient:
         if member is not None and not self._keep(member):
             self._release(member)
             member = None
+        if member is not None:
+            member.used = time.monotonic()
         with self._cond:
             self._running -= 1
             if not settled:
