@@ -456,6 +456,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps([asdict(r) for r in runs], indent=1) + "\n"
     )
     (args.out / f"receive{suffix}.txt").write_text(text)
+    from charts import after_run, receive_charts  # matplotlib: the bench extra
+
+    after_run(receive_charts, args.out / f"receive{suffix}.json")
     return 0
 
 
