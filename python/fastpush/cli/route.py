@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
     endpoint.start(router)
-    live = LiveLine(_Status(router), args.quiet)
+    live = LiveLine(_Status(router), args.quiet or args.log_json)
     try:
         code = until_interrupted(
             router.serve_forever,

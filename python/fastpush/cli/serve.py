@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     arguments.warn_lenient(args)
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
-    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)
+    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet or args.log_json)
     code = until_interrupted(
         server.serve_forever,
         lambda abort: server.shutdown(abort=abort),
