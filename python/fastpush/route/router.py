@@ -153,6 +153,10 @@ class Router:
             raise ValueError("associations must be at least 1")
         if max_spool is not None and max_spool <= 0:
             raise ValueError("max_spool must be more than 0 bytes")
+        if study_stable is not None and not study_stable > 0:
+            raise ValueError("study_stable must be more than 0 seconds")
+        if study_stable is None and any(d.study_complete for d in destinations):
+            raise ValueError("destinations with study_complete need study_stable")
         self.destinations = {d.key: d for d in destinations}
         self.max_spool = max_spool
         # ops (issue 19): the disk guard; files, bytes, refused per calling AE (at most
@@ -180,8 +184,6 @@ class Router:
             if study_stable is None
             else Studies(study_stable, self._study_complete, self._study_ready)
         )
-        if self.studies is None and any(d.study_complete for d in destinations):
-            raise ValueError("destinations with study_complete need study_stable")
         self._received = [0, 0, 0, 0]  # files, bytes, dropped, refused
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
