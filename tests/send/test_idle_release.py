@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 import fastpush
@@ -21,7 +20,7 @@ pytestmark = pytest.mark.interop
 
 @pytest.fixture
 def study(tmp_path: Path) -> list[Path]:
-    """Three CT files in one syntax: one presentation context, so one association could carry them all."""
+    """Three CT files in one syntax: one presentation context, one association for all."""
     return write_study(
         tmp_path / "ct",
         count=3,
