@@ -23,6 +23,7 @@ from ..wire.commitment import (
     Reference,
     Report,
     failure_text,
+    new_transaction_uid,
 )
 from ..wire.pdu import RoleSelection
 from .association import Association
@@ -72,9 +73,7 @@ class CommitOptions:
 def commit(association: Association, results: Sequence[Result], options: CommitOptions) -> None:
     """Ask ``association``'s peer to commit to ``results`` (stored on it), release the
     association, and mark each result committed or failed with the reason."""
-    from pydicom.uid import generate_uid
-
-    transaction = str(generate_uid())
+    transaction = new_transaction_uid()
     references = [Reference(r.sop_class_uid or "", r.sop_instance_uid or "") for r in results]
     waiter = options.waiter
     try:

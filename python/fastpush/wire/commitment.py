@@ -1,25 +1,22 @@
 """Storage Commitment Push Model (PS3.4 Annex J): its SOP class, the N-ACTION request and the
 N-EVENT-REPORT it is answered with, as datasets, and the P-DATA-TF PDUs that carry them.
 
-The datasets are tiny (a Transaction UID and a list of references) and never on the per-file
-path, so pydicom encodes and decodes them. Who sends them when is ``send.commit``'s (the SCU)
-and ``receive.commit``'s (the SCP) business.
+The datasets are flat (a Transaction UID and sequences of two UIDs per item), so they are
+written and read by hand, as ``dataset.meta`` writes the file meta: a batch of thousands of
+references costs milliseconds, and no pydicom import on the sender's path. Who sends them
+when is ``send.commit``'s (the SCU) and ``receive.commit``'s (the SCP) business.
 """
 
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
-from typing import TYPE_CHECKING
 
 from ..errors import FastpushError, ProtocolError
 from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
 from . import dimse
-
-if TYPE_CHECKING:
-    from pydicom.dataset import Dataset
 
 STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"
 """Storage Commitment Push Model SOP Class."""
@@ -81,80 +78,196 @@ def failure_text(reason: int) -> str:
     return f"not committed: 0x{reason:04X} {FAILURE_REASONS.get(reason, 'failure')}"
 
 
-def _encode(dataset: Dataset, syntax: str) -> bytes:
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filewriter import write_dataset
+# The elements of the two datasets (PS3.4 J.3): tag -> VR.
+TRANSACTION_UID = 0x00081195
+REFERENCED_SOP_SEQUENCE = 0x00081199
+FAILED_SOP_SEQUENCE = 0x00081198
+REFERENCED_SOP_CLASS_UID = 0x00081150
+REFERENCED_SOP_INSTANCE_UID = 0x00081155
+FAILURE_REASON = 0x00081197
+# In Implicit VR only the tag says a defined-length element is a sequence; the others we skip.
+_SEQUENCES = frozenset((REFERENCED_SOP_SEQUENCE, FAILED_SOP_SEQUENCE))
+_ITEM = 0xFFFEE000
+_ITEM_END = 0xFFFEE00D
+_SEQUENCE_END = 0xFFFEE0DD
+_UNDEFINED = 0xFFFFFFFF
+# Explicit VRs whose length is 4 bytes after two reserved ones (PS3.5 7.1.2).
+_LONG_VRS = frozenset(b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split())
+# Nesting a peer may send (Referenced Performed Procedure Step Sequence holds one more level).
+_MAX_DEPTH = 8
 
-    buffer = DicomBytesIO()
-    buffer.is_little_endian = True
-    buffer.is_implicit_VR = syntax == IMPLICIT_VR_LE
-    write_dataset(buffer, dataset)
-    return buffer.getvalue()
+_TAG = struct.Struct("<HH")
+_SHORT = struct.Struct("<HH2sH")
+_LONG = struct.Struct("<HH2s2xI")
+_IMPLICIT = struct.Struct("<HHI")
+_US = struct.Struct("<H")
 
 
-def _items(references: Iterable[Reference], reasons: Iterable[int] | None = None) -> list[Dataset]:
-    from pydicom.dataset import Dataset
+def _header(tag: int, vr: bytes, length: int, implicit: bool) -> bytes:
+    group, element = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return _IMPLICIT.pack(group, element, length)
+    if vr in _LONG_VRS:
+        return _LONG.pack(group, element, vr, length)
+    return _SHORT.pack(group, element, vr, length)
 
+
+def _uid(tag: int, uid: str, implicit: bool) -> bytes:
+    raw = uid.encode("ascii")
+    if len(raw) % 2:
+        raw += b"\0"
+    return _header(tag, b"UI", len(raw), implicit) + raw
+
+
+def _sequence(
+    tag: int, references: Iterable[Reference], reasons: list[int] | None, implicit: bool
+) -> bytes:
     items = []
-    reason_list = None if reasons is None else list(reasons)
     for index, ref in enumerate(references):
-        item = Dataset()
-        item.ReferencedSOPClassUID = ref.sop_class_uid
-        item.ReferencedSOPInstanceUID = ref.sop_instance_uid
-        if reason_list is not None:
-            item.FailureReason = reason_list[index]
-        items.append(item)
-    return items
+        body = _uid(REFERENCED_SOP_CLASS_UID, ref.sop_class_uid, implicit) + _uid(
+            REFERENCED_SOP_INSTANCE_UID, ref.sop_instance_uid, implicit
+        )
+        if reasons is not None:
+            body += _header(FAILURE_REASON, b"US", 2, implicit) + _US.pack(reasons[index])
+        items.append(_IMPLICIT.pack(0xFFFE, 0xE000, len(body)) + body)
+    value = b"".join(items)
+    return _header(tag, b"SQ", len(value), implicit) + value
 
 
 def encode_request(transaction_uid: str, references: Iterable[Reference], syntax: str) -> bytes:
-    """The N-ACTION-RQ dataset: Transaction UID and Referenced SOP Sequence."""
-    from pydicom.dataset import Dataset
-
-    dataset = Dataset()
-    dataset.TransactionUID = transaction_uid
-    dataset.ReferencedSOPSequence = _items(references)
-    return _encode(dataset, syntax)
+    """The N-ACTION-RQ dataset: Transaction UID and Referenced SOP Sequence (in ``syntax``,
+    Explicit or Implicit VR Little Endian; defined lengths)."""
+    implicit = syntax == IMPLICIT_VR_LE
+    # Elements in ascending tag order, as PS3.5 7.1 requires.
+    return _uid(TRANSACTION_UID, transaction_uid, implicit) + _sequence(
+        REFERENCED_SOP_SEQUENCE, references, None, implicit
+    )
 
 
 def encode_report(report: Report, syntax: str) -> bytes:
     """The N-EVENT-REPORT-RQ dataset: Transaction UID, Referenced SOP Sequence (committed),
     Failed SOP Sequence (with Failure Reasons) when some failed."""
-    from pydicom.dataset import Dataset
-
-    dataset = Dataset()
-    dataset.TransactionUID = report.transaction_uid
-    if report.committed:
-        dataset.ReferencedSOPSequence = _items(report.committed)
+    implicit = syntax == IMPLICIT_VR_LE
+    parts = [_uid(TRANSACTION_UID, report.transaction_uid, implicit)]
     if report.failed:
-        dataset.FailedSOPSequence = _items(
-            (ref for ref, _ in report.failed), (reason for _, reason in report.failed)
+        parts.append(
+            _sequence(
+                FAILED_SOP_SEQUENCE,
+                (ref for ref, _ in report.failed),
+                [reason for _, reason in report.failed],
+                implicit,
+            )
         )
-    return _encode(dataset, syntax)
+    if report.committed:
+        parts.append(_sequence(REFERENCED_SOP_SEQUENCE, report.committed, None, implicit))
+    return b"".join(parts)
 
 
-def _decode(data: bytes, syntax: str) -> Dataset:
-    from pydicom.filereader import read_dataset
-
-    try:
-        return read_dataset(BytesIO(data), syntax == IMPLICIT_VR_LE, True)
-    except Exception as exc:  # pydicom raises whatever the bytes provoke
-        raise ProtocolError(f"Storage Commitment dataset does not parse: {exc}") from exc
+_Elements = dict[int, "bytes | list[_Elements]"]
 
 
-def _references(dataset: Dataset, keyword: str) -> list[tuple[Reference, int]]:
+class _Reader:
+    """Reads a dataset into ``{tag: value bytes, or a list of items for a sequence}``: every
+    element, so that elements we do not use (Retrieve AE Title, a Referenced Performed
+    Procedure Step Sequence) are stepped over whatever their lengths."""
+
+    def __init__(self, data: bytes, implicit: bool) -> None:
+        self.data = memoryview(data)
+        self.implicit = implicit
+
+    def _fail(self, what: str, pos: int) -> ProtocolError:
+        return ProtocolError(f"Storage Commitment dataset does not parse: {what} at byte {pos}")
+
+    def dataset(self, pos: int, end: int, depth: int) -> tuple[_Elements, int]:
+        """The elements from ``pos`` to ``end`` or to an Item Delimitation (then past it)."""
+        if depth > _MAX_DEPTH:
+            raise self._fail("sequences nested too deep", pos)
+        data = self.data
+        elements: _Elements = {}
+        while pos < end:
+            if pos + 8 > end:
+                raise self._fail("truncated element header", pos)
+            group, element = _TAG.unpack_from(data, pos)
+            tag = group << 16 | element
+            vr = b""
+            if self.implicit or group == 0xFFFE:
+                length = _IMPLICIT.unpack_from(data, pos)[2]
+                pos += 8
+            else:
+                vr = bytes(data[pos + 4 : pos + 6])
+                if vr in _LONG_VRS:
+                    if pos + 12 > end:
+                        raise self._fail("truncated element header", pos)
+                    length = _LONG.unpack_from(data, pos)[3]
+                    pos += 12
+                else:
+                    length = _SHORT.unpack_from(data, pos)[3]
+                    pos += 8
+            if tag == _ITEM_END:
+                return elements, pos
+            if vr == b"SQ" or length == _UNDEFINED or (self.implicit and tag in _SEQUENCES):
+                elements[tag], pos = self.sequence(pos, length, end, depth + 1)
+                continue
+            if pos + length > end:
+                raise self._fail(f"element ({group:04X},{element:04X}) runs past the end", pos)
+            elements[tag] = bytes(data[pos : pos + length])
+            pos += length
+        return elements, pos
+
+    def sequence(self, pos: int, length: int, end: int, depth: int) -> tuple[list[_Elements], int]:
+        stop = end if length == _UNDEFINED else pos + length
+        if stop > end:
+            raise self._fail("sequence runs past the end", pos)
+        items: list[_Elements] = []
+        while pos < stop:
+            if pos + 8 > stop:
+                raise self._fail("truncated item header", pos)
+            group, element, item_length = _IMPLICIT.unpack_from(self.data, pos)
+            tag = group << 16 | element
+            pos += 8
+            if tag == _SEQUENCE_END:
+                return items, pos
+            if tag != _ITEM:
+                raise self._fail(f"({group:04X},{element:04X}) where an item belongs", pos - 8)
+            if item_length == _UNDEFINED:
+                item, pos = self.dataset(pos, stop, depth)
+            else:
+                if pos + item_length > stop:
+                    raise self._fail("item runs past its sequence", pos)
+                item, _ = self.dataset(pos, pos + item_length, depth)
+                pos += item_length
+            items.append(item)
+        if length == _UNDEFINED:
+            raise self._fail("sequence without its delimitation", pos)
+        return items, pos
+
+
+def _decode(data: bytes, syntax: str) -> _Elements:
+    return _Reader(data, syntax == IMPLICIT_VR_LE).dataset(0, len(data), 0)[0]
+
+
+def _text(value: bytes | list[_Elements] | None) -> str:
+    if not isinstance(value, bytes):
+        return ""
+    return value.rstrip(b"\0 ").decode("ascii", "replace").strip()
+
+
+def _references(dataset: _Elements, tag: int) -> list[tuple[Reference, int]]:
+    items = dataset.get(tag)
     found = []
-    for item in getattr(dataset, keyword, None) or ():
+    for item in items if isinstance(items, list) else ():
         ref = Reference(
-            str(getattr(item, "ReferencedSOPClassUID", "")),
-            str(getattr(item, "ReferencedSOPInstanceUID", "")),
+            _text(item.get(REFERENCED_SOP_CLASS_UID)),
+            _text(item.get(REFERENCED_SOP_INSTANCE_UID)),
         )
-        found.append((ref, int(getattr(item, "FailureReason", PROCESSING_FAILURE))))
+        reason = item.get(FAILURE_REASON)
+        code = _US.unpack(reason)[0] if isinstance(reason, bytes) and len(reason) == 2 else None
+        found.append((ref, PROCESSING_FAILURE if code is None else code))
     return found
 
 
-def _transaction(dataset: Dataset) -> str:
-    transaction = str(getattr(dataset, "TransactionUID", "") or "")
+def _transaction(dataset: _Elements) -> str:
+    transaction = _text(dataset.get(TRANSACTION_UID))
     if not transaction:
         raise ProtocolError("Storage Commitment dataset without a Transaction UID")
     return transaction
@@ -163,7 +276,7 @@ def _transaction(dataset: Dataset) -> str:
 def decode_request(data: bytes, syntax: str) -> tuple[str, tuple[Reference, ...]]:
     """The Transaction UID and the references of an N-ACTION-RQ dataset."""
     dataset = _decode(data, syntax)
-    refs = tuple(ref for ref, _ in _references(dataset, "ReferencedSOPSequence"))
+    refs = tuple(ref for ref, _ in _references(dataset, REFERENCED_SOP_SEQUENCE))
     return _transaction(dataset), refs
 
 
@@ -172,9 +285,14 @@ def decode_report(data: bytes, syntax: str) -> Report:
     dataset = _decode(data, syntax)
     return Report(
         _transaction(dataset),
-        tuple(ref for ref, _ in _references(dataset, "ReferencedSOPSequence")),
-        tuple(_references(dataset, "FailedSOPSequence")),
+        tuple(ref for ref, _ in _references(dataset, REFERENCED_SOP_SEQUENCE)),
+        tuple(_references(dataset, FAILED_SOP_SEQUENCE)),
     )
+
+
+def new_transaction_uid() -> str:
+    """A fresh Transaction UID: ``2.25.`` and a random UUID as an integer (PS3.5 B.2)."""
+    return f"2.25.{uuid.uuid4().int}"
 
 
 def action_rq(message_id: int) -> bytes:
