@@ -225,22 +225,29 @@ class Commitments:
             if batch is None:
                 return
             transaction = new_transaction_uid()
+            saved: Path | None = None
             try:
                 saved = self._save(transaction, batch)
                 for p in batch:
                     p.recovered = False
                 self._forget_stale()
                 asked = self._ask(transaction, batch)
-            except (OSError, FastpushError) as exc:
+            except Exception as exc:  # the destination down, a full disk, or a bug: a thread
+                # that died would hold these files until a restart
                 attempts += 1
                 delay = self._retry.delay(attempts)
-                log.warning(
+                log.log(
+                    logging.WARNING if isinstance(exc, (OSError, FastpushError)) else logging.ERROR,
                     "%s: cannot ask for commitment (%s); trying again in %.1f s",
                     self._forwarder.name,
                     exc,
                     delay,
+                    exc_info=not isinstance(exc, (OSError, FastpushError)),
                 )
                 self._give_back(batch)
+                if saved is not None:  # asked again under a new transaction
+                    with contextlib.suppress(OSError):
+                        saved.unlink()
                 self._stopping.wait(delay)
                 continue
             attempts = 0
