@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover - installs without the extension
 
 if TYPE_CHECKING:
     from .cli.report import stored_paths
+    from .dataset.edits import Deidentify, EditPlan
     from .receive.negotiation import AcceptPolicy
     from .receive.received import Received
     from .receive.server import StorageServer
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
 # so does the report reader, which lives with the CLI that writes the report.
 _LAZY = {
     "AcceptPolicy": ".receive.negotiation",
+    "Deidentify": ".dataset.edits",
+    "EditPlan": ".dataset.edits",
     "Destination": ".route.forwarder",
     "DestinationStats": ".route.forwarder",
     "Layout": ".receive.storage",
@@ -95,8 +98,10 @@ __all__ = [
     "AssociationRejected",
     "ConnectionOptions",
     "ConversionError",
+    "Deidentify",
     "Destination",
     "DestinationStats",
+    "EditPlan",
     "Event",
     "EventKind",
     "Failure",

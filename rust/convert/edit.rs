@@ -26,6 +26,8 @@ pub enum Value {
     Copy(u32),
     /// The keyed pseudonym of the dataset's Patient ID.
     Pseudonym,
+    /// A sequence of items, each a list of `(tag, VR, text)` elements.
+    Items(Vec<Vec<(u32, Vr, String)>>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

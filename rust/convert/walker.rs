@@ -673,6 +673,14 @@ impl<'a> Converter<'a> {
                     next & 0xFFFF
                 )));
             };
+            if let Action::Set {
+                value: Value::Items(items),
+                ..
+            } = &editing.plan.rule_at(index).action
+            {
+                self.put_items(out, frame.dst, next, items)?;
+                continue;
+            }
             let Some(value) = self.set_value(index, next, vr, frame)? else {
                 continue;
             };
@@ -707,6 +715,7 @@ impl<'a> Converter<'a> {
         let text = match value {
             Value::Text(text) => text.clone(),
             Value::Pseudonym => editing.derived.pseudonym.clone(),
+            Value::Items(_) => unreachable!("sequences are written by put_items"),
             Value::Copy(from) => {
                 let Some((from_vr, raw)) = editing.gathered.get(*from) else {
                     return Ok(None);
@@ -727,6 +736,38 @@ impl<'a> Converter<'a> {
         edit::encode(vr, &text, frame.dst.big, editing.derived.utf8)
             .map(Some)
             .map_err(|why| self.tag_err(tag, &why))
+    }
+
+    /// A whole sequence of new items (of new elements), in the output encoding.
+    fn put_items(
+        &self,
+        out: &mut Vec<u8>,
+        dst: Encoding,
+        tag: u32,
+        items: &[Vec<(u32, Vr, String)>],
+    ) -> Result<(), ConvertError> {
+        let utf8 = self.editing.as_ref().is_some_and(|e| e.derived.utf8);
+        self.put_header(out, dst, tag, vr::SQ, UNDEFINED);
+        for item in items {
+            if !self.dry {
+                dst.put_tag(out, ITEM);
+                dst.put_u32(out, UNDEFINED);
+            }
+            for (t, vr, text) in item {
+                let value =
+                    edit::encode(*vr, text, dst.big, utf8).map_err(|why| self.tag_err(*t, &why))?;
+                self.put_value(out, dst, *t, *vr, &value)?;
+            }
+            if !self.dry {
+                dst.put_tag(out, ITEM_END);
+                dst.put_u32(out, 0);
+            }
+        }
+        if !self.dry {
+            dst.put_tag(out, SEQUENCE_END);
+            dst.put_u32(out, 0);
+        }
+        Ok(())
     }
 
     fn tag_err(&self, tag: u32, why: &str) -> ConvertError {
@@ -860,6 +901,14 @@ impl<'a> Converter<'a> {
                 ..
             } if t.is_empty() => {
                 skip_whole(self, true, out)?;
+                return Ok(true);
+            }
+            Action::Set {
+                value: Value::Items(items),
+                ..
+            } => {
+                self.put_items(out, frame.dst, h.tag, items)?;
+                skip_whole(self, false, out)?;
                 return Ok(true);
             }
             _ if sequence.is_some() => {

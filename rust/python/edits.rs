@@ -90,6 +90,21 @@ fn rule(t: RuleTuple<'_>) -> PyResult<Rule> {
             set(Value::Copy(from), true)
         }
         "pseudonym" => set(Value::Pseudonym, false),
+        "set_items" => {
+            let items: Vec<Vec<(u32, String, String)>> = value
+                .as_ref()
+                .ok_or_else(|| bad("set_items needs items".into()))?
+                .extract()?;
+            let items = items
+                .into_iter()
+                .map(|item| {
+                    item.into_iter()
+                        .map(|(t, v, text)| Ok((t, vr_arg(Some(v))?.expect("given"), text)))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            set(Value::Items(items), true)
+        }
         other => return Err(bad(format!("unknown edit action {other:?}")).into()),
     };
     Ok(Rule {

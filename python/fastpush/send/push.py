@@ -28,6 +28,8 @@ from .retry import RetryPolicy
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ..dataset.edits import EditPlan
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
@@ -72,6 +74,7 @@ class Push:
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
+        edits: EditPlan | None = None,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
         self._ready: deque[Result] = deque()
@@ -103,6 +106,7 @@ class Push:
             on_event=on_event,
             lease=lease,
             connection=connection_options(connection, options),
+            edits=edits,
         )
         self._results: queue.Queue[Result] = queue.Queue()
         self._started = False
@@ -143,6 +147,7 @@ class PushKeywords(ConnectionKeywords, total=False):
     max_per_association: int | None
     skip: Collection[str]
     proposal: Proposal
+    edits: EditPlan | None
     give_up_after: float | None
     on_event: EventHandler | None
     lease: Lease | None
