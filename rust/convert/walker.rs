@@ -91,6 +91,7 @@ struct Copying {
 }
 
 /// A parsed element header.
+#[derive(Clone, Copy)]
 struct Header {
     tag: u32,
     vr: Option<Vr>,
@@ -828,6 +829,19 @@ impl<'a> Converter<'a> {
             level.creators.push(((group << 8) | element, value.clone()));
             own = Some(value);
         }
+        // An explicit UN on a standard tag (written by some converters) is edited as what the
+        // dictionary says it is, and written so.
+        let h = &Header {
+            vr: match h.vr {
+                Some(vr::UN) if !private && h.length != UNDEFINED => {
+                    vr::implicit_vr(h.tag, &frame.ctx)
+                        .filter(|v| *v != vr::SQ)
+                        .or(h.vr)
+                }
+                other => other,
+            },
+            ..*h
+        };
         let editing = self.editing.as_ref().expect("editing");
         let creator = if private && element >= 0x1000 {
             let block = (group << 8) | (element >> 8);

@@ -18,7 +18,7 @@ from fastpush.dataset.deid_table import PROFILE
 from fastpush.dataset.edits import Deidentify, EditPlan
 from fastpush.errors import ConversionError
 from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from tests.support.peers import encode_dataset
+from support.peers import encode_dataset
 
 # VRs we can give a value that fits; the few table entries of other VRs are checked by kind.
 _VALUES: dict[str, Any] = {

@@ -16,7 +16,7 @@ from fastpush.dataset.edits import Copy, EditPlan, MapUids, Prefix, Remove, Set
 from fastpush.dataset.scan import read_file
 from fastpush.errors import ConversionError
 from fastpush.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
-from tests.support.peers import encode_dataset
+from support.peers import encode_dataset
 
 SYNTAXES = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE]
 
