@@ -33,14 +33,41 @@ CODES = {
 }
 # PS3.15 Table E.1-1, column "Rtn. Pat. Chars. Opt.": the attributes it marks K.
 PATIENT_CHARACTERISTICS = (
-    0x00101010, 0x00100040, 0x00101020, 0x00101030, 0x00102160, 0x001021C0, 0x001021A0,
-    0x00102203, 0x00380050, 0x00100213, 0x00100212, 0x00100214, 0x00100215,
+    0x00101010,
+    0x00100040,
+    0x00101020,
+    0x00101030,
+    0x00102160,
+    0x001021C0,
+    0x001021A0,
+    0x00102203,
+    0x00380050,
+    0x00100213,
+    0x00100212,
+    0x00100214,
+    0x00100215,
 )
 # PS3.15 Table E.1-1, column "Rtn. Dev. Id. Opt.": the attributes it marks K.
 DEVICE_IDENTITY = (
-    0x00081010, 0x00181000, 0x00181002, 0x00181004, 0x00181005, 0x00181007, 0x00181008,
-    0x0018700A, 0x00500020, 0x3010002D, 0x0018100B, 0x00181009, 0x0016004D, 0x0016004F,
-    0x00160050, 0x00160051, 0x0018700C, 0x00181201, 0x00181202,
+    0x00081010,
+    0x00181000,
+    0x00181002,
+    0x00181004,
+    0x00181005,
+    0x00181007,
+    0x00181008,
+    0x0018700A,
+    0x00500020,
+    0x3010002D,
+    0x0018100B,
+    0x00181009,
+    0x0016004D,
+    0x0016004F,
+    0x00160050,
+    0x00160051,
+    0x0018700C,
+    0x00181201,
+    0x00181202,
 )
 
 
@@ -82,12 +109,19 @@ def main() -> None:
     ]
     for tag in sorted(exact):
         lines.append(f"    0x{tag:08X}: ({exact[tag]!r}, {_vr(tag)!r}),  # {_describe(tag)}")
-    lines += ["}", '"""tag: (action code, dictionary VR)"""', "", "MASKED: tuple[tuple[int, int, str], ...] = ("]
+    lines += [
+        "}",
+        '"""tag: (action code, dictionary VR)"""',
+        "",
+        "MASKED: tuple[tuple[int, int, str], ...] = (",
+    ]
     for mask, value, code in masked:
         lines.append(f"    (0x{mask:08X}, 0x{value:08X}, {code!r}),")
     lines += [")", '"""(mask, value, action code): repeating groups (curves, overlays)"""', ""]
-    for name, tags in (("PATIENT_CHARACTERISTICS", PATIENT_CHARACTERISTICS),
-                       ("DEVICE_IDENTITY", DEVICE_IDENTITY)):
+    for name, tags in (
+        ("PATIENT_CHARACTERISTICS", PATIENT_CHARACTERISTICS),
+        ("DEVICE_IDENTITY", DEVICE_IDENTITY),
+    ):
         lines.append(f"{name}: frozenset[int] = frozenset({{")
         lines += [f"    0x{t:08X},  # {_describe(t)}" for t in sorted(tags)]
         lines.append("})")

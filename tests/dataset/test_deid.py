@@ -18,16 +18,37 @@ from fastpush.dataset.deid_table import PROFILE
 from fastpush.dataset.edits import Deidentify, EditPlan
 from fastpush.errors import ConversionError
 from fastpush.uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
 from support.peers import encode_dataset
 
 # VRs we can give a value that fits; the few table entries of other VRs are checked by kind.
 _VALUES: dict[str, Any] = {
-    "AE": "STATION1", "AS": "042Y", "CS": "VALUE", "DA": "20200102", "DS": "1.5",
-    "DT": "20200102030405", "IS": "7", "LO": "Identifying text", "LT": "Identifying text",
-    "PN": "DOE^JOHN", "SH": "IDENTIFYING", "ST": "Identifying text", "TM": "101112",
-    "UC": "Identifying text", "UI": "1.2.826.0.1.3680043.2.1143.9", "UR": "http://example.org",
-    "UT": "Identifying text", "US": 3, "UL": 3, "SS": -3, "SL": -3, "FL": 1.0, "FD": 1.0,
-    "OB": b"\x01\x02", "OW": b"\x01\x02", "UN": b"\x01\x02",
+    "AE": "STATION1",
+    "AS": "042Y",
+    "CS": "VALUE",
+    "DA": "20200102",
+    "DS": "1.5",
+    "DT": "20200102030405",
+    "IS": "7",
+    "LO": "Identifying text",
+    "LT": "Identifying text",
+    "PN": "DOE^JOHN",
+    "SH": "IDENTIFYING",
+    "ST": "Identifying text",
+    "TM": "101112",
+    "UC": "Identifying text",
+    "UI": "1.2.826.0.1.3680043.2.1143.9",
+    "UR": "http://example.org",
+    "UT": "Identifying text",
+    "US": 3,
+    "UL": 3,
+    "SS": -3,
+    "SL": -3,
+    "FL": 1.0,
+    "FD": 1.0,
+    "OB": b"\x01\x02",
+    "OW": b"\x01\x02",
+    "UN": b"\x01\x02",
 }
 # Attributes the profile writes itself, and the sequences nested here.
 _SKIPPED = {0x00120062, 0x00120063, 0x00120064, 0x00080016}
@@ -37,8 +58,10 @@ def _table() -> list[tuple[int, str, str]]:
     return [
         (tag, code, vr)
         for tag, (code, vr) in PROFILE.items()
-        if (vr in _VALUES or vr == "SQ") and tag >> 16 not in (0x0000, 0x0002)
-        and tag not in _SKIPPED and keyword_for_tag(tag)
+        if (vr in _VALUES or vr == "SQ")
+        and tag >> 16 not in (0x0000, 0x0002)
+        and tag not in _SKIPPED
+        and keyword_for_tag(tag)
     ]
 
 
@@ -65,7 +88,9 @@ def key_file(tmp_path: Path) -> str:
     return str(path)
 
 
-def _deidentify(ds: Dataset, options: Deidentify, key_file: str, syntax: str = EXPLICIT_VR_LE) -> Dataset:
+def _deidentify(
+    ds: Dataset, options: Deidentify, key_file: str, syntax: str = EXPLICIT_VR_LE
+) -> Dataset:
     plan = EditPlan(deidentify=options, key_file=key_file)
     out = plan.compiled.edit_dataset(encode_dataset(ds, syntax), syntax, EXPLICIT_VR_LE)
     return read_dataset(DicomBytesIO(out), is_implicit_VR=False, is_little_endian=True)
@@ -184,16 +209,23 @@ def test_pseudonyms_are_keyed_and_stable(tmp_path: Path, key_file: str) -> None:
 
 @pytest.mark.parametrize(
     ("modality", "burned_in", "refused"),
-    [("US", None, True), ("XA", None, True), ("CT", "YES", True), ("US", "NO", False),
-     ("CT", None, False)],
+    [
+        ("US", None, True),
+        ("XA", None, True),
+        ("CT", "YES", True),
+        ("US", "NO", False),
+        ("CT", None, False),
+    ],
 )
-def test_burned_in_annotation(modality: str, burned_in: str | None, refused: bool, key_file: str) -> None:
+def test_burned_in_annotation(
+    modality: str, burned_in: str | None, refused: bool, key_file: str
+) -> None:
     ds = _minimal()
     ds.Modality = modality
     if burned_in is not None:
         ds.BurnedInAnnotation = burned_in
     if refused:
-        with pytest.raises(ConversionError, match="burned-in|Burned In"):
+        with pytest.raises(ConversionError, match=r"burned-in|Burned In"):
             _deidentify(ds, Deidentify(), key_file)
         _deidentify(ds, Deidentify(allow_burned_in=True), key_file)
     else:

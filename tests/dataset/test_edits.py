@@ -16,6 +16,7 @@ from fastpush.dataset.edits import Copy, EditPlan, MapUids, Prefix, Remove, Set
 from fastpush.dataset.scan import read_file
 from fastpush.errors import ConversionError
 from fastpush.uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
+
 from support.peers import encode_dataset
 
 SYNTAXES = [IMPLICIT_VR_LE, EXPLICIT_VR_LE, EXPLICIT_VR_BE]
@@ -107,7 +108,7 @@ def test_every_edit_kind(from_syntax: str, to_syntax: str, key_file: str) -> Non
     # Raw OW bytes: swapped when the byte order changes, as converting without edits does.
     pixels = ds.PixelData
     if (from_syntax == EXPLICIT_VR_BE) != (to_syntax == EXPLICIT_VR_BE):
-        pixels = bytes(b for pair in zip(pixels[1::2], pixels[::2]) for b in pair)
+        pixels = bytes(b for pair in zip(pixels[1::2], pixels[::2], strict=True) for b in pair)
     assert out.PixelData == pixels
     assert plan.compiled.instance_uid("1.2.3.4.5") == out.SOPInstanceUID
     untouched = {"PatientID", "AccessionNumber", "Rows", "Columns", "BitsAllocated"}
@@ -150,7 +151,9 @@ def test_values_that_do_not_fit_fail(edit_: Set, why: str) -> None:
 def test_a_truncated_dataset_fails() -> None:
     data = encode_dataset(source(), EXPLICIT_VR_LE)[:-3]
     with pytest.raises(ConversionError, match="truncated"):
-        EditPlan((Set("PatientID", "X"),)).compiled.edit_dataset(data, EXPLICIT_VR_LE, EXPLICIT_VR_LE)
+        EditPlan((Set("PatientID", "X"),)).compiled.edit_dataset(
+            data, EXPLICIT_VR_LE, EXPLICIT_VR_LE
+        )
 
 
 def test_keys_come_from_files(tmp_path: Path) -> None:
@@ -164,8 +167,11 @@ def test_keys_come_from_files(tmp_path: Path) -> None:
 
 def test_plan_from_plain_data(key_file: str) -> None:
     plan = EditPlan.from_config(
-        [{"set": "InstitutionName", "value": "SITE A"}, {"remove": "(0010,1000)"},
-         {"map_uids": True}],
+        [
+            {"set": "InstitutionName", "value": "SITE A"},
+            {"remove": "(0010,1000)"},
+            {"map_uids": True},
+        ],
         {"profile": "basic", "key_file": key_file},
     )
     assert plan.edits == (Set("InstitutionName", "SITE A"), Remove("(0010,1000)"), MapUids())

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from fastpush.dataset.edits import Deidentify, EditPlan, MapUids
+
 from support.peers import StoreSCPFactory, pydicom_test_files, run_cli
 
 # pydicom warns about the odd values in its own test files.
@@ -23,7 +24,7 @@ def _sources(tmp_path: Path) -> list[Path]:
     for path in pydicom_test_files():
         try:
             ds = pydicom.dcmread(path)
-        except Exception:  # noqa: BLE001 - pydicom's deliberately broken files
+        except Exception:
             continue
         if "PixelData" in ds and "SOPInstanceUID" in ds and "TransferSyntaxUID" in ds.file_meta:
             chosen.append(path)
@@ -56,9 +57,19 @@ def test_store_set_remove_map_uids(
     scp = storescp("+B", "+xa", "+uf")
     sources = _sources(tmp_path)
     done = run_cli(
-        "store", scp.host, str(scp.port), "-aec", scp.aet, "-q",
-        "--set", "InstitutionName=SITE A", "--remove", "PatientBirthDate",
-        "--map-uids", key_file, *map(str, sources),
+        "store",
+        scp.host,
+        str(scp.port),
+        "-aec",
+        scp.aet,
+        "-q",
+        "--set",
+        "InstitutionName=SITE A",
+        "--remove",
+        "PatientBirthDate",
+        "--map-uids",
+        key_file,
+        *map(str, sources),
         timeout=300,
     )
     originals = _by_uid(sources)
@@ -67,8 +78,12 @@ def test_store_set_remove_map_uids(
     assert done.returncode in (0, 1), done.stderr
     assert len(stored) >= len(sources) - 5, done.stdout + done.stderr
     for ds in stored:
-        sources_of = [o for uid, os_ in originals.items() for o in os_
-                      if plan.compiled.map_uid(uid) == ds.SOPInstanceUID]
+        sources_of = [
+            o
+            for uid, os_ in originals.items()
+            for o in os_
+            if plan.compiled.map_uid(uid) == ds.SOPInstanceUID
+        ]
         assert sources_of, ds.SOPInstanceUID
         assert ds.InstitutionName == "SITE A"
         assert "PatientBirthDate" not in ds
@@ -87,9 +102,9 @@ def _equal_but_edits(original: pydicom.Dataset, edited: pydicom.Dataset, plan: E
         new = edited[elem.tag]
         if elem.tag == 0x7FE00010:
             # Raw bytes: byte order as sent (the file's own syntax, or a fallback one).
-            if original.file_meta.TransferSyntaxUID == edited.file_meta.TransferSyntaxUID:
-                if new.value != elem.value:
-                    return False
+            same = original.file_meta.TransferSyntaxUID == edited.file_meta.TransferSyntaxUID
+            if same and new.value != elem.value:
+                return False
             continue
         if elem.VR == "UI" and elem.value and not str(elem.value).startswith("1.2.840.10008."):
             if new.value != plan.compiled.map_uid(str(elem.value)) and not isinstance(
@@ -102,16 +117,32 @@ def _equal_but_edits(original: pydicom.Dataset, edited: pydicom.Dataset, plan: E
     return True
 
 
-IDENTIFYING = ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName",
-               "ReferringPhysicianName", "AccessionNumber", "StudyID", "OperatorsName")
+IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "InstitutionName",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+    "StudyID",
+    "OperatorsName",
+)
 
 
 def test_store_deidentify(storescp: StoreSCPFactory, tmp_path: Path, key_file: str) -> None:
     scp = storescp("+B", "+xa", "+uf")
     sources = _sources(tmp_path)
     done = run_cli(
-        "store", scp.host, str(scp.port), "-aec", scp.aet, "-q",
-        "--deidentify", "--deidentify-key", key_file, *map(str, sources),
+        "store",
+        scp.host,
+        str(scp.port),
+        "-aec",
+        scp.aet,
+        "-q",
+        "--deidentify",
+        "--deidentify-key",
+        key_file,
+        *map(str, sources),
         timeout=300,
     )
     assert done.returncode in (0, 1), done.stderr
@@ -124,7 +155,9 @@ def test_store_deidentify(storescp: StoreSCPFactory, tmp_path: Path, key_file: s
         for keyword in IDENTIFYING:
             if ds.get(keyword):
                 values[keyword].add(str(ds.get(keyword)))
-        uids.update(str(ds.get(k)) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"))
+        uids.update(
+            str(ds.get(k)) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+        )
     pixels = {pydicom.dcmread(p).PixelData for p in sources}
     plan = EditPlan(deidentify=Deidentify(), key_file=key_file)
     for ds in stored:

@@ -94,7 +94,9 @@ def profile_rules(options: Deidentify) -> list[RuleTuple]:
     for mask, value, code in MASKED:
         rules.append((("masked", mask, value), None, action(0, code, "", options)[0], None, None))
     chosen = [BASIC] + [c for name, c in _OPTION_CODES.items() if getattr(options, name)]
-    items = [[(_CODE_VALUE, "SH", v), (_SCHEME, "SH", "DCM"), (_MEANING, "LO", m)] for v, m in chosen]
+    items = [
+        [(_CODE_VALUE, "SH", v), (_SCHEME, "SH", "DCM"), (_MEANING, "LO", m)] for v, m in chosen
+    ]
     method = "fastpush " + "; ".join(m for _, m in chosen)
     added: list[RuleTuple] = [
         (PATIENT_IDENTITY_REMOVED, [], "set", "YES", None),

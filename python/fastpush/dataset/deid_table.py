@@ -7,702 +7,706 @@ Option columns: see scripts/gen_deid_table.py.
 """
 
 PROFILE: dict[int, tuple[str, str]] = {
-    0x00001000: ('X', 'UI'),  # Affected SOP Instance UID
-    0x00001001: ('U', 'UI'),  # Requested SOP Instance UID
-    0x00020003: ('U', 'UI'),  # Media Storage SOP Instance UID
-    0x00041511: ('U', 'UI'),  # Referenced SOP Instance UID in File
-    0x00080012: ('X/D', 'DA'),  # Instance Creation Date
-    0x00080013: ('X/Z/D', 'TM'),  # Instance Creation Time
-    0x00080014: ('U', 'UI'),  # Instance Creator UID
-    0x00080015: ('X', 'DT'),  # Instance Coercion DateTime
-    0x00080017: ('U', 'UI'),  # Acquisition UID
-    0x00080018: ('U', 'UI'),  # SOP Instance UID
-    0x00080019: ('U', 'UI'),  # Pyramid UID
-    0x00080020: ('Z', 'DA'),  # Study Date
-    0x00080021: ('X/D', 'DA'),  # Series Date
-    0x00080022: ('X/Z', 'DA'),  # Acquisition Date
-    0x00080023: ('Z/D', 'DA'),  # Content Date
-    0x00080024: ('X', 'DA'),  # Overlay Date
-    0x00080025: ('X', 'DA'),  # Curve Date
-    0x0008002A: ('X/Z/D', 'DT'),  # Acquisition DateTime
-    0x00080030: ('Z', 'TM'),  # Study Time
-    0x00080031: ('X/D', 'TM'),  # Series Time
-    0x00080032: ('X/Z', 'TM'),  # Acquisition Time
-    0x00080033: ('Z/D', 'TM'),  # Content Time
-    0x00080034: ('X', 'TM'),  # Overlay Time
-    0x00080035: ('X', 'TM'),  # Curve Time
-    0x00080050: ('Z', 'SH'),  # Accession Number
-    0x00080054: ('X', 'AE'),  # Retrieve AE Title
-    0x00080055: ('X', 'AE'),  # Station AE Title
-    0x00080058: ('U', 'UI'),  # Failed SOP Instance UID List
-    0x00080080: ('X/Z/D', 'LO'),  # Institution Name
-    0x00080081: ('X', 'ST'),  # Institution Address
-    0x00080082: ('X/Z/D', 'SQ'),  # Institution Code Sequence
-    0x00080090: ('Z', 'PN'),  # Referring Physician's Name
-    0x00080092: ('X', 'ST'),  # Referring Physician's Address
-    0x00080094: ('X', 'SH'),  # Referring Physician's Telephone Numbers
-    0x00080096: ('X', 'SQ'),  # Referring Physician Identification Sequence
-    0x0008009C: ('Z', 'PN'),  # Consulting Physician's Name
-    0x0008009D: ('X', 'SQ'),  # Consulting Physician Identification Sequence
-    0x00080106: ('D', 'DT'),  # Context Group Version
-    0x00080107: ('D', 'DT'),  # Context Group Local Version
-    0x00080201: ('X', 'SH'),  # Timezone Offset From UTC
-    0x00081000: ('X', 'AE'),  # Network ID
-    0x00081010: ('X/Z/D', 'SH'),  # Station Name
-    0x00081030: ('X', 'LO'),  # Study Description
-    0x0008103E: ('X', 'LO'),  # Series Description
-    0x00081040: ('X', 'LO'),  # Institutional Department Name
-    0x00081041: ('X', 'SQ'),  # Institutional Department Type Code Sequence
-    0x00081048: ('X', 'PN'),  # Physician(s) of Record
-    0x00081049: ('X', 'SQ'),  # Physician(s) of Record Identification Sequence
-    0x00081050: ('X', 'PN'),  # Performing Physician's Name
-    0x00081052: ('X', 'SQ'),  # Performing Physician Identification Sequence
-    0x00081060: ('X', 'PN'),  # Name of Physician(s) Reading Study
-    0x00081062: ('X', 'SQ'),  # Physician(s) Reading Study Identification Sequence
-    0x00081070: ('X/Z/D', 'PN'),  # Operators' Name
-    0x00081072: ('X/D', 'SQ'),  # Operator Identification Sequence
-    0x00081080: ('X', 'LO'),  # Admitting Diagnoses Description
-    0x00081084: ('X', 'SQ'),  # Admitting Diagnoses Code Sequence
-    0x00081088: ('X', 'LO'),  # Pyramid Description
-    0x00081110: ('X/Z', 'SQ'),  # Referenced Study Sequence
-    0x00081111: ('X/Z/D', 'SQ'),  # Referenced Performed Procedure Step Sequence
-    0x00081120: ('X', 'SQ'),  # Referenced Patient Sequence
-    0x00081140: ('X/Z/U*', 'SQ'),  # Referenced Image Sequence
-    0x00081155: ('U', 'UI'),  # Referenced SOP Instance UID
-    0x00081195: ('U', 'UI'),  # Transaction UID
-    0x00081301: ('X', 'UN'),  # (retired or unknown)
-    0x00081302: ('X', 'UN'),  # (retired or unknown)
-    0x00081303: ('X', 'UN'),  # (retired or unknown)
-    0x00081304: ('X', 'UN'),  # (retired or unknown)
-    0x00082111: ('X', 'ST'),  # Derivation Description
-    0x00082112: ('X/Z/U*', 'SQ'),  # Source Image Sequence
-    0x00083010: ('U', 'UI'),  # Irradiation Event UID
-    0x00084000: ('X', 'LT'),  # Identifying Comments
-    0x00100010: ('Z', 'PN'),  # Patient's Name
-    0x00100011: ('X', 'UN'),  # (retired or unknown)
-    0x00100012: ('X', 'UN'),  # (retired or unknown)
-    0x00100013: ('X', 'UN'),  # (retired or unknown)
-    0x00100014: ('X', 'UN'),  # (retired or unknown)
-    0x00100015: ('X', 'UN'),  # (retired or unknown)
-    0x00100016: ('X', 'UN'),  # (retired or unknown)
-    0x00100020: ('Z/D', 'LO'),  # Patient ID
-    0x00100021: ('X', 'LO'),  # Issuer of Patient ID
-    0x00100030: ('Z', 'DA'),  # Patient's Birth Date
-    0x00100032: ('X', 'TM'),  # Patient's Birth Time
-    0x00100040: ('Z', 'CS'),  # Patient's Sex
-    0x00100041: ('X', 'UN'),  # (retired or unknown)
-    0x00100042: ('X', 'UN'),  # (retired or unknown)
-    0x00100043: ('X', 'UN'),  # (retired or unknown)
-    0x00100044: ('X', 'UN'),  # (retired or unknown)
-    0x00100045: ('X', 'UN'),  # (retired or unknown)
-    0x00100046: ('X', 'UN'),  # (retired or unknown)
-    0x00100047: ('X', 'UN'),  # (retired or unknown)
-    0x00100050: ('X', 'SQ'),  # Patient's Insurance Plan Code Sequence
-    0x00100101: ('X', 'SQ'),  # Patient's Primary Language Code Sequence
-    0x00100102: ('X', 'SQ'),  # Patient's Primary Language Modifier Code Sequence
-    0x00101000: ('X', 'LO'),  # Other Patient IDs
-    0x00101001: ('X', 'PN'),  # Other Patient Names
-    0x00101002: ('X', 'SQ'),  # Other Patient IDs Sequence
-    0x00101005: ('X', 'PN'),  # Patient's Birth Name
-    0x00101010: ('X', 'AS'),  # Patient's Age
-    0x00101020: ('X', 'DS'),  # Patient's Size
-    0x00101030: ('X', 'DS'),  # Patient's Weight
-    0x00101040: ('X', 'LO'),  # Patient's Address
-    0x00101050: ('X', 'LO'),  # Insurance Plan Identification
-    0x00101060: ('X', 'PN'),  # Patient's Mother's Birth Name
-    0x00101080: ('X', 'LO'),  # Military Rank
-    0x00101081: ('X', 'LO'),  # Branch of Service
-    0x00101090: ('X', 'LO'),  # Medical Record Locator
-    0x00101100: ('X', 'SQ'),  # Referenced Patient Photo Sequence
-    0x00102000: ('X', 'LO'),  # Medical Alerts
-    0x00102110: ('X', 'LO'),  # Allergies
-    0x00102150: ('X', 'LO'),  # Country of Residence
-    0x00102152: ('X', 'LO'),  # Region of Residence
-    0x00102154: ('X', 'SH'),  # Patient's Telephone Numbers
-    0x00102155: ('X', 'LT'),  # Patient's Telecom Information
-    0x00102160: ('X', 'SH'),  # Ethnic Group
-    0x00102161: ('X', 'SQ'),  # Ethnic Group Code Sequence
-    0x00102162: ('X', 'UN'),  # (retired or unknown)
-    0x00102180: ('X', 'SH'),  # Occupation
-    0x001021A0: ('X', 'CS'),  # Smoking Status
-    0x001021B0: ('X', 'LT'),  # Additional Patient History
-    0x001021C0: ('X', 'US'),  # Pregnancy Status
-    0x001021D0: ('X', 'DA'),  # Last Menstrual Date
-    0x001021F0: ('X', 'LO'),  # Patient's Religious Preference
-    0x00102203: ('X/Z', 'CS'),  # Patient's Sex Neutered
-    0x00102297: ('X', 'PN'),  # Responsible Person
-    0x00102299: ('X', 'LO'),  # Responsible Organization
-    0x00104000: ('X', 'LT'),  # Patient Comments
-    0x00120010: ('D', 'LO'),  # Clinical Trial Sponsor Name
-    0x00120020: ('D', 'LO'),  # Clinical Trial Protocol ID
-    0x00120021: ('Z', 'LO'),  # Clinical Trial Protocol Name
-    0x00120022: ('X', 'LO'),  # Issuer of Clinical Trial Protocol ID
-    0x00120023: ('X', 'SQ'),  # Other Clinical Trial Protocol IDs Sequence
-    0x00120030: ('Z', 'LO'),  # Clinical Trial Site ID
-    0x00120031: ('Z', 'LO'),  # Clinical Trial Site Name
-    0x00120032: ('X', 'LO'),  # Issuer of Clinical Trial Site ID
-    0x00120040: ('D', 'LO'),  # Clinical Trial Subject ID
-    0x00120041: ('X', 'LO'),  # Issuer of Clinical Trial Subject ID
-    0x00120042: ('D', 'LO'),  # Clinical Trial Subject Reading ID
-    0x00120043: ('X', 'LO'),  # Issuer of Clinical Trial Subject Reading ID
-    0x00120050: ('Z', 'LO'),  # Clinical Trial Time Point ID
-    0x00120051: ('X', 'ST'),  # Clinical Trial Time Point Description
-    0x00120055: ('X', 'LO'),  # Issuer of Clinical Trial Time Point ID
-    0x00120060: ('Z', 'LO'),  # Clinical Trial Coordinating Center Name
-    0x00120071: ('X', 'LO'),  # Clinical Trial Series ID
-    0x00120072: ('X', 'LO'),  # Clinical Trial Series Description
-    0x00120073: ('X', 'LO'),  # Issuer of Clinical Trial Series ID
-    0x00120081: ('D', 'LO'),  # Clinical Trial Protocol Ethics Committee Name
-    0x00120082: ('X', 'LO'),  # Clinical Trial Protocol Ethics Committee Approval Number
-    0x00120086: ('X', 'DA'),  # Ethics Committee Approval Effectiveness Start Date
-    0x00120087: ('X', 'DA'),  # Ethics Committee Approval Effectiveness End Date
-    0x0014407C: ('X', 'TM'),  # Calibration Time
-    0x0014407E: ('X', 'DA'),  # Calibration Date
-    0x0016002B: ('X', 'OB'),  # Maker Note
-    0x0016004B: ('X', 'OB'),  # Device Setting Description
-    0x0016004D: ('X', 'UT'),  # Camera Owner Name
-    0x0016004E: ('X', 'DS'),  # Lens Specification
-    0x0016004F: ('X', 'UT'),  # Lens Make
-    0x00160050: ('X', 'UT'),  # Lens Model
-    0x00160051: ('X', 'UT'),  # Lens Serial Number
-    0x00160070: ('X', 'OB'),  # GPS Version ID
-    0x00160071: ('X', 'CS'),  # GPS Latitude Ref
-    0x00160072: ('X', 'DS'),  # GPS Latitude
-    0x00160073: ('X', 'CS'),  # GPS Longitude Ref
-    0x00160074: ('X', 'DS'),  # GPS Longitude
-    0x00160075: ('X', 'US'),  # GPS Altitude Ref
-    0x00160076: ('X', 'DS'),  # GPS Altitude
-    0x00160077: ('X', 'DT'),  # GPS Time Stamp
-    0x00160078: ('X', 'UT'),  # GPS Satellites
-    0x00160079: ('X', 'CS'),  # GPS Status
-    0x0016007A: ('X', 'CS'),  # GPS Measure Mode
-    0x0016007B: ('X', 'DS'),  # GPS DOP
-    0x0016007C: ('X', 'CS'),  # GPS Speed Ref
-    0x0016007D: ('X', 'DS'),  # GPS Speed
-    0x0016007E: ('X', 'CS'),  # GPS Track Ref
-    0x0016007F: ('X', 'DS'),  # GPS Track
-    0x00160080: ('X', 'CS'),  # GPS Img Direction Ref
-    0x00160081: ('X', 'DS'),  # GPS Img Direction
-    0x00160082: ('X', 'UT'),  # GPS Map Datum
-    0x00160083: ('X', 'CS'),  # GPS Dest Latitude Ref
-    0x00160084: ('X', 'DS'),  # GPS Dest Latitude
-    0x00160085: ('X', 'CS'),  # GPS Dest Longitude Ref
-    0x00160086: ('X', 'DS'),  # GPS Dest Longitude
-    0x00160087: ('X', 'CS'),  # GPS Dest Bearing Ref
-    0x00160088: ('X', 'DS'),  # GPS Dest Bearing
-    0x00160089: ('X', 'CS'),  # GPS Dest Distance Ref
-    0x0016008A: ('X', 'DS'),  # GPS Dest Distance
-    0x0016008B: ('X', 'OB'),  # GPS Processing Method
-    0x0016008C: ('X', 'OB'),  # GPS Area Information
-    0x0016008D: ('X', 'DT'),  # GPS Date Stamp
-    0x0016008E: ('X', 'IS'),  # GPS Differential
-    0x00180010: ('Z/D', 'LO'),  # Contrast/Bolus Agent
-    0x00180027: ('X', 'TM'),  # Intervention Drug Stop Time
-    0x00180035: ('X', 'TM'),  # Intervention Drug Start Time
-    0x00181000: ('X/Z/D', 'LO'),  # Device Serial Number
-    0x00181002: ('U', 'UI'),  # Device UID
-    0x00181004: ('X', 'LO'),  # Plate ID
-    0x00181005: ('X', 'LO'),  # Generator ID
-    0x00181007: ('X', 'LO'),  # Cassette ID
-    0x00181008: ('X', 'LO'),  # Gantry ID
-    0x00181009: ('X', 'UT'),  # Unique Device Identifier
-    0x0018100A: ('X', 'SQ'),  # UDI Sequence
-    0x0018100B: ('U', 'UI'),  # Manufacturer's Device Class UID
-    0x00181010: ('X', 'LO'),  # Secondary Capture Device ID
-    0x00181011: ('X', 'LO'),  # Hardcopy Creation Device ID
-    0x00181012: ('X', 'DA'),  # Date of Secondary Capture
-    0x00181014: ('X', 'TM'),  # Time of Secondary Capture
-    0x00181030: ('X/D', 'LO'),  # Protocol Name
-    0x00181042: ('X', 'TM'),  # Contrast/Bolus Start Time
-    0x00181043: ('X', 'TM'),  # Contrast/Bolus Stop Time
-    0x00181072: ('X', 'TM'),  # Radiopharmaceutical Start Time
-    0x00181073: ('X', 'TM'),  # Radiopharmaceutical Stop Time
-    0x00181078: ('X', 'DT'),  # Radiopharmaceutical Start DateTime
-    0x00181079: ('X', 'DT'),  # Radiopharmaceutical Stop DateTime
-    0x001811BB: ('D', 'LO'),  # Acquisition Field of View Label
-    0x00181200: ('X', 'DA'),  # Date of Last Calibration
-    0x00181201: ('X', 'TM'),  # Time of Last Calibration
-    0x00181202: ('X', 'DT'),  # DateTime of Last Calibration
-    0x00181203: ('Z', 'DT'),  # Calibration DateTime
-    0x00181204: ('X', 'DA'),  # Date of Manufacture
-    0x00181205: ('X', 'DA'),  # Date of Installation
-    0x00181400: ('X/D', 'LO'),  # Acquisition Device Processing Description
-    0x00182042: ('U', 'UI'),  # Target UID
-    0x00184000: ('X', 'LT'),  # Acquisition Comments
-    0x00185011: ('X', 'SQ'),  # Transducer Identification Sequence
-    0x0018700A: ('X/D', 'SH'),  # Detector ID
-    0x0018700C: ('X/D', 'DA'),  # Date of Last Detector Calibration
-    0x0018700E: ('X/D', 'TM'),  # Time of Last Detector Calibration
-    0x00189074: ('D', 'DT'),  # Frame Acquisition DateTime
-    0x00189151: ('D', 'DT'),  # Frame Reference DateTime
-    0x00189185: ('X', 'ST'),  # Respiratory Motion Compensation Technique Description
-    0x00189367: ('D', 'UC'),  # X-Ray Source ID
-    0x00189369: ('D', 'DT'),  # Source Start DateTime
-    0x0018936A: ('D', 'DT'),  # Source End DateTime
-    0x00189371: ('D', 'UC'),  # X-Ray Detector ID
-    0x00189373: ('X', 'ST'),  # X-Ray Detector Label
-    0x0018937B: ('X', 'UT'),  # Multi-energy Acquisition Description
-    0x0018937F: ('X', 'UT'),  # Decomposition Description
-    0x00189424: ('X', 'LT'),  # Acquisition Protocol Description
-    0x00189516: ('X/D', 'DT'),  # Start Acquisition DateTime
-    0x00189517: ('X/D', 'DT'),  # End Acquisition DateTime
-    0x00189623: ('D', 'DT'),  # Functional Sync Pulse
-    0x00189701: ('D', 'DT'),  # Decay Correction DateTime
-    0x00189804: ('D', 'DT'),  # Exclusion Start DateTime
-    0x00189919: ('Z/D', 'DT'),  # Instruction Performed DateTime
-    0x00189937: ('X', 'LO'),  # Requested Series Description
-    0x0018A002: ('X', 'DT'),  # Contribution DateTime
-    0x0018A003: ('X', 'ST'),  # Contribution Description
-    0x0020000D: ('U', 'UI'),  # Study Instance UID
-    0x0020000E: ('U', 'UI'),  # Series Instance UID
-    0x00200010: ('Z', 'SH'),  # Study ID
-    0x00200027: ('X', 'LO'),  # Pyramid Label
-    0x00200052: ('U', 'UI'),  # Frame of Reference UID
-    0x00200200: ('U', 'UI'),  # Synchronization Frame of Reference UID
-    0x00203401: ('X', 'CS'),  # Modifying Device ID
-    0x00203403: ('X', 'DA'),  # Modified Image Date
-    0x00203405: ('X', 'TM'),  # Modified Image Time
-    0x00203406: ('X', 'LO'),  # Modified Image Description
-    0x00204000: ('X', 'LT'),  # Image Comments
-    0x00209158: ('X', 'LT'),  # Frame Comments
-    0x00209161: ('U', 'UI'),  # Concatenation UID
-    0x00209164: ('U', 'UI'),  # Dimension Organization UID
-    0x00281199: ('U', 'UI'),  # Palette Color Lookup Table UID
-    0x00281214: ('U', 'UI'),  # Large Palette Color Lookup Table UID
-    0x00284000: ('X', 'LT'),  # Image Presentation Comments
-    0x00320012: ('X', 'LO'),  # Study ID Issuer
-    0x00320032: ('X', 'DA'),  # Study Verified Date
-    0x00320033: ('X', 'TM'),  # Study Verified Time
-    0x00320034: ('X', 'DA'),  # Study Read Date
-    0x00320035: ('X', 'TM'),  # Study Read Time
-    0x00321000: ('X', 'DA'),  # Scheduled Study Start Date
-    0x00321001: ('X', 'TM'),  # Scheduled Study Start Time
-    0x00321010: ('X', 'DA'),  # Scheduled Study Stop Date
-    0x00321011: ('X', 'TM'),  # Scheduled Study Stop Time
-    0x00321020: ('X', 'LO'),  # Scheduled Study Location
-    0x00321021: ('X', 'AE'),  # Scheduled Study Location AE Title
-    0x00321030: ('X', 'LO'),  # Reason for Study
-    0x00321032: ('X', 'PN'),  # Requesting Physician
-    0x00321033: ('X', 'LO'),  # Requesting Service
-    0x00321040: ('X', 'DA'),  # Study Arrival Date
-    0x00321041: ('X', 'TM'),  # Study Arrival Time
-    0x00321050: ('X', 'DA'),  # Study Completion Date
-    0x00321051: ('X', 'TM'),  # Study Completion Time
-    0x00321060: ('X/Z', 'LO'),  # Requested Procedure Description
-    0x00321066: ('X', 'UT'),  # Reason for Visit
-    0x00321067: ('X', 'SQ'),  # Reason for Visit Code Sequence
-    0x00321070: ('X', 'LO'),  # Requested Contrast Agent
-    0x00324000: ('X', 'LT'),  # Study Comments
-    0x00340001: ('D', 'SQ'),  # Flow Identifier Sequence
-    0x00340002: ('D', 'OB'),  # Flow Identifier
-    0x00340005: ('D', 'OB'),  # Source Identifier
-    0x00340007: ('D', 'OB'),  # Frame Origin Timestamp
-    0x00380004: ('X', 'SQ'),  # Referenced Patient Alias Sequence
-    0x00380010: ('X', 'LO'),  # Admission ID
-    0x00380011: ('X', 'LO'),  # Issuer of Admission ID
-    0x00380014: ('X', 'SQ'),  # Issuer of Admission ID Sequence
-    0x0038001A: ('X', 'DA'),  # Scheduled Admission Date
-    0x0038001B: ('X', 'TM'),  # Scheduled Admission Time
-    0x0038001C: ('X', 'DA'),  # Scheduled Discharge Date
-    0x0038001D: ('X', 'TM'),  # Scheduled Discharge Time
-    0x0038001E: ('X', 'LO'),  # Scheduled Patient Institution Residence
-    0x00380020: ('X', 'DA'),  # Admitting Date
-    0x00380021: ('X', 'TM'),  # Admitting Time
-    0x00380030: ('X', 'DA'),  # Discharge Date
-    0x00380032: ('X', 'TM'),  # Discharge Time
-    0x00380040: ('X', 'LO'),  # Discharge Diagnosis Description
-    0x00380050: ('X', 'LO'),  # Special Needs
-    0x00380060: ('X', 'LO'),  # Service Episode ID
-    0x00380061: ('X', 'LO'),  # Issuer of Service Episode ID
-    0x00380062: ('X', 'LO'),  # Service Episode Description
-    0x00380064: ('X', 'SQ'),  # Issuer of Service Episode ID Sequence
-    0x00380300: ('X', 'LO'),  # Current Patient Location
-    0x00380400: ('X', 'LO'),  # Patient's Institution Residence
-    0x00380500: ('X', 'LO'),  # Patient State
-    0x00384000: ('X', 'LT'),  # Visit Comments
-    0x003A0020: ('X', 'SH'),  # Multiplex Group Label
-    0x003A0203: ('X', 'SH'),  # Channel Label
-    0x003A020C: ('X', 'LO'),  # Channel Derivation Description
-    0x003A0310: ('U', 'UI'),  # Multiplex Group UID
-    0x003A0314: ('D', 'DT'),  # Impedance Measurement DateTime
-    0x003A0329: ('X', 'ST'),  # Waveform Filter Description
-    0x003A032B: ('X', 'ST'),  # Filter Lookup Table Description
-    0x00400001: ('X', 'AE'),  # Scheduled Station AE Title
-    0x00400002: ('X', 'DA'),  # Scheduled Procedure Step Start Date
-    0x00400003: ('X', 'TM'),  # Scheduled Procedure Step Start Time
-    0x00400004: ('X', 'DA'),  # Scheduled Procedure Step End Date
-    0x00400005: ('X', 'TM'),  # Scheduled Procedure Step End Time
-    0x00400006: ('X', 'PN'),  # Scheduled Performing Physician's Name
-    0x00400007: ('X', 'LO'),  # Scheduled Procedure Step Description
-    0x00400009: ('X', 'SH'),  # Scheduled Procedure Step ID
-    0x0040000B: ('X', 'SQ'),  # Scheduled Performing Physician Identification Sequence
-    0x00400010: ('X', 'SH'),  # Scheduled Station Name
-    0x00400011: ('X', 'SH'),  # Scheduled Procedure Step Location
-    0x00400012: ('X', 'LO'),  # Pre-Medication
-    0x00400241: ('X', 'AE'),  # Performed Station AE Title
-    0x00400242: ('X', 'SH'),  # Performed Station Name
-    0x00400243: ('X', 'SH'),  # Performed Location
-    0x00400244: ('X', 'DA'),  # Performed Procedure Step Start Date
-    0x00400245: ('X', 'TM'),  # Performed Procedure Step Start Time
-    0x00400250: ('X', 'DA'),  # Performed Procedure Step End Date
-    0x00400251: ('X', 'TM'),  # Performed Procedure Step End Time
-    0x00400253: ('X', 'SH'),  # Performed Procedure Step ID
-    0x00400254: ('X', 'LO'),  # Performed Procedure Step Description
-    0x00400275: ('X', 'SQ'),  # Request Attributes Sequence
-    0x00400280: ('X', 'ST'),  # Comments on the Performed Procedure Step
-    0x00400310: ('X', 'ST'),  # Comments on Radiation Dose
-    0x0040050A: ('X', 'LO'),  # Specimen Accession Number
-    0x00400512: ('D', 'LO'),  # Container Identifier
-    0x00400513: ('Z', 'SQ'),  # Issuer of the Container Identifier Sequence
-    0x0040051A: ('X', 'LO'),  # Container Description
-    0x00400551: ('D', 'LO'),  # Specimen Identifier
-    0x00400554: ('U', 'UI'),  # Specimen UID
-    0x00400555: ('X/Z', 'SQ'),  # Acquisition Context Sequence
-    0x00400556: ('X', 'ST'),  # Acquisition Context Description
-    0x00400562: ('Z', 'SQ'),  # Issuer of the Specimen Identifier Sequence
-    0x00400600: ('X', 'LO'),  # Specimen Short Description
-    0x00400602: ('X', 'UT'),  # Specimen Detailed Description
-    0x00400610: ('Z', 'SQ'),  # Specimen Preparation Sequence
-    0x004006FA: ('X', 'LO'),  # Slide Identifier
-    0x00401001: ('X', 'SH'),  # Requested Procedure ID
-    0x00401002: ('X', 'LO'),  # Reason for the Requested Procedure
-    0x00401004: ('X', 'LO'),  # Patient Transport Arrangements
-    0x00401005: ('X', 'LO'),  # Requested Procedure Location
-    0x0040100A: ('X', 'SQ'),  # Reason for Requested Procedure Code Sequence
-    0x00401010: ('X', 'PN'),  # Names of Intended Recipients of Results
-    0x00401011: ('X', 'SQ'),  # Intended Recipients of Results Identification Sequence
-    0x00401101: ('D', 'SQ'),  # Person Identification Code Sequence
-    0x00401102: ('X', 'ST'),  # Person's Address
-    0x00401103: ('X', 'LO'),  # Person's Telephone Numbers
-    0x00401104: ('X', 'LT'),  # Person's Telecom Information
-    0x00401400: ('X', 'LT'),  # Requested Procedure Comments
-    0x00402001: ('X', 'LO'),  # Reason for the Imaging Service Request
-    0x00402004: ('X', 'DA'),  # Issue Date of Imaging Service Request
-    0x00402005: ('X', 'TM'),  # Issue Time of Imaging Service Request
-    0x00402008: ('X', 'PN'),  # Order Entered By
-    0x00402009: ('X', 'SH'),  # Order Enterer's Location
-    0x00402010: ('X', 'SH'),  # Order Callback Phone Number
-    0x00402011: ('X', 'LT'),  # Order Callback Telecom Information
-    0x00402016: ('Z', 'LO'),  # Placer Order Number / Imaging Service Request
-    0x00402017: ('Z', 'LO'),  # Filler Order Number / Imaging Service Request
-    0x00402400: ('X', 'LT'),  # Imaging Service Request Comments
-    0x00403001: ('X', 'LO'),  # Confidentiality Constraint on Patient Data Description
-    0x00404005: ('X', 'DT'),  # Scheduled Procedure Step Start DateTime
-    0x00404008: ('X', 'DT'),  # Scheduled Procedure Step Expiration DateTime
-    0x00404010: ('X', 'DT'),  # Scheduled Procedure Step Modification DateTime
-    0x00404011: ('X', 'DT'),  # Expected Completion DateTime
-    0x00404023: ('U', 'UI'),  # Referenced General Purpose Scheduled Procedure Step Transaction UID
-    0x00404025: ('X', 'SQ'),  # Scheduled Station Name Code Sequence
-    0x00404027: ('X', 'SQ'),  # Scheduled Station Geographic Location Code Sequence
-    0x00404028: ('X', 'SQ'),  # Performed Station Name Code Sequence
-    0x00404030: ('X', 'SQ'),  # Performed Station Geographic Location Code Sequence
-    0x00404034: ('X', 'SQ'),  # Scheduled Human Performers Sequence
-    0x00404035: ('X', 'SQ'),  # Actual Human Performers Sequence
-    0x00404036: ('X', 'LO'),  # Human Performer's Organization
-    0x00404037: ('X', 'PN'),  # Human Performer's Name
-    0x00404050: ('X', 'DT'),  # Performed Procedure Step Start DateTime
-    0x00404051: ('X', 'DT'),  # Performed Procedure Step End DateTime
-    0x00404052: ('X', 'DT'),  # Procedure Step Cancellation DateTime
-    0x0040A023: ('X', 'DA'),  # Findings Group Recording Date (Trial)
-    0x0040A024: ('X', 'TM'),  # Findings Group Recording Time (Trial)
-    0x0040A027: ('D', 'LO'),  # Verifying Organization
-    0x0040A030: ('D', 'DT'),  # Verification DateTime
-    0x0040A032: ('X/D', 'DT'),  # Observation DateTime
-    0x0040A033: ('X', 'DT'),  # Observation Start DateTime
-    0x0040A034: ('X', 'UN'),  # (retired or unknown)
-    0x0040A035: ('X', 'UN'),  # (retired or unknown)
-    0x0040A073: ('D', 'SQ'),  # Verifying Observer Sequence
-    0x0040A075: ('D', 'PN'),  # Verifying Observer Name
-    0x0040A078: ('X', 'SQ'),  # Author Observer Sequence
-    0x0040A07A: ('X', 'SQ'),  # Participant Sequence
-    0x0040A07C: ('X', 'SQ'),  # Custodial Organization Sequence
-    0x0040A082: ('Z', 'DT'),  # Participation DateTime
-    0x0040A088: ('Z', 'SQ'),  # Verifying Observer Identification Code Sequence
-    0x0040A110: ('X', 'DA'),  # Date of Document or Verbal Transaction (Trial)
-    0x0040A112: ('X', 'TM'),  # Time of Document Creation or Verbal Transaction (Trial)
-    0x0040A120: ('D', 'DT'),  # DateTime
-    0x0040A121: ('D', 'DA'),  # Date
-    0x0040A122: ('D', 'TM'),  # Time
-    0x0040A123: ('D', 'PN'),  # Person Name
-    0x0040A124: ('U', 'UI'),  # UID
-    0x0040A13A: ('D', 'DT'),  # Referenced DateTime
-    0x0040A171: ('U', 'UI'),  # Observation UID
-    0x0040A172: ('U', 'UI'),  # Referenced Observation UID (Trial)
-    0x0040A192: ('X', 'DA'),  # Observation Date (Trial)
-    0x0040A193: ('X', 'TM'),  # Observation Time (Trial)
-    0x0040A307: ('X', 'PN'),  # Current Observer (Trial)
-    0x0040A352: ('X', 'PN'),  # Verbal Source (Trial)
-    0x0040A353: ('X', 'ST'),  # Address (Trial)
-    0x0040A354: ('X', 'LO'),  # Telephone Number (Trial)
-    0x0040A358: ('X', 'SQ'),  # Verbal Source Identifier Code Sequence (Trial)
-    0x0040A402: ('U', 'UI'),  # Observation Subject UID (Trial)
-    0x0040A730: ('D', 'SQ'),  # Content Sequence
-    0x0040B020: ('X/D', 'SQ'),  # Waveform Annotation Sequence
-    0x0040B034: ('X', 'UN'),  # (retired or unknown)
-    0x0040B036: ('X', 'UN'),  # (retired or unknown)
-    0x0040B03B: ('X', 'UN'),  # (retired or unknown)
-    0x0040B03F: ('X', 'UN'),  # (retired or unknown)
-    0x0040DB06: ('X', 'DT'),  # Template Version
-    0x0040DB07: ('X', 'DT'),  # Template Local Version
-    0x0040DB0C: ('U', 'UI'),  # Template Extension Organization UID
-    0x0040DB0D: ('U', 'UI'),  # Template Extension Creator UID
-    0x0040E004: ('X', 'DT'),  # HL7 Document Effective Time
-    0x0040E012: ('X', 'UN'),  # (retired or unknown)
-    0x00420011: ('D', 'OB'),  # Encapsulated Document
-    0x00440004: ('X', 'DT'),  # Approval Status DateTime
-    0x0044000B: ('X', 'DT'),  # Product Expiration DateTime
-    0x00440010: ('X', 'DT'),  # Substance Administration DateTime
-    0x00440104: ('D', 'DT'),  # Assertion DateTime
-    0x00440105: ('X', 'DT'),  # Assertion Expiration DateTime
-    0x0050001B: ('X', 'LO'),  # Container Component ID
-    0x00500020: ('X', 'LO'),  # Device Description
-    0x00500021: ('X', 'ST'),  # Long Device Description
-    0x00620021: ('U', 'UI'),  # Tracking UID
-    0x00640003: ('U', 'UI'),  # Source Frame of Reference UID
-    0x00686226: ('D', 'DT'),  # Effective DateTime
-    0x00686270: ('D', 'DT'),  # Information Issue DateTime
-    0x006A0003: ('D', 'UI'),  # Annotation Group UID
-    0x006A0005: ('D', 'LO'),  # Annotation Group Label
-    0x006A0006: ('X', 'UT'),  # Annotation Group Description
-    0x00700001: ('D', 'SQ'),  # Graphic Annotation Sequence
-    0x00700006: ('D', 'ST'),  # Unformatted Text Value
-    0x00700082: ('X', 'DA'),  # Presentation Creation Date
-    0x00700083: ('X', 'TM'),  # Presentation Creation Time
-    0x00700084: ('Z/D', 'PN'),  # Content Creator's Name
-    0x00700086: ('X', 'SQ'),  # Content Creator's Identification Code Sequence
-    0x0070031A: ('U', 'UI'),  # Fiducial UID
-    0x00701101: ('U', 'UI'),  # Presentation Display Collection UID
-    0x00701102: ('U', 'UI'),  # Presentation Sequence Collection UID
-    0x0072000A: ('D', 'DT'),  # Hanging Protocol Creation DateTime
-    0x0072005E: ('D', 'AE'),  # Selector AE Value
-    0x0072005F: ('D', 'AS'),  # Selector AS Value
-    0x00720061: ('D', 'DA'),  # Selector DA Value
-    0x00720063: ('D', 'DT'),  # Selector DT Value
-    0x00720065: ('D', 'OB'),  # Selector OB Value
-    0x00720066: ('D', 'LO'),  # Selector LO Value
-    0x00720068: ('D', 'LT'),  # Selector LT Value
-    0x0072006A: ('D', 'PN'),  # Selector PN Value
-    0x0072006B: ('D', 'TM'),  # Selector TM Value
-    0x0072006C: ('D', 'SH'),  # Selector SH Value
-    0x0072006D: ('D', 'UN'),  # Selector UN Value
-    0x0072006E: ('D', 'ST'),  # Selector ST Value
-    0x00720070: ('D', 'UT'),  # Selector UT Value
-    0x00720071: ('D', 'UR'),  # Selector UR Value
-    0x00741234: ('X', 'AE'),  # Receiving AE
-    0x00741236: ('X', 'AE'),  # Requesting AE
-    0x00880140: ('U', 'UI'),  # Storage Media File-set UID
-    0x00880200: ('X', 'SQ'),  # Icon Image Sequence
-    0x00880904: ('X', 'LO'),  # Topic Title
-    0x00880906: ('X', 'ST'),  # Topic Subject
-    0x00880910: ('X', 'LO'),  # Topic Author
-    0x00880912: ('X', 'LO'),  # Topic Keywords
-    0x01000420: ('X', 'DT'),  # SOP Authorization DateTime
-    0x04000100: ('U', 'UI'),  # Digital Signature UID
-    0x04000105: ('D', 'DT'),  # Digital Signature DateTime
-    0x04000115: ('D', 'OB'),  # Certificate of Signer
-    0x04000310: ('X', 'OB'),  # Certified Timestamp
-    0x04000402: ('X', 'SQ'),  # Referenced Digital Signature Sequence
-    0x04000403: ('X', 'SQ'),  # Referenced SOP Instance MAC Sequence
-    0x04000404: ('X', 'OB'),  # MAC
-    0x04000550: ('X', 'SQ'),  # Modified Attributes Sequence
-    0x04000551: ('X', 'SQ'),  # Nonconforming Modified Attributes Sequence
-    0x04000552: ('X', 'OB'),  # Nonconforming Data Element Value
-    0x04000561: ('X', 'SQ'),  # Original Attributes Sequence
-    0x04000562: ('D', 'DT'),  # Attribute Modification DateTime
-    0x04000563: ('D', 'LO'),  # Modifying System
-    0x04000564: ('Z', 'LO'),  # Source of Previous Values
-    0x04000565: ('D', 'CS'),  # Reason for the Attribute Modification
-    0x04000600: ('X', 'CS'),  # Instance Origin Status
-    0x20300020: ('X', 'LO'),  # Text String
-    0x21000040: ('X', 'DA'),  # Creation Date
-    0x21000050: ('X', 'TM'),  # Creation Time
-    0x21000070: ('X', 'AE'),  # Originator
-    0x21000140: ('D', 'AE'),  # Destination AE
-    0x22000002: ('X/Z', 'UT'),  # Label Text
-    0x22000005: ('X/Z', 'LT'),  # Barcode Value
-    0x30020121: ('X', 'LO'),  # Position Acquisition Template Name
-    0x30020123: ('X', 'LT'),  # Position Acquisition Template Description
-    0x30060002: ('D', 'SH'),  # Structure Set Label
-    0x30060004: ('X', 'LO'),  # Structure Set Name
-    0x30060006: ('X', 'ST'),  # Structure Set Description
-    0x30060008: ('Z', 'DA'),  # Structure Set Date
-    0x30060009: ('Z', 'TM'),  # Structure Set Time
-    0x30060024: ('U', 'UI'),  # Referenced Frame of Reference UID
-    0x30060026: ('Z', 'LO'),  # ROI Name
-    0x30060028: ('X', 'ST'),  # ROI Description
-    0x3006002D: ('X', 'DT'),  # ROI DateTime
-    0x3006002E: ('X', 'DT'),  # ROI Observation DateTime
-    0x30060038: ('X', 'LO'),  # ROI Generation Description
-    0x3006004D: ('X', 'SQ'),  # ROI Creator Sequence
-    0x3006004E: ('X', 'SQ'),  # ROI Interpreter Sequence
-    0x30060085: ('X', 'SH'),  # ROI Observation Label
-    0x30060088: ('X', 'ST'),  # ROI Observation Description
-    0x300600A6: ('Z', 'PN'),  # ROI Interpreter
-    0x300600C2: ('U', 'UI'),  # Related Frame of Reference UID
-    0x30080024: ('D', 'DA'),  # Treatment Control Point Date
-    0x30080025: ('D', 'TM'),  # Treatment Control Point Time
-    0x30080054: ('X/D', 'DA'),  # First Treatment Date
-    0x30080056: ('X/D', 'DA'),  # Most Recent Treatment Date
-    0x30080105: ('X/Z', 'LO'),  # Source Serial Number
-    0x30080162: ('D', 'DA'),  # Safe Position Exit Date
-    0x30080164: ('D', 'TM'),  # Safe Position Exit Time
-    0x30080166: ('D', 'DA'),  # Safe Position Return Date
-    0x30080168: ('D', 'TM'),  # Safe Position Return Time
-    0x30080250: ('X/D', 'DA'),  # Treatment Date
-    0x30080251: ('X/D', 'TM'),  # Treatment Time
-    0x300A0002: ('D', 'SH'),  # RT Plan Label
-    0x300A0003: ('X', 'LO'),  # RT Plan Name
-    0x300A0004: ('X', 'ST'),  # RT Plan Description
-    0x300A0006: ('X/D', 'DA'),  # RT Plan Date
-    0x300A0007: ('X/D', 'TM'),  # RT Plan Time
-    0x300A000B: ('X', 'LO'),  # Treatment Sites
-    0x300A000E: ('X', 'ST'),  # Prescription Description
-    0x300A0013: ('U', 'UI'),  # Dose Reference UID
-    0x300A0016: ('X', 'LO'),  # Dose Reference Description
-    0x300A0054: ('U', 'UI'),  # Table Top Position Alignment UID
-    0x300A0072: ('X', 'LO'),  # Fraction Group Description
-    0x300A0083: ('U', 'UI'),  # Referenced Dose Reference UID
-    0x300A00B2: ('X/Z', 'SH'),  # Treatment Machine Name
-    0x300A00C3: ('X', 'ST'),  # Beam Description
-    0x300A00DD: ('X', 'ST'),  # Bolus Description
-    0x300A0196: ('X', 'ST'),  # Fixation Device Description
-    0x300A01A6: ('X', 'ST'),  # Shielding Device Description
-    0x300A01B2: ('X', 'ST'),  # Setup Technique Description
-    0x300A0216: ('X', 'LO'),  # Source Manufacturer
-    0x300A022C: ('D', 'DA'),  # Source Strength Reference Date
-    0x300A022E: ('D', 'TM'),  # Source Strength Reference Time
-    0x300A02EB: ('X', 'LT'),  # Compensator Description
-    0x300A0608: ('D', 'LO'),  # Treatment Position Group Label
-    0x300A0609: ('U', 'UI'),  # Treatment Position Group UID
-    0x300A0611: ('Z', 'LO'),  # RT Accessory Holder Slot ID
-    0x300A0615: ('Z', 'LO'),  # RT Accessory Device Slot ID
-    0x300A0619: ('D', 'LO'),  # Radiation Dose Identification Label
-    0x300A0623: ('D', 'LO'),  # Radiation Dose In-Vivo Measurement Label
-    0x300A062A: ('D', 'LO'),  # RT Tolerance Set Label
-    0x300A0650: ('U', 'UI'),  # Patient Setup UID
-    0x300A0676: ('X', 'ST'),  # Equipment Frame of Reference Description
-    0x300A067C: ('D', 'SH'),  # Radiation GenerationMode Label
-    0x300A067D: ('Z', 'ST'),  # Radiation GenerationMode Description
-    0x300A0700: ('U', 'UI'),  # Treatment Session UID
-    0x300A0734: ('D', 'ST'),  # Treatment Tolerance Violation Description
-    0x300A0736: ('D', 'DT'),  # Treatment Tolerance Violation DateTime
-    0x300A073A: ('D', 'DT'),  # Recorded RT Control Point DateTime
-    0x300A0741: ('D', 'DT'),  # Interlock DateTime
-    0x300A0742: ('D', 'ST'),  # Interlock Description
-    0x300A0760: ('D', 'DT'),  # Override DateTime
-    0x300A0783: ('D', 'ST'),  # Interlock Origin Description
-    0x300A0785: ('U', 'UI'),  # Referenced Treatment Position Group UID
-    0x300A078E: ('X', 'LT'),  # Patient Treatment Preparation Procedure Parameter Description
-    0x300A0792: ('X', 'LT'),  # Patient Treatment Preparation Method Description
-    0x300A0794: ('X', 'LT'),  # Patient Setup Photo Description
-    0x300A079A: ('X', 'LO'),  # Displacement Reference Label
-    0x300C0113: ('X', 'LO'),  # Reason for Omission Description
-    0x300C0127: ('D', 'DT'),  # Beam Hold Transition DateTime
-    0x300E0004: ('Z', 'DA'),  # Review Date
-    0x300E0005: ('Z', 'TM'),  # Review Time
-    0x300E0008: ('X/Z', 'PN'),  # Reviewer Name
-    0x30100006: ('U', 'UI'),  # Conceptual Volume UID
-    0x3010000B: ('U', 'UI'),  # Referenced Conceptual Volume UID
-    0x3010000F: ('Z', 'ST'),  # Conceptual Volume Combination Description
-    0x30100013: ('U', 'UI'),  # Constituent Conceptual Volume UID
-    0x30100015: ('U', 'UI'),  # Source Conceptual Volume UID
-    0x30100017: ('Z', 'ST'),  # Conceptual Volume Description
-    0x3010001B: ('Z', 'UC'),  # Device Alternate Identifier
-    0x3010002D: ('D', 'LO'),  # Device Label
-    0x30100031: ('U', 'UI'),  # Referenced Fiducials UID
-    0x30100033: ('D', 'SH'),  # User Content Label
-    0x30100034: ('D', 'LO'),  # User Content Long Label
-    0x30100035: ('D', 'SH'),  # Entity Label
-    0x30100036: ('X', 'LO'),  # Entity Name
-    0x30100037: ('X', 'ST'),  # Entity Description
-    0x30100038: ('D', 'LO'),  # Entity Long Label
-    0x3010003B: ('U', 'UI'),  # RT Treatment Phase UID
-    0x30100043: ('Z', 'ST'),  # Manufacturer's Device Identifier
-    0x3010004C: ('X/D', 'DA'),  # Intended Phase Start Date
-    0x3010004D: ('X/D', 'DA'),  # Intended Phase End Date
-    0x30100054: ('D', 'LO'),  # RT Prescription Label
-    0x30100056: ('X/D', 'LO'),  # RT Treatment Approach Label
-    0x3010005A: ('Z', 'UT'),  # RT Physician Intent Narrative
-    0x3010005C: ('Z', 'ST'),  # Reason for Superseding
-    0x30100061: ('X', 'UT'),  # Prior Treatment Dose Description
-    0x3010006E: ('U', 'UI'),  # Dosimetric Objective UID
-    0x3010006F: ('U', 'UI'),  # Referenced Dosimetric Objective UID
-    0x30100077: ('X/D', 'LO'),  # Treatment Site
-    0x3010007A: ('Z', 'UT'),  # Treatment Technique Notes
-    0x3010007B: ('Z', 'UT'),  # Prescription Notes
-    0x3010007F: ('Z', 'UT'),  # Fractionation Notes
-    0x30100081: ('Z', 'SQ'),  # Prescription Notes Sequence
-    0x30100085: ('X', 'TM'),  # Intended Fraction Start Time
-    0x40000010: ('X', 'LT'),  # Arbitrary
-    0x40004000: ('X', 'LT'),  # Text Comments
-    0x40080040: ('X', 'SH'),  # Results ID
-    0x40080042: ('X', 'LO'),  # Results ID Issuer
-    0x40080100: ('X', 'DA'),  # Interpretation Recorded Date
-    0x40080101: ('X', 'TM'),  # Interpretation Recorded Time
-    0x40080102: ('X', 'PN'),  # Interpretation Recorder
-    0x40080108: ('X', 'DA'),  # Interpretation Transcription Date
-    0x40080109: ('X', 'TM'),  # Interpretation Transcription Time
-    0x4008010A: ('X', 'PN'),  # Interpretation Transcriber
-    0x4008010B: ('X', 'ST'),  # Interpretation Text
-    0x4008010C: ('X', 'PN'),  # Interpretation Author
-    0x40080111: ('X', 'SQ'),  # Interpretation Approver Sequence
-    0x40080112: ('X', 'DA'),  # Interpretation Approval Date
-    0x40080113: ('X', 'TM'),  # Interpretation Approval Time
-    0x40080114: ('X', 'PN'),  # Physician Approving Interpretation
-    0x40080115: ('X', 'LT'),  # Interpretation Diagnosis Description
-    0x40080118: ('X', 'SQ'),  # Results Distribution List Sequence
-    0x40080119: ('X', 'PN'),  # Distribution Name
-    0x4008011A: ('X', 'LO'),  # Distribution Address
-    0x40080200: ('X', 'SH'),  # Interpretation ID
-    0x40080202: ('X', 'LO'),  # Interpretation ID Issuer
-    0x40080300: ('X', 'ST'),  # Impressions
-    0x40084000: ('X', 'ST'),  # Results Comments
-    0xFFFAFFFA: ('X', 'SQ'),  # Digital Signatures Sequence
-    0xFFFCFFFC: ('X', 'OB'),  # Data Set Trailing Padding
+    0x00001000: ("X", "UI"),  # Affected SOP Instance UID
+    0x00001001: ("U", "UI"),  # Requested SOP Instance UID
+    0x00020003: ("U", "UI"),  # Media Storage SOP Instance UID
+    0x00041511: ("U", "UI"),  # Referenced SOP Instance UID in File
+    0x00080012: ("X/D", "DA"),  # Instance Creation Date
+    0x00080013: ("X/Z/D", "TM"),  # Instance Creation Time
+    0x00080014: ("U", "UI"),  # Instance Creator UID
+    0x00080015: ("X", "DT"),  # Instance Coercion DateTime
+    0x00080017: ("U", "UI"),  # Acquisition UID
+    0x00080018: ("U", "UI"),  # SOP Instance UID
+    0x00080019: ("U", "UI"),  # Pyramid UID
+    0x00080020: ("Z", "DA"),  # Study Date
+    0x00080021: ("X/D", "DA"),  # Series Date
+    0x00080022: ("X/Z", "DA"),  # Acquisition Date
+    0x00080023: ("Z/D", "DA"),  # Content Date
+    0x00080024: ("X", "DA"),  # Overlay Date
+    0x00080025: ("X", "DA"),  # Curve Date
+    0x0008002A: ("X/Z/D", "DT"),  # Acquisition DateTime
+    0x00080030: ("Z", "TM"),  # Study Time
+    0x00080031: ("X/D", "TM"),  # Series Time
+    0x00080032: ("X/Z", "TM"),  # Acquisition Time
+    0x00080033: ("Z/D", "TM"),  # Content Time
+    0x00080034: ("X", "TM"),  # Overlay Time
+    0x00080035: ("X", "TM"),  # Curve Time
+    0x00080050: ("Z", "SH"),  # Accession Number
+    0x00080054: ("X", "AE"),  # Retrieve AE Title
+    0x00080055: ("X", "AE"),  # Station AE Title
+    0x00080058: ("U", "UI"),  # Failed SOP Instance UID List
+    0x00080080: ("X/Z/D", "LO"),  # Institution Name
+    0x00080081: ("X", "ST"),  # Institution Address
+    0x00080082: ("X/Z/D", "SQ"),  # Institution Code Sequence
+    0x00080090: ("Z", "PN"),  # Referring Physician's Name
+    0x00080092: ("X", "ST"),  # Referring Physician's Address
+    0x00080094: ("X", "SH"),  # Referring Physician's Telephone Numbers
+    0x00080096: ("X", "SQ"),  # Referring Physician Identification Sequence
+    0x0008009C: ("Z", "PN"),  # Consulting Physician's Name
+    0x0008009D: ("X", "SQ"),  # Consulting Physician Identification Sequence
+    0x00080106: ("D", "DT"),  # Context Group Version
+    0x00080107: ("D", "DT"),  # Context Group Local Version
+    0x00080201: ("X", "SH"),  # Timezone Offset From UTC
+    0x00081000: ("X", "AE"),  # Network ID
+    0x00081010: ("X/Z/D", "SH"),  # Station Name
+    0x00081030: ("X", "LO"),  # Study Description
+    0x0008103E: ("X", "LO"),  # Series Description
+    0x00081040: ("X", "LO"),  # Institutional Department Name
+    0x00081041: ("X", "SQ"),  # Institutional Department Type Code Sequence
+    0x00081048: ("X", "PN"),  # Physician(s) of Record
+    0x00081049: ("X", "SQ"),  # Physician(s) of Record Identification Sequence
+    0x00081050: ("X", "PN"),  # Performing Physician's Name
+    0x00081052: ("X", "SQ"),  # Performing Physician Identification Sequence
+    0x00081060: ("X", "PN"),  # Name of Physician(s) Reading Study
+    0x00081062: ("X", "SQ"),  # Physician(s) Reading Study Identification Sequence
+    0x00081070: ("X/Z/D", "PN"),  # Operators' Name
+    0x00081072: ("X/D", "SQ"),  # Operator Identification Sequence
+    0x00081080: ("X", "LO"),  # Admitting Diagnoses Description
+    0x00081084: ("X", "SQ"),  # Admitting Diagnoses Code Sequence
+    0x00081088: ("X", "LO"),  # Pyramid Description
+    0x00081110: ("X/Z", "SQ"),  # Referenced Study Sequence
+    0x00081111: ("X/Z/D", "SQ"),  # Referenced Performed Procedure Step Sequence
+    0x00081120: ("X", "SQ"),  # Referenced Patient Sequence
+    0x00081140: ("X/Z/U*", "SQ"),  # Referenced Image Sequence
+    0x00081155: ("U", "UI"),  # Referenced SOP Instance UID
+    0x00081195: ("U", "UI"),  # Transaction UID
+    0x00081301: ("X", "UN"),  # (retired or unknown)
+    0x00081302: ("X", "UN"),  # (retired or unknown)
+    0x00081303: ("X", "UN"),  # (retired or unknown)
+    0x00081304: ("X", "UN"),  # (retired or unknown)
+    0x00082111: ("X", "ST"),  # Derivation Description
+    0x00082112: ("X/Z/U*", "SQ"),  # Source Image Sequence
+    0x00083010: ("U", "UI"),  # Irradiation Event UID
+    0x00084000: ("X", "LT"),  # Identifying Comments
+    0x00100010: ("Z", "PN"),  # Patient's Name
+    0x00100011: ("X", "UN"),  # (retired or unknown)
+    0x00100012: ("X", "UN"),  # (retired or unknown)
+    0x00100013: ("X", "UN"),  # (retired or unknown)
+    0x00100014: ("X", "UN"),  # (retired or unknown)
+    0x00100015: ("X", "UN"),  # (retired or unknown)
+    0x00100016: ("X", "UN"),  # (retired or unknown)
+    0x00100020: ("Z/D", "LO"),  # Patient ID
+    0x00100021: ("X", "LO"),  # Issuer of Patient ID
+    0x00100030: ("Z", "DA"),  # Patient's Birth Date
+    0x00100032: ("X", "TM"),  # Patient's Birth Time
+    0x00100040: ("Z", "CS"),  # Patient's Sex
+    0x00100041: ("X", "UN"),  # (retired or unknown)
+    0x00100042: ("X", "UN"),  # (retired or unknown)
+    0x00100043: ("X", "UN"),  # (retired or unknown)
+    0x00100044: ("X", "UN"),  # (retired or unknown)
+    0x00100045: ("X", "UN"),  # (retired or unknown)
+    0x00100046: ("X", "UN"),  # (retired or unknown)
+    0x00100047: ("X", "UN"),  # (retired or unknown)
+    0x00100050: ("X", "SQ"),  # Patient's Insurance Plan Code Sequence
+    0x00100101: ("X", "SQ"),  # Patient's Primary Language Code Sequence
+    0x00100102: ("X", "SQ"),  # Patient's Primary Language Modifier Code Sequence
+    0x00101000: ("X", "LO"),  # Other Patient IDs
+    0x00101001: ("X", "PN"),  # Other Patient Names
+    0x00101002: ("X", "SQ"),  # Other Patient IDs Sequence
+    0x00101005: ("X", "PN"),  # Patient's Birth Name
+    0x00101010: ("X", "AS"),  # Patient's Age
+    0x00101020: ("X", "DS"),  # Patient's Size
+    0x00101030: ("X", "DS"),  # Patient's Weight
+    0x00101040: ("X", "LO"),  # Patient's Address
+    0x00101050: ("X", "LO"),  # Insurance Plan Identification
+    0x00101060: ("X", "PN"),  # Patient's Mother's Birth Name
+    0x00101080: ("X", "LO"),  # Military Rank
+    0x00101081: ("X", "LO"),  # Branch of Service
+    0x00101090: ("X", "LO"),  # Medical Record Locator
+    0x00101100: ("X", "SQ"),  # Referenced Patient Photo Sequence
+    0x00102000: ("X", "LO"),  # Medical Alerts
+    0x00102110: ("X", "LO"),  # Allergies
+    0x00102150: ("X", "LO"),  # Country of Residence
+    0x00102152: ("X", "LO"),  # Region of Residence
+    0x00102154: ("X", "SH"),  # Patient's Telephone Numbers
+    0x00102155: ("X", "LT"),  # Patient's Telecom Information
+    0x00102160: ("X", "SH"),  # Ethnic Group
+    0x00102161: ("X", "SQ"),  # Ethnic Group Code Sequence
+    0x00102162: ("X", "UN"),  # (retired or unknown)
+    0x00102180: ("X", "SH"),  # Occupation
+    0x001021A0: ("X", "CS"),  # Smoking Status
+    0x001021B0: ("X", "LT"),  # Additional Patient History
+    0x001021C0: ("X", "US"),  # Pregnancy Status
+    0x001021D0: ("X", "DA"),  # Last Menstrual Date
+    0x001021F0: ("X", "LO"),  # Patient's Religious Preference
+    0x00102203: ("X/Z", "CS"),  # Patient's Sex Neutered
+    0x00102297: ("X", "PN"),  # Responsible Person
+    0x00102299: ("X", "LO"),  # Responsible Organization
+    0x00104000: ("X", "LT"),  # Patient Comments
+    0x00120010: ("D", "LO"),  # Clinical Trial Sponsor Name
+    0x00120020: ("D", "LO"),  # Clinical Trial Protocol ID
+    0x00120021: ("Z", "LO"),  # Clinical Trial Protocol Name
+    0x00120022: ("X", "LO"),  # Issuer of Clinical Trial Protocol ID
+    0x00120023: ("X", "SQ"),  # Other Clinical Trial Protocol IDs Sequence
+    0x00120030: ("Z", "LO"),  # Clinical Trial Site ID
+    0x00120031: ("Z", "LO"),  # Clinical Trial Site Name
+    0x00120032: ("X", "LO"),  # Issuer of Clinical Trial Site ID
+    0x00120040: ("D", "LO"),  # Clinical Trial Subject ID
+    0x00120041: ("X", "LO"),  # Issuer of Clinical Trial Subject ID
+    0x00120042: ("D", "LO"),  # Clinical Trial Subject Reading ID
+    0x00120043: ("X", "LO"),  # Issuer of Clinical Trial Subject Reading ID
+    0x00120050: ("Z", "LO"),  # Clinical Trial Time Point ID
+    0x00120051: ("X", "ST"),  # Clinical Trial Time Point Description
+    0x00120055: ("X", "LO"),  # Issuer of Clinical Trial Time Point ID
+    0x00120060: ("Z", "LO"),  # Clinical Trial Coordinating Center Name
+    0x00120071: ("X", "LO"),  # Clinical Trial Series ID
+    0x00120072: ("X", "LO"),  # Clinical Trial Series Description
+    0x00120073: ("X", "LO"),  # Issuer of Clinical Trial Series ID
+    0x00120081: ("D", "LO"),  # Clinical Trial Protocol Ethics Committee Name
+    0x00120082: ("X", "LO"),  # Clinical Trial Protocol Ethics Committee Approval Number
+    0x00120086: ("X", "DA"),  # Ethics Committee Approval Effectiveness Start Date
+    0x00120087: ("X", "DA"),  # Ethics Committee Approval Effectiveness End Date
+    0x0014407C: ("X", "TM"),  # Calibration Time
+    0x0014407E: ("X", "DA"),  # Calibration Date
+    0x0016002B: ("X", "OB"),  # Maker Note
+    0x0016004B: ("X", "OB"),  # Device Setting Description
+    0x0016004D: ("X", "UT"),  # Camera Owner Name
+    0x0016004E: ("X", "DS"),  # Lens Specification
+    0x0016004F: ("X", "UT"),  # Lens Make
+    0x00160050: ("X", "UT"),  # Lens Model
+    0x00160051: ("X", "UT"),  # Lens Serial Number
+    0x00160070: ("X", "OB"),  # GPS Version ID
+    0x00160071: ("X", "CS"),  # GPS Latitude Ref
+    0x00160072: ("X", "DS"),  # GPS Latitude
+    0x00160073: ("X", "CS"),  # GPS Longitude Ref
+    0x00160074: ("X", "DS"),  # GPS Longitude
+    0x00160075: ("X", "US"),  # GPS Altitude Ref
+    0x00160076: ("X", "DS"),  # GPS Altitude
+    0x00160077: ("X", "DT"),  # GPS Time Stamp
+    0x00160078: ("X", "UT"),  # GPS Satellites
+    0x00160079: ("X", "CS"),  # GPS Status
+    0x0016007A: ("X", "CS"),  # GPS Measure Mode
+    0x0016007B: ("X", "DS"),  # GPS DOP
+    0x0016007C: ("X", "CS"),  # GPS Speed Ref
+    0x0016007D: ("X", "DS"),  # GPS Speed
+    0x0016007E: ("X", "CS"),  # GPS Track Ref
+    0x0016007F: ("X", "DS"),  # GPS Track
+    0x00160080: ("X", "CS"),  # GPS Img Direction Ref
+    0x00160081: ("X", "DS"),  # GPS Img Direction
+    0x00160082: ("X", "UT"),  # GPS Map Datum
+    0x00160083: ("X", "CS"),  # GPS Dest Latitude Ref
+    0x00160084: ("X", "DS"),  # GPS Dest Latitude
+    0x00160085: ("X", "CS"),  # GPS Dest Longitude Ref
+    0x00160086: ("X", "DS"),  # GPS Dest Longitude
+    0x00160087: ("X", "CS"),  # GPS Dest Bearing Ref
+    0x00160088: ("X", "DS"),  # GPS Dest Bearing
+    0x00160089: ("X", "CS"),  # GPS Dest Distance Ref
+    0x0016008A: ("X", "DS"),  # GPS Dest Distance
+    0x0016008B: ("X", "OB"),  # GPS Processing Method
+    0x0016008C: ("X", "OB"),  # GPS Area Information
+    0x0016008D: ("X", "DT"),  # GPS Date Stamp
+    0x0016008E: ("X", "IS"),  # GPS Differential
+    0x00180010: ("Z/D", "LO"),  # Contrast/Bolus Agent
+    0x00180027: ("X", "TM"),  # Intervention Drug Stop Time
+    0x00180035: ("X", "TM"),  # Intervention Drug Start Time
+    0x00181000: ("X/Z/D", "LO"),  # Device Serial Number
+    0x00181002: ("U", "UI"),  # Device UID
+    0x00181004: ("X", "LO"),  # Plate ID
+    0x00181005: ("X", "LO"),  # Generator ID
+    0x00181007: ("X", "LO"),  # Cassette ID
+    0x00181008: ("X", "LO"),  # Gantry ID
+    0x00181009: ("X", "UT"),  # Unique Device Identifier
+    0x0018100A: ("X", "SQ"),  # UDI Sequence
+    0x0018100B: ("U", "UI"),  # Manufacturer's Device Class UID
+    0x00181010: ("X", "LO"),  # Secondary Capture Device ID
+    0x00181011: ("X", "LO"),  # Hardcopy Creation Device ID
+    0x00181012: ("X", "DA"),  # Date of Secondary Capture
+    0x00181014: ("X", "TM"),  # Time of Secondary Capture
+    0x00181030: ("X/D", "LO"),  # Protocol Name
+    0x00181042: ("X", "TM"),  # Contrast/Bolus Start Time
+    0x00181043: ("X", "TM"),  # Contrast/Bolus Stop Time
+    0x00181072: ("X", "TM"),  # Radiopharmaceutical Start Time
+    0x00181073: ("X", "TM"),  # Radiopharmaceutical Stop Time
+    0x00181078: ("X", "DT"),  # Radiopharmaceutical Start DateTime
+    0x00181079: ("X", "DT"),  # Radiopharmaceutical Stop DateTime
+    0x001811BB: ("D", "LO"),  # Acquisition Field of View Label
+    0x00181200: ("X", "DA"),  # Date of Last Calibration
+    0x00181201: ("X", "TM"),  # Time of Last Calibration
+    0x00181202: ("X", "DT"),  # DateTime of Last Calibration
+    0x00181203: ("Z", "DT"),  # Calibration DateTime
+    0x00181204: ("X", "DA"),  # Date of Manufacture
+    0x00181205: ("X", "DA"),  # Date of Installation
+    0x00181400: ("X/D", "LO"),  # Acquisition Device Processing Description
+    0x00182042: ("U", "UI"),  # Target UID
+    0x00184000: ("X", "LT"),  # Acquisition Comments
+    0x00185011: ("X", "SQ"),  # Transducer Identification Sequence
+    0x0018700A: ("X/D", "SH"),  # Detector ID
+    0x0018700C: ("X/D", "DA"),  # Date of Last Detector Calibration
+    0x0018700E: ("X/D", "TM"),  # Time of Last Detector Calibration
+    0x00189074: ("D", "DT"),  # Frame Acquisition DateTime
+    0x00189151: ("D", "DT"),  # Frame Reference DateTime
+    0x00189185: ("X", "ST"),  # Respiratory Motion Compensation Technique Description
+    0x00189367: ("D", "UC"),  # X-Ray Source ID
+    0x00189369: ("D", "DT"),  # Source Start DateTime
+    0x0018936A: ("D", "DT"),  # Source End DateTime
+    0x00189371: ("D", "UC"),  # X-Ray Detector ID
+    0x00189373: ("X", "ST"),  # X-Ray Detector Label
+    0x0018937B: ("X", "UT"),  # Multi-energy Acquisition Description
+    0x0018937F: ("X", "UT"),  # Decomposition Description
+    0x00189424: ("X", "LT"),  # Acquisition Protocol Description
+    0x00189516: ("X/D", "DT"),  # Start Acquisition DateTime
+    0x00189517: ("X/D", "DT"),  # End Acquisition DateTime
+    0x00189623: ("D", "DT"),  # Functional Sync Pulse
+    0x00189701: ("D", "DT"),  # Decay Correction DateTime
+    0x00189804: ("D", "DT"),  # Exclusion Start DateTime
+    0x00189919: ("Z/D", "DT"),  # Instruction Performed DateTime
+    0x00189937: ("X", "LO"),  # Requested Series Description
+    0x0018A002: ("X", "DT"),  # Contribution DateTime
+    0x0018A003: ("X", "ST"),  # Contribution Description
+    0x0020000D: ("U", "UI"),  # Study Instance UID
+    0x0020000E: ("U", "UI"),  # Series Instance UID
+    0x00200010: ("Z", "SH"),  # Study ID
+    0x00200027: ("X", "LO"),  # Pyramid Label
+    0x00200052: ("U", "UI"),  # Frame of Reference UID
+    0x00200200: ("U", "UI"),  # Synchronization Frame of Reference UID
+    0x00203401: ("X", "CS"),  # Modifying Device ID
+    0x00203403: ("X", "DA"),  # Modified Image Date
+    0x00203405: ("X", "TM"),  # Modified Image Time
+    0x00203406: ("X", "LO"),  # Modified Image Description
+    0x00204000: ("X", "LT"),  # Image Comments
+    0x00209158: ("X", "LT"),  # Frame Comments
+    0x00209161: ("U", "UI"),  # Concatenation UID
+    0x00209164: ("U", "UI"),  # Dimension Organization UID
+    0x00281199: ("U", "UI"),  # Palette Color Lookup Table UID
+    0x00281214: ("U", "UI"),  # Large Palette Color Lookup Table UID
+    0x00284000: ("X", "LT"),  # Image Presentation Comments
+    0x00320012: ("X", "LO"),  # Study ID Issuer
+    0x00320032: ("X", "DA"),  # Study Verified Date
+    0x00320033: ("X", "TM"),  # Study Verified Time
+    0x00320034: ("X", "DA"),  # Study Read Date
+    0x00320035: ("X", "TM"),  # Study Read Time
+    0x00321000: ("X", "DA"),  # Scheduled Study Start Date
+    0x00321001: ("X", "TM"),  # Scheduled Study Start Time
+    0x00321010: ("X", "DA"),  # Scheduled Study Stop Date
+    0x00321011: ("X", "TM"),  # Scheduled Study Stop Time
+    0x00321020: ("X", "LO"),  # Scheduled Study Location
+    0x00321021: ("X", "AE"),  # Scheduled Study Location AE Title
+    0x00321030: ("X", "LO"),  # Reason for Study
+    0x00321032: ("X", "PN"),  # Requesting Physician
+    0x00321033: ("X", "LO"),  # Requesting Service
+    0x00321040: ("X", "DA"),  # Study Arrival Date
+    0x00321041: ("X", "TM"),  # Study Arrival Time
+    0x00321050: ("X", "DA"),  # Study Completion Date
+    0x00321051: ("X", "TM"),  # Study Completion Time
+    0x00321060: ("X/Z", "LO"),  # Requested Procedure Description
+    0x00321066: ("X", "UT"),  # Reason for Visit
+    0x00321067: ("X", "SQ"),  # Reason for Visit Code Sequence
+    0x00321070: ("X", "LO"),  # Requested Contrast Agent
+    0x00324000: ("X", "LT"),  # Study Comments
+    0x00340001: ("D", "SQ"),  # Flow Identifier Sequence
+    0x00340002: ("D", "OB"),  # Flow Identifier
+    0x00340005: ("D", "OB"),  # Source Identifier
+    0x00340007: ("D", "OB"),  # Frame Origin Timestamp
+    0x00380004: ("X", "SQ"),  # Referenced Patient Alias Sequence
+    0x00380010: ("X", "LO"),  # Admission ID
+    0x00380011: ("X", "LO"),  # Issuer of Admission ID
+    0x00380014: ("X", "SQ"),  # Issuer of Admission ID Sequence
+    0x0038001A: ("X", "DA"),  # Scheduled Admission Date
+    0x0038001B: ("X", "TM"),  # Scheduled Admission Time
+    0x0038001C: ("X", "DA"),  # Scheduled Discharge Date
+    0x0038001D: ("X", "TM"),  # Scheduled Discharge Time
+    0x0038001E: ("X", "LO"),  # Scheduled Patient Institution Residence
+    0x00380020: ("X", "DA"),  # Admitting Date
+    0x00380021: ("X", "TM"),  # Admitting Time
+    0x00380030: ("X", "DA"),  # Discharge Date
+    0x00380032: ("X", "TM"),  # Discharge Time
+    0x00380040: ("X", "LO"),  # Discharge Diagnosis Description
+    0x00380050: ("X", "LO"),  # Special Needs
+    0x00380060: ("X", "LO"),  # Service Episode ID
+    0x00380061: ("X", "LO"),  # Issuer of Service Episode ID
+    0x00380062: ("X", "LO"),  # Service Episode Description
+    0x00380064: ("X", "SQ"),  # Issuer of Service Episode ID Sequence
+    0x00380300: ("X", "LO"),  # Current Patient Location
+    0x00380400: ("X", "LO"),  # Patient's Institution Residence
+    0x00380500: ("X", "LO"),  # Patient State
+    0x00384000: ("X", "LT"),  # Visit Comments
+    0x003A0020: ("X", "SH"),  # Multiplex Group Label
+    0x003A0203: ("X", "SH"),  # Channel Label
+    0x003A020C: ("X", "LO"),  # Channel Derivation Description
+    0x003A0310: ("U", "UI"),  # Multiplex Group UID
+    0x003A0314: ("D", "DT"),  # Impedance Measurement DateTime
+    0x003A0329: ("X", "ST"),  # Waveform Filter Description
+    0x003A032B: ("X", "ST"),  # Filter Lookup Table Description
+    0x00400001: ("X", "AE"),  # Scheduled Station AE Title
+    0x00400002: ("X", "DA"),  # Scheduled Procedure Step Start Date
+    0x00400003: ("X", "TM"),  # Scheduled Procedure Step Start Time
+    0x00400004: ("X", "DA"),  # Scheduled Procedure Step End Date
+    0x00400005: ("X", "TM"),  # Scheduled Procedure Step End Time
+    0x00400006: ("X", "PN"),  # Scheduled Performing Physician's Name
+    0x00400007: ("X", "LO"),  # Scheduled Procedure Step Description
+    0x00400009: ("X", "SH"),  # Scheduled Procedure Step ID
+    0x0040000B: ("X", "SQ"),  # Scheduled Performing Physician Identification Sequence
+    0x00400010: ("X", "SH"),  # Scheduled Station Name
+    0x00400011: ("X", "SH"),  # Scheduled Procedure Step Location
+    0x00400012: ("X", "LO"),  # Pre-Medication
+    0x00400241: ("X", "AE"),  # Performed Station AE Title
+    0x00400242: ("X", "SH"),  # Performed Station Name
+    0x00400243: ("X", "SH"),  # Performed Location
+    0x00400244: ("X", "DA"),  # Performed Procedure Step Start Date
+    0x00400245: ("X", "TM"),  # Performed Procedure Step Start Time
+    0x00400250: ("X", "DA"),  # Performed Procedure Step End Date
+    0x00400251: ("X", "TM"),  # Performed Procedure Step End Time
+    0x00400253: ("X", "SH"),  # Performed Procedure Step ID
+    0x00400254: ("X", "LO"),  # Performed Procedure Step Description
+    0x00400275: ("X", "SQ"),  # Request Attributes Sequence
+    0x00400280: ("X", "ST"),  # Comments on the Performed Procedure Step
+    0x00400310: ("X", "ST"),  # Comments on Radiation Dose
+    0x0040050A: ("X", "LO"),  # Specimen Accession Number
+    0x00400512: ("D", "LO"),  # Container Identifier
+    0x00400513: ("Z", "SQ"),  # Issuer of the Container Identifier Sequence
+    0x0040051A: ("X", "LO"),  # Container Description
+    0x00400551: ("D", "LO"),  # Specimen Identifier
+    0x00400554: ("U", "UI"),  # Specimen UID
+    0x00400555: ("X/Z", "SQ"),  # Acquisition Context Sequence
+    0x00400556: ("X", "ST"),  # Acquisition Context Description
+    0x00400562: ("Z", "SQ"),  # Issuer of the Specimen Identifier Sequence
+    0x00400600: ("X", "LO"),  # Specimen Short Description
+    0x00400602: ("X", "UT"),  # Specimen Detailed Description
+    0x00400610: ("Z", "SQ"),  # Specimen Preparation Sequence
+    0x004006FA: ("X", "LO"),  # Slide Identifier
+    0x00401001: ("X", "SH"),  # Requested Procedure ID
+    0x00401002: ("X", "LO"),  # Reason for the Requested Procedure
+    0x00401004: ("X", "LO"),  # Patient Transport Arrangements
+    0x00401005: ("X", "LO"),  # Requested Procedure Location
+    0x0040100A: ("X", "SQ"),  # Reason for Requested Procedure Code Sequence
+    0x00401010: ("X", "PN"),  # Names of Intended Recipients of Results
+    0x00401011: ("X", "SQ"),  # Intended Recipients of Results Identification Sequence
+    0x00401101: ("D", "SQ"),  # Person Identification Code Sequence
+    0x00401102: ("X", "ST"),  # Person's Address
+    0x00401103: ("X", "LO"),  # Person's Telephone Numbers
+    0x00401104: ("X", "LT"),  # Person's Telecom Information
+    0x00401400: ("X", "LT"),  # Requested Procedure Comments
+    0x00402001: ("X", "LO"),  # Reason for the Imaging Service Request
+    0x00402004: ("X", "DA"),  # Issue Date of Imaging Service Request
+    0x00402005: ("X", "TM"),  # Issue Time of Imaging Service Request
+    0x00402008: ("X", "PN"),  # Order Entered By
+    0x00402009: ("X", "SH"),  # Order Enterer's Location
+    0x00402010: ("X", "SH"),  # Order Callback Phone Number
+    0x00402011: ("X", "LT"),  # Order Callback Telecom Information
+    0x00402016: ("Z", "LO"),  # Placer Order Number / Imaging Service Request
+    0x00402017: ("Z", "LO"),  # Filler Order Number / Imaging Service Request
+    0x00402400: ("X", "LT"),  # Imaging Service Request Comments
+    0x00403001: ("X", "LO"),  # Confidentiality Constraint on Patient Data Description
+    0x00404005: ("X", "DT"),  # Scheduled Procedure Step Start DateTime
+    0x00404008: ("X", "DT"),  # Scheduled Procedure Step Expiration DateTime
+    0x00404010: ("X", "DT"),  # Scheduled Procedure Step Modification DateTime
+    0x00404011: ("X", "DT"),  # Expected Completion DateTime
+    0x00404023: ("U", "UI"),  # Referenced General Purpose Scheduled Procedure Step Transaction UID
+    0x00404025: ("X", "SQ"),  # Scheduled Station Name Code Sequence
+    0x00404027: ("X", "SQ"),  # Scheduled Station Geographic Location Code Sequence
+    0x00404028: ("X", "SQ"),  # Performed Station Name Code Sequence
+    0x00404030: ("X", "SQ"),  # Performed Station Geographic Location Code Sequence
+    0x00404034: ("X", "SQ"),  # Scheduled Human Performers Sequence
+    0x00404035: ("X", "SQ"),  # Actual Human Performers Sequence
+    0x00404036: ("X", "LO"),  # Human Performer's Organization
+    0x00404037: ("X", "PN"),  # Human Performer's Name
+    0x00404050: ("X", "DT"),  # Performed Procedure Step Start DateTime
+    0x00404051: ("X", "DT"),  # Performed Procedure Step End DateTime
+    0x00404052: ("X", "DT"),  # Procedure Step Cancellation DateTime
+    0x0040A023: ("X", "DA"),  # Findings Group Recording Date (Trial)
+    0x0040A024: ("X", "TM"),  # Findings Group Recording Time (Trial)
+    0x0040A027: ("D", "LO"),  # Verifying Organization
+    0x0040A030: ("D", "DT"),  # Verification DateTime
+    0x0040A032: ("X/D", "DT"),  # Observation DateTime
+    0x0040A033: ("X", "DT"),  # Observation Start DateTime
+    0x0040A034: ("X", "UN"),  # (retired or unknown)
+    0x0040A035: ("X", "UN"),  # (retired or unknown)
+    0x0040A073: ("D", "SQ"),  # Verifying Observer Sequence
+    0x0040A075: ("D", "PN"),  # Verifying Observer Name
+    0x0040A078: ("X", "SQ"),  # Author Observer Sequence
+    0x0040A07A: ("X", "SQ"),  # Participant Sequence
+    0x0040A07C: ("X", "SQ"),  # Custodial Organization Sequence
+    0x0040A082: ("Z", "DT"),  # Participation DateTime
+    0x0040A088: ("Z", "SQ"),  # Verifying Observer Identification Code Sequence
+    0x0040A110: ("X", "DA"),  # Date of Document or Verbal Transaction (Trial)
+    0x0040A112: ("X", "TM"),  # Time of Document Creation or Verbal Transaction (Trial)
+    0x0040A120: ("D", "DT"),  # DateTime
+    0x0040A121: ("D", "DA"),  # Date
+    0x0040A122: ("D", "TM"),  # Time
+    0x0040A123: ("D", "PN"),  # Person Name
+    0x0040A124: ("U", "UI"),  # UID
+    0x0040A13A: ("D", "DT"),  # Referenced DateTime
+    0x0040A171: ("U", "UI"),  # Observation UID
+    0x0040A172: ("U", "UI"),  # Referenced Observation UID (Trial)
+    0x0040A192: ("X", "DA"),  # Observation Date (Trial)
+    0x0040A193: ("X", "TM"),  # Observation Time (Trial)
+    0x0040A307: ("X", "PN"),  # Current Observer (Trial)
+    0x0040A352: ("X", "PN"),  # Verbal Source (Trial)
+    0x0040A353: ("X", "ST"),  # Address (Trial)
+    0x0040A354: ("X", "LO"),  # Telephone Number (Trial)
+    0x0040A358: ("X", "SQ"),  # Verbal Source Identifier Code Sequence (Trial)
+    0x0040A402: ("U", "UI"),  # Observation Subject UID (Trial)
+    0x0040A730: ("D", "SQ"),  # Content Sequence
+    0x0040B020: ("X/D", "SQ"),  # Waveform Annotation Sequence
+    0x0040B034: ("X", "UN"),  # (retired or unknown)
+    0x0040B036: ("X", "UN"),  # (retired or unknown)
+    0x0040B03B: ("X", "UN"),  # (retired or unknown)
+    0x0040B03F: ("X", "UN"),  # (retired or unknown)
+    0x0040DB06: ("X", "DT"),  # Template Version
+    0x0040DB07: ("X", "DT"),  # Template Local Version
+    0x0040DB0C: ("U", "UI"),  # Template Extension Organization UID
+    0x0040DB0D: ("U", "UI"),  # Template Extension Creator UID
+    0x0040E004: ("X", "DT"),  # HL7 Document Effective Time
+    0x0040E012: ("X", "UN"),  # (retired or unknown)
+    0x00420011: ("D", "OB"),  # Encapsulated Document
+    0x00440004: ("X", "DT"),  # Approval Status DateTime
+    0x0044000B: ("X", "DT"),  # Product Expiration DateTime
+    0x00440010: ("X", "DT"),  # Substance Administration DateTime
+    0x00440104: ("D", "DT"),  # Assertion DateTime
+    0x00440105: ("X", "DT"),  # Assertion Expiration DateTime
+    0x0050001B: ("X", "LO"),  # Container Component ID
+    0x00500020: ("X", "LO"),  # Device Description
+    0x00500021: ("X", "ST"),  # Long Device Description
+    0x00620021: ("U", "UI"),  # Tracking UID
+    0x00640003: ("U", "UI"),  # Source Frame of Reference UID
+    0x00686226: ("D", "DT"),  # Effective DateTime
+    0x00686270: ("D", "DT"),  # Information Issue DateTime
+    0x006A0003: ("D", "UI"),  # Annotation Group UID
+    0x006A0005: ("D", "LO"),  # Annotation Group Label
+    0x006A0006: ("X", "UT"),  # Annotation Group Description
+    0x00700001: ("D", "SQ"),  # Graphic Annotation Sequence
+    0x00700006: ("D", "ST"),  # Unformatted Text Value
+    0x00700082: ("X", "DA"),  # Presentation Creation Date
+    0x00700083: ("X", "TM"),  # Presentation Creation Time
+    0x00700084: ("Z/D", "PN"),  # Content Creator's Name
+    0x00700086: ("X", "SQ"),  # Content Creator's Identification Code Sequence
+    0x0070031A: ("U", "UI"),  # Fiducial UID
+    0x00701101: ("U", "UI"),  # Presentation Display Collection UID
+    0x00701102: ("U", "UI"),  # Presentation Sequence Collection UID
+    0x0072000A: ("D", "DT"),  # Hanging Protocol Creation DateTime
+    0x0072005E: ("D", "AE"),  # Selector AE Value
+    0x0072005F: ("D", "AS"),  # Selector AS Value
+    0x00720061: ("D", "DA"),  # Selector DA Value
+    0x00720063: ("D", "DT"),  # Selector DT Value
+    0x00720065: ("D", "OB"),  # Selector OB Value
+    0x00720066: ("D", "LO"),  # Selector LO Value
+    0x00720068: ("D", "LT"),  # Selector LT Value
+    0x0072006A: ("D", "PN"),  # Selector PN Value
+    0x0072006B: ("D", "TM"),  # Selector TM Value
+    0x0072006C: ("D", "SH"),  # Selector SH Value
+    0x0072006D: ("D", "UN"),  # Selector UN Value
+    0x0072006E: ("D", "ST"),  # Selector ST Value
+    0x00720070: ("D", "UT"),  # Selector UT Value
+    0x00720071: ("D", "UR"),  # Selector UR Value
+    0x00741234: ("X", "AE"),  # Receiving AE
+    0x00741236: ("X", "AE"),  # Requesting AE
+    0x00880140: ("U", "UI"),  # Storage Media File-set UID
+    0x00880200: ("X", "SQ"),  # Icon Image Sequence
+    0x00880904: ("X", "LO"),  # Topic Title
+    0x00880906: ("X", "ST"),  # Topic Subject
+    0x00880910: ("X", "LO"),  # Topic Author
+    0x00880912: ("X", "LO"),  # Topic Keywords
+    0x01000420: ("X", "DT"),  # SOP Authorization DateTime
+    0x04000100: ("U", "UI"),  # Digital Signature UID
+    0x04000105: ("D", "DT"),  # Digital Signature DateTime
+    0x04000115: ("D", "OB"),  # Certificate of Signer
+    0x04000310: ("X", "OB"),  # Certified Timestamp
+    0x04000402: ("X", "SQ"),  # Referenced Digital Signature Sequence
+    0x04000403: ("X", "SQ"),  # Referenced SOP Instance MAC Sequence
+    0x04000404: ("X", "OB"),  # MAC
+    0x04000550: ("X", "SQ"),  # Modified Attributes Sequence
+    0x04000551: ("X", "SQ"),  # Nonconforming Modified Attributes Sequence
+    0x04000552: ("X", "OB"),  # Nonconforming Data Element Value
+    0x04000561: ("X", "SQ"),  # Original Attributes Sequence
+    0x04000562: ("D", "DT"),  # Attribute Modification DateTime
+    0x04000563: ("D", "LO"),  # Modifying System
+    0x04000564: ("Z", "LO"),  # Source of Previous Values
+    0x04000565: ("D", "CS"),  # Reason for the Attribute Modification
+    0x04000600: ("X", "CS"),  # Instance Origin Status
+    0x20300020: ("X", "LO"),  # Text String
+    0x21000040: ("X", "DA"),  # Creation Date
+    0x21000050: ("X", "TM"),  # Creation Time
+    0x21000070: ("X", "AE"),  # Originator
+    0x21000140: ("D", "AE"),  # Destination AE
+    0x22000002: ("X/Z", "UT"),  # Label Text
+    0x22000005: ("X/Z", "LT"),  # Barcode Value
+    0x30020121: ("X", "LO"),  # Position Acquisition Template Name
+    0x30020123: ("X", "LT"),  # Position Acquisition Template Description
+    0x30060002: ("D", "SH"),  # Structure Set Label
+    0x30060004: ("X", "LO"),  # Structure Set Name
+    0x30060006: ("X", "ST"),  # Structure Set Description
+    0x30060008: ("Z", "DA"),  # Structure Set Date
+    0x30060009: ("Z", "TM"),  # Structure Set Time
+    0x30060024: ("U", "UI"),  # Referenced Frame of Reference UID
+    0x30060026: ("Z", "LO"),  # ROI Name
+    0x30060028: ("X", "ST"),  # ROI Description
+    0x3006002D: ("X", "DT"),  # ROI DateTime
+    0x3006002E: ("X", "DT"),  # ROI Observation DateTime
+    0x30060038: ("X", "LO"),  # ROI Generation Description
+    0x3006004D: ("X", "SQ"),  # ROI Creator Sequence
+    0x3006004E: ("X", "SQ"),  # ROI Interpreter Sequence
+    0x30060085: ("X", "SH"),  # ROI Observation Label
+    0x30060088: ("X", "ST"),  # ROI Observation Description
+    0x300600A6: ("Z", "PN"),  # ROI Interpreter
+    0x300600C2: ("U", "UI"),  # Related Frame of Reference UID
+    0x30080024: ("D", "DA"),  # Treatment Control Point Date
+    0x30080025: ("D", "TM"),  # Treatment Control Point Time
+    0x30080054: ("X/D", "DA"),  # First Treatment Date
+    0x30080056: ("X/D", "DA"),  # Most Recent Treatment Date
+    0x30080105: ("X/Z", "LO"),  # Source Serial Number
+    0x30080162: ("D", "DA"),  # Safe Position Exit Date
+    0x30080164: ("D", "TM"),  # Safe Position Exit Time
+    0x30080166: ("D", "DA"),  # Safe Position Return Date
+    0x30080168: ("D", "TM"),  # Safe Position Return Time
+    0x30080250: ("X/D", "DA"),  # Treatment Date
+    0x30080251: ("X/D", "TM"),  # Treatment Time
+    0x300A0002: ("D", "SH"),  # RT Plan Label
+    0x300A0003: ("X", "LO"),  # RT Plan Name
+    0x300A0004: ("X", "ST"),  # RT Plan Description
+    0x300A0006: ("X/D", "DA"),  # RT Plan Date
+    0x300A0007: ("X/D", "TM"),  # RT Plan Time
+    0x300A000B: ("X", "LO"),  # Treatment Sites
+    0x300A000E: ("X", "ST"),  # Prescription Description
+    0x300A0013: ("U", "UI"),  # Dose Reference UID
+    0x300A0016: ("X", "LO"),  # Dose Reference Description
+    0x300A0054: ("U", "UI"),  # Table Top Position Alignment UID
+    0x300A0072: ("X", "LO"),  # Fraction Group Description
+    0x300A0083: ("U", "UI"),  # Referenced Dose Reference UID
+    0x300A00B2: ("X/Z", "SH"),  # Treatment Machine Name
+    0x300A00C3: ("X", "ST"),  # Beam Description
+    0x300A00DD: ("X", "ST"),  # Bolus Description
+    0x300A0196: ("X", "ST"),  # Fixation Device Description
+    0x300A01A6: ("X", "ST"),  # Shielding Device Description
+    0x300A01B2: ("X", "ST"),  # Setup Technique Description
+    0x300A0216: ("X", "LO"),  # Source Manufacturer
+    0x300A022C: ("D", "DA"),  # Source Strength Reference Date
+    0x300A022E: ("D", "TM"),  # Source Strength Reference Time
+    0x300A02EB: ("X", "LT"),  # Compensator Description
+    0x300A0608: ("D", "LO"),  # Treatment Position Group Label
+    0x300A0609: ("U", "UI"),  # Treatment Position Group UID
+    0x300A0611: ("Z", "LO"),  # RT Accessory Holder Slot ID
+    0x300A0615: ("Z", "LO"),  # RT Accessory Device Slot ID
+    0x300A0619: ("D", "LO"),  # Radiation Dose Identification Label
+    0x300A0623: ("D", "LO"),  # Radiation Dose In-Vivo Measurement Label
+    0x300A062A: ("D", "LO"),  # RT Tolerance Set Label
+    0x300A0650: ("U", "UI"),  # Patient Setup UID
+    0x300A0676: ("X", "ST"),  # Equipment Frame of Reference Description
+    0x300A067C: ("D", "SH"),  # Radiation GenerationMode Label
+    0x300A067D: ("Z", "ST"),  # Radiation GenerationMode Description
+    0x300A0700: ("U", "UI"),  # Treatment Session UID
+    0x300A0734: ("D", "ST"),  # Treatment Tolerance Violation Description
+    0x300A0736: ("D", "DT"),  # Treatment Tolerance Violation DateTime
+    0x300A073A: ("D", "DT"),  # Recorded RT Control Point DateTime
+    0x300A0741: ("D", "DT"),  # Interlock DateTime
+    0x300A0742: ("D", "ST"),  # Interlock Description
+    0x300A0760: ("D", "DT"),  # Override DateTime
+    0x300A0783: ("D", "ST"),  # Interlock Origin Description
+    0x300A0785: ("U", "UI"),  # Referenced Treatment Position Group UID
+    0x300A078E: ("X", "LT"),  # Patient Treatment Preparation Procedure Parameter Description
+    0x300A0792: ("X", "LT"),  # Patient Treatment Preparation Method Description
+    0x300A0794: ("X", "LT"),  # Patient Setup Photo Description
+    0x300A079A: ("X", "LO"),  # Displacement Reference Label
+    0x300C0113: ("X", "LO"),  # Reason for Omission Description
+    0x300C0127: ("D", "DT"),  # Beam Hold Transition DateTime
+    0x300E0004: ("Z", "DA"),  # Review Date
+    0x300E0005: ("Z", "TM"),  # Review Time
+    0x300E0008: ("X/Z", "PN"),  # Reviewer Name
+    0x30100006: ("U", "UI"),  # Conceptual Volume UID
+    0x3010000B: ("U", "UI"),  # Referenced Conceptual Volume UID
+    0x3010000F: ("Z", "ST"),  # Conceptual Volume Combination Description
+    0x30100013: ("U", "UI"),  # Constituent Conceptual Volume UID
+    0x30100015: ("U", "UI"),  # Source Conceptual Volume UID
+    0x30100017: ("Z", "ST"),  # Conceptual Volume Description
+    0x3010001B: ("Z", "UC"),  # Device Alternate Identifier
+    0x3010002D: ("D", "LO"),  # Device Label
+    0x30100031: ("U", "UI"),  # Referenced Fiducials UID
+    0x30100033: ("D", "SH"),  # User Content Label
+    0x30100034: ("D", "LO"),  # User Content Long Label
+    0x30100035: ("D", "SH"),  # Entity Label
+    0x30100036: ("X", "LO"),  # Entity Name
+    0x30100037: ("X", "ST"),  # Entity Description
+    0x30100038: ("D", "LO"),  # Entity Long Label
+    0x3010003B: ("U", "UI"),  # RT Treatment Phase UID
+    0x30100043: ("Z", "ST"),  # Manufacturer's Device Identifier
+    0x3010004C: ("X/D", "DA"),  # Intended Phase Start Date
+    0x3010004D: ("X/D", "DA"),  # Intended Phase End Date
+    0x30100054: ("D", "LO"),  # RT Prescription Label
+    0x30100056: ("X/D", "LO"),  # RT Treatment Approach Label
+    0x3010005A: ("Z", "UT"),  # RT Physician Intent Narrative
+    0x3010005C: ("Z", "ST"),  # Reason for Superseding
+    0x30100061: ("X", "UT"),  # Prior Treatment Dose Description
+    0x3010006E: ("U", "UI"),  # Dosimetric Objective UID
+    0x3010006F: ("U", "UI"),  # Referenced Dosimetric Objective UID
+    0x30100077: ("X/D", "LO"),  # Treatment Site
+    0x3010007A: ("Z", "UT"),  # Treatment Technique Notes
+    0x3010007B: ("Z", "UT"),  # Prescription Notes
+    0x3010007F: ("Z", "UT"),  # Fractionation Notes
+    0x30100081: ("Z", "SQ"),  # Prescription Notes Sequence
+    0x30100085: ("X", "TM"),  # Intended Fraction Start Time
+    0x40000010: ("X", "LT"),  # Arbitrary
+    0x40004000: ("X", "LT"),  # Text Comments
+    0x40080040: ("X", "SH"),  # Results ID
+    0x40080042: ("X", "LO"),  # Results ID Issuer
+    0x40080100: ("X", "DA"),  # Interpretation Recorded Date
+    0x40080101: ("X", "TM"),  # Interpretation Recorded Time
+    0x40080102: ("X", "PN"),  # Interpretation Recorder
+    0x40080108: ("X", "DA"),  # Interpretation Transcription Date
+    0x40080109: ("X", "TM"),  # Interpretation Transcription Time
+    0x4008010A: ("X", "PN"),  # Interpretation Transcriber
+    0x4008010B: ("X", "ST"),  # Interpretation Text
+    0x4008010C: ("X", "PN"),  # Interpretation Author
+    0x40080111: ("X", "SQ"),  # Interpretation Approver Sequence
+    0x40080112: ("X", "DA"),  # Interpretation Approval Date
+    0x40080113: ("X", "TM"),  # Interpretation Approval Time
+    0x40080114: ("X", "PN"),  # Physician Approving Interpretation
+    0x40080115: ("X", "LT"),  # Interpretation Diagnosis Description
+    0x40080118: ("X", "SQ"),  # Results Distribution List Sequence
+    0x40080119: ("X", "PN"),  # Distribution Name
+    0x4008011A: ("X", "LO"),  # Distribution Address
+    0x40080200: ("X", "SH"),  # Interpretation ID
+    0x40080202: ("X", "LO"),  # Interpretation ID Issuer
+    0x40080300: ("X", "ST"),  # Impressions
+    0x40084000: ("X", "ST"),  # Results Comments
+    0xFFFAFFFA: ("X", "SQ"),  # Digital Signatures Sequence
+    0xFFFCFFFC: ("X", "OB"),  # Data Set Trailing Padding
 }
 """tag: (action code, dictionary VR)"""
 
 MASKED: tuple[tuple[int, int, str], ...] = (
-    (0xFF000000, 0x50000000, 'X'),
-    (0xFF00FFFF, 0x60004000, 'X'),
-    (0xFF00FFFF, 0x60003000, 'X'),
+    (0xFF000000, 0x50000000, "X"),
+    (0xFF00FFFF, 0x60004000, "X"),
+    (0xFF00FFFF, 0x60003000, "X"),
 )
 """(mask, value, action code): repeating groups (curves, overlays)"""
 
-PATIENT_CHARACTERISTICS: frozenset[int] = frozenset({
-    0x00100040,  # Patient's Sex
-    0x00100212,  # Strain Description
-    0x00100213,  # Strain Nomenclature
-    0x00100214,  # Strain Stock Number
-    0x00100215,  # Strain Source Registry Code Sequence
-    0x00101010,  # Patient's Age
-    0x00101020,  # Patient's Size
-    0x00101030,  # Patient's Weight
-    0x00102160,  # Ethnic Group
-    0x001021A0,  # Smoking Status
-    0x001021C0,  # Pregnancy Status
-    0x00102203,  # Patient's Sex Neutered
-    0x00380050,  # Special Needs
-})
+PATIENT_CHARACTERISTICS: frozenset[int] = frozenset(
+    {
+        0x00100040,  # Patient's Sex
+        0x00100212,  # Strain Description
+        0x00100213,  # Strain Nomenclature
+        0x00100214,  # Strain Stock Number
+        0x00100215,  # Strain Source Registry Code Sequence
+        0x00101010,  # Patient's Age
+        0x00101020,  # Patient's Size
+        0x00101030,  # Patient's Weight
+        0x00102160,  # Ethnic Group
+        0x001021A0,  # Smoking Status
+        0x001021C0,  # Pregnancy Status
+        0x00102203,  # Patient's Sex Neutered
+        0x00380050,  # Special Needs
+    }
+)
 
-DEVICE_IDENTITY: frozenset[int] = frozenset({
-    0x00081010,  # Station Name
-    0x0016004D,  # Camera Owner Name
-    0x0016004F,  # Lens Make
-    0x00160050,  # Lens Model
-    0x00160051,  # Lens Serial Number
-    0x00181000,  # Device Serial Number
-    0x00181002,  # Device UID
-    0x00181004,  # Plate ID
-    0x00181005,  # Generator ID
-    0x00181007,  # Cassette ID
-    0x00181008,  # Gantry ID
-    0x00181009,  # Unique Device Identifier
-    0x0018100B,  # Manufacturer's Device Class UID
-    0x00181201,  # Time of Last Calibration
-    0x00181202,  # DateTime of Last Calibration
-    0x0018700A,  # Detector ID
-    0x0018700C,  # Date of Last Detector Calibration
-    0x00500020,  # Device Description
-    0x3010002D,  # Device Label
-})
+DEVICE_IDENTITY: frozenset[int] = frozenset(
+    {
+        0x00081010,  # Station Name
+        0x0016004D,  # Camera Owner Name
+        0x0016004F,  # Lens Make
+        0x00160050,  # Lens Model
+        0x00160051,  # Lens Serial Number
+        0x00181000,  # Device Serial Number
+        0x00181002,  # Device UID
+        0x00181004,  # Plate ID
+        0x00181005,  # Generator ID
+        0x00181007,  # Cassette ID
+        0x00181008,  # Gantry ID
+        0x00181009,  # Unique Device Identifier
+        0x0018100B,  # Manufacturer's Device Class UID
+        0x00181201,  # Time of Last Calibration
+        0x00181202,  # DateTime of Last Calibration
+        0x0018700A,  # Detector ID
+        0x0018700C,  # Date of Last Detector Calibration
+        0x00500020,  # Device Description
+        0x3010002D,  # Device Label
+    }
+)

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, Union
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from .._core import EditPlan as CompiledPlan
@@ -88,7 +88,7 @@ class MapUids:
     key: the same UID maps to the same UID, so a study stays one study."""
 
 
-Edit: TypeAlias = Union[Set, Remove, Copy, Prefix, MapUids]
+Edit: TypeAlias = Set | Remove | Copy | Prefix | MapUids
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,9 @@ class EditPlan:
                     key_file = key_file or entry["map_uids"]
                 key_file = key_file or entry.get("key_file")
             else:
-                raise ValueError(f"unknown edit {entry!r}: use set, remove, copy, prefix or map_uids")
+                raise ValueError(
+                    f"unknown edit {entry!r}: use set, remove, copy, prefix or map_uids"
+                )
         deid = None
         if deidentify is not None:
             options = dict(deidentify)
@@ -172,7 +174,9 @@ class EditPlan:
             known = set(Deidentify.__dataclass_fields__)
             unknown = set(options) - known
             if unknown:
-                raise ValueError(f"unknown de-identification option(s): {', '.join(sorted(unknown))}")
+                raise ValueError(
+                    f"unknown de-identification option(s): {', '.join(sorted(unknown))}"
+                )
             deid = Deidentify(keep_private=keep, **options)
         return cls(tuple(parsed), deid, key_file)
 
@@ -184,8 +188,10 @@ class EditPlan:
 
     def describe(self) -> str:
         """One line for logs and reports: which edits apply."""
-        parts = [type(e).__name__.lower() + (f" {e.tag}" if not isinstance(e, MapUids) else "")
-                 for e in self.edits]
+        parts = [
+            type(e).__name__.lower() + (f" {e.tag}" if not isinstance(e, MapUids) else "")
+            for e in self.edits
+        ]
         if self.deidentify is not None:
             parts.append("deidentify basic")
         return ", ".join(parts)

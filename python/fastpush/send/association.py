@@ -481,7 +481,9 @@ class Association:
         compiled = None
         try:
             compiled = None if self.edits is None else self.edits.compiled
-            payload = prepare(item, ctx.transfer_syntax, strict=self.proposal.strict, edits=compiled)
+            payload = prepare(
+                item, ctx.transfer_syntax, strict=self.proposal.strict, edits=compiled
+            )
         except (*_SOURCE, OSError, ValueError) as exc:
             return result.fail(Failure.SOURCE, _reason(exc))
         message_id = self._next_message_id()
