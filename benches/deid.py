@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> None:
             lines.append(f"| {name} | {len(paths) / seconds:.1f} | {seconds / ours:.1f}x |")
         from fastpush.dataset.edits import EditPlan, MapUids, Set
 
-        plan = EditPlan(
-            (*(Set(k, v) for k, v in TEN_EDITS), MapUids()), key_file=str(key)
-        )
+        plan = EditPlan((*(Set(k, v) for k, v in TEN_EDITS), MapUids()), key_file=str(key))
         ratios, cpu = [], {"plain": [], "edited": []}
         for i in range(args.repeat):
             plain = forward(paths, work / f"sink-plain-{i}", None)
@@ -163,8 +161,11 @@ def main(argv: list[str] | None = None) -> None:
             ratios.append(plain[0] / edited[0])
             cpu["plain"].append(plain[1] / gb)
             cpu["edited"].append(edited[1] / gb)
-            print(f"pair {i}: plain {len(paths) / plain[0]:.0f} files/s, "
-                  f"edited {len(paths) / edited[0]:.0f} files/s", file=sys.stderr)
+            print(
+                f"pair {i}: plain {len(paths) / plain[0]:.0f} files/s, "
+                f"edited {len(paths) / edited[0]:.0f} files/s",
+                file=sys.stderr,
+            )
         lines += [
             "",
             f"Forwarding into storescp --ignore with 10 edits + UID map: "

@@ -1,13 +1,14 @@
-"""End-to-end, side by side: the same data, the same sink, four senders, one run.
+"""End-to-end, side by side: the same data, the same sink, every sender, one run.
 
     python benches/e2e.py [--quick] [--files 1000] [--file-size 524288] [--big-size 1073741824]
                           [--only NAME ...] [--data DIR] [--timeout S] [--json FILE]
 
 Pushes (a) a study of many ~0.5 MB files and (b) one large file over loopback with fastpush
-(Rust engine), fastpush (Python engine), pynetdicom and DCMTK storescu, each into a fresh
-DCMTK ``storescp --ignore`` with Nagle off, the same as shipped (Nagle on), and Orthanc (study
-only). Prints a markdown report on stdout (progress on stderr) and writes the raw numbers as
-JSON. Refuses a debug build of the Rust extension: its numbers would mean nothing.
+(Rust engine), fastpush (Python engine), pynetdicom, DCMTK storescu and, where installed,
+dicom-rs dicom-storescu, each into a fresh DCMTK ``storescp --ignore`` with Nagle off, the same
+as shipped (Nagle on), and Orthanc (study only). Prints a markdown report on stdout (progress on
+stderr), writes the raw numbers as JSON and PNG charts beside it (``charts.py``). Refuses a
+debug build of the Rust extension: its numbers would mean nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +39,17 @@ from report import (
     tls_targets_table,
 )
 from runner import TIME, run_timed
-from senders import PARALLEL_SENDERS, SENDERS, STORESCU, TLS_SENDERS, Data, Sender, sender_env
+from senders import (
+    DICOM_RS,
+    DICOM_STORESCU,
+    PARALLEL_SENDERS,
+    SENDERS,
+    STORESCU,
+    TLS_SENDERS,
+    Data,
+    Sender,
+    sender_env,
+)
 from sinks import OPENSSL, ORTHANC, PARALLEL_SINKS, SINKS, STORESCP, TLS_SINK, Sink, start_sink
 
 HERE = Path(__file__).resolve().parent
@@ -67,8 +78,10 @@ class Suite:
 
 
 SUITES = {
-    # Issue 2: the four senders, one association each.
-    "basic": Suite(SENDERS, SINKS_FOR),
+    # Issue 2: the four senders, one association each; and dicom-rs's where it is installed.
+    "basic": Suite(
+        {**SENDERS, **({DICOM_RS.name: DICOM_RS} if DICOM_STORESCU.exists() else {})}, SINKS_FOR
+    ),
     # Issue 3: the study with 1, 2, 4 and 8 associations into sinks that serve them in parallel.
     "parallel": Suite(PARALLEL_SENDERS, {STUDY: PARALLEL_SINKS}),
     # Issue 5: both datasets over DICOM TLS, fastpush beside storescu.
@@ -513,7 +526,8 @@ def _markdown(
             "sink.",
             "- senders: `python -m fastpush store --engine rust|python`; pynetdicom with one "
             "association and `STORE_SEND_CHUNKED_DATASET` (benches/pynetdicom_send.py); "
-            "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode.",
+            "`/usr/bin/storescu` (`+sd` for the study) with `TCP_NODELAY=1`, its best mode; "
+            "dicom-rs `dicom-storescu --fail-first` given every file (it takes no folder).",
         ]
     lines += [
         "- seconds: from spawn to exit of the sender process (start-up included); peak RSS: "
@@ -558,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.json.write_text(json.dumps(raw, indent=2) + "\n")
     print(f"raw numbers: {args.json}", file=sys.stderr)
+    from charts import after_run, e2e_charts  # matplotlib: the bench extra
+
+    after_run(e2e_charts, args.json)
     return 0 if all(run.ok for run in runs) else 1
 
 

@@ -37,7 +37,16 @@ from pathlib import Path
 from e2e import _big, _require_release_build, _study, _warm_page_cache
 from report import Rates
 from runner import Finished, run_timed
-from senders import SENDERS, Data, Sender, sender_env
+from senders import (
+    CARGO_BIN,
+    DICOM_RS,
+    DICOM_STORESCU,
+    SENDERS,
+    Data,
+    Sender,
+    exit_status,
+    sender_env,
+)
 from sinks import STORESCP, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -45,9 +54,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 GB = 1e9
 TMPFS = Path("/dev/shm")
 PYTHON = sys.executable
-CARGO_BIN = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
 DICOM_STORESCP = CARGO_BIN / "dicom-storescp"
-DICOM_STORESCU = CARGO_BIN / "dicom-storescu"
 
 Command = Callable[[int, Path], list[str]]
 
@@ -126,19 +133,7 @@ def _tcp_command(data: Data, host: str, port: int, aet: str, ca: Path | None) ->
     return [PYTHON, str(HERE / "tcp_pair.py"), "send", str(port), str(data.path)]
 
 
-def _tcp_verify(finished: Finished, expected: int) -> str | None:
-    return None if finished.returncode == 0 else f"exit {finished.returncode}"
-
-
-def _dicom_storescu(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
-    # It takes files, not folders; it reads each whole file into memory before sending it.
-    files = sorted(map(str, data.path.iterdir())) if data.is_folder else [str(data.path)]
-    return [str(DICOM_STORESCU), "--fail-first", f"{aet}@{host}:{port}", *files]
-
-
-TCP_SENDER = Sender("tcp-send", _tcp_command, _tcp_verify)
-# --fail-first: a non-zero exit unless every file was stored.
-DICOM_RS_SENDER = Sender("dicom-storescu", _dicom_storescu, _tcp_verify)
+TCP_SENDER = Sender("tcp-send", _tcp_command, exit_status)
 DICOM_SENDERS = ("storescu", "fastpush-rust")
 # Where dicom-storescu sends: the two --ignore receivers the issue compares, and dicom-rs's own.
 DICOM_RS_RECEIVERS = ("fastpush-ignore", "storescp-ignore", "dicom-rs-files")
@@ -265,7 +260,7 @@ def _plan(datasets: Sequence[Data], only: Sequence[str]) -> list[tuple[Data, Sen
             for name in DICOM_SENDERS:
                 plan.append((data, SENDERS[name], receiver))
             if receiver.name in DICOM_RS_RECEIVERS and DICOM_STORESCU.exists():
-                plan.append((data, DICOM_RS_SENDER, receiver))
+                plan.append((data, DICOM_RS, receiver))
     return [
         step
         for step in plan
@@ -456,6 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         json.dumps([asdict(r) for r in runs], indent=1) + "\n"
     )
     (args.out / f"receive{suffix}.txt").write_text(text)
+    from charts import after_run, receive_charts  # matplotlib: the bench extra
+
+    after_run(receive_charts, args.out / f"receive{suffix}.json")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The four senders compared: how to start each on one dataset, and how to tell it succeeded.
+"""The senders compared: how to start each on one dataset, and how to tell it succeeded.
 
 Every sender is a separate process, so its wall time and peak RSS are its own. Success is what
 the sender itself reports (exit code plus its own counts), never assumed from a clean exit.
@@ -17,17 +17,23 @@ from runner import Finished
 
 __all__ = [
     "BASELINE",
+    "CARGO_BIN",
+    "DICOM_RS",
+    "DICOM_STORESCU",
     "PARALLEL_SENDERS",
     "SENDERS",
     "STORESCU",
     "TLS_SENDERS",
     "Data",
     "Sender",
+    "exit_status",
     "sender_env",
 ]
 
 STORESCU = "/usr/bin/storescu"
 BASELINE = "storescu"
+CARGO_BIN = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo")) / "bin"
+DICOM_STORESCU = CARGO_BIN / "dicom-storescu"
 """The sender every ratio is taken against."""
 
 _HERE = Path(__file__).resolve().parent
@@ -141,6 +147,21 @@ def _last_lines(text: str, count: int = 3) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " | ".join(lines[-count:]) or "(no output)"
 
+
+def exit_status(finished: Finished, expected: int) -> str | None:
+    """Success as a sender that prints no counts tells it: its exit status."""
+    return None if finished.returncode == 0 else f"exit {finished.returncode}"
+
+
+def _dicom_storescu(data: Data, host: str, port: int, aet: str, ca: Path | None) -> list[str]:
+    # It takes files, not folders; it reads each whole file into memory before sending it.
+    files = sorted(map(str, data.path.iterdir())) if data.is_folder else [str(data.path)]
+    return [str(DICOM_STORESCU), "--fail-first", f"{aet}@{host}:{port}", *files]
+
+
+# dicom-rs (`cargo install dicom-storescu`); --fail-first: a non-zero exit unless every file was
+# stored.
+DICOM_RS = Sender("dicom-storescu", _dicom_storescu, exit_status)
 
 SENDERS: dict[str, Sender] = {
     "fastpush-rust": Sender("fastpush-rust", _fastpush("rust"), _verify_fastpush),

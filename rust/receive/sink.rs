@@ -77,7 +77,9 @@ impl FileSink {
     fn finish(&mut self) {
         if let Some(file) = self.file.as_mut() {
             if self.fsync {
-                if let Err(err) = file.sync_all() {
+                // fdatasync: the data and the size, what reading the file back needs; the
+                // name is made durable by its folder's fsync, the caller's business.
+                if let Err(err) = file.sync_data() {
                     self.fail(err);
                     return;
                 }

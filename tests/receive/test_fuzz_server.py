@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire.test_fuzz_parsers import mutated
 
 from fastpush.errors import ProtocolError
 from fastpush.receive.negotiation import AcceptPolicy
@@ -32,6 +31,7 @@ from fastpush.wire import dimse, pdu
 from fastpush.wire.identity import UserIdentity
 
 from support.fakesender import FakeSender, dataset
+from support.fuzzing import associate_requests, command_sets
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 UNKNOWN_CLASS = "1.2.3.4.5.6"
@@ -115,10 +115,10 @@ def _answer(data: bytes) -> None:
         prefix(command.sop_class_uid)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(data=st.data())
-def test_mutated_request_negotiates_or_fails_cleanly(data: st.DataObject) -> None:
-    _negotiate(data.draw(mutated(REQUEST)))
+@settings(max_examples=1000, deadline=None)
+@given(body=associate_requests())
+def test_drawn_request_negotiates_or_fails_cleanly(body: bytes) -> None:
+    _negotiate(body)
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,10 +127,10 @@ def test_random_request_negotiates_or_fails_cleanly(body: bytes) -> None:
     _negotiate(body)
 
 
-@settings(max_examples=2000, deadline=None)
-@given(name=st.sampled_from(sorted(COMMANDS)), data=st.data())
-def test_mutated_command_answered_or_fails_cleanly(name: str, data: st.DataObject) -> None:
-    _answer(data.draw(mutated(COMMANDS[name])))
+@settings(max_examples=1000, deadline=None)
+@given(command=command_sets())
+def test_drawn_command_answered_or_fails_cleanly(command: bytes) -> None:
+    _answer(command)
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,9 +181,8 @@ def test_server_answers_every_request(tmp_path: Path) -> None:
     with _server(tmp_path) as (server, failures):
 
         @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(data=st.data())
-        def run(data: st.DataObject) -> None:
-            body = data.draw(mutated(REQUEST))
+        @given(body=associate_requests())
+        def run(body: bytes) -> None:
             with FakeSender(server.port) as sender:
                 sender.send(struct.pack(">BxI", pdu.ASSOCIATE_RQ, len(body)) + body)
                 answer = sender.recv_pdu()
@@ -201,9 +200,8 @@ def test_server_answers_every_command(tmp_path: Path, store_to: str) -> None:
     with _server(out if store_to == "files" else None) as (server, failures):
 
         @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-        @given(name=st.sampled_from(sorted(COMMANDS)), data=st.data())
-        def run(name: str, data: st.DataObject) -> None:
-            command = data.draw(mutated(COMMANDS[name]))
+        @given(command=command_sets())
+        def run(command: bytes) -> None:
             try:
                 has_dataset = dimse.decode(command).has_dataset
             except ProtocolError:

@@ -22,22 +22,12 @@ import fastpush
 from fastpush.errors import ProtocolError
 from fastpush.transport import pure as pytransport
 
+from support.transports import ENGINES, drain, make_transport, needs_core
+
 try:
     from fastpush import _core
 except ImportError:  # pragma: no cover - CI builds the extension
     _core = None  # type: ignore[assignment]
-
-needs_core = pytest.mark.skipif(
-    _core is None, reason="fastpush._core is not built (run `pip install -e .` to build it)"
-)
-
-ENGINES = [pytest.param("python", id="python"), pytest.param("rust", id="rust", marks=needs_core)]
-
-
-def make_transport(engine: str, sock: socket.socket, timeout: float | None = 5.0) -> Any:
-    if engine == "rust":
-        return _core.Transport(sock.detach(), timeout, True)
-    return pytransport.PyTransport(sock, timeout, True)
 
 
 @pytest.fixture
@@ -54,19 +44,6 @@ def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 def pdu(pdu_type: int, body: bytes) -> bytes:
     return struct.pack(">BxI", pdu_type, len(body)) + body
-
-
-def drain(sock: socket.socket) -> tuple[threading.Thread, bytearray]:
-    """Read everything the peer receives until EOF, in a thread."""
-    received = bytearray()
-
-    def run() -> None:
-        while chunk := sock.recv(1 << 16):
-            received.extend(chunk)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, received
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ from fastpush.errors import ProtocolError
 from fastpush.wire import dimse, identity, pdu
 from fastpush.wire.identity import IdentityType, UserIdentity
 
+from support.fuzzing import mutated
+
 CT = "1.2.840.10008.5.1.4.1.1.2"
 SYNTAXES = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
 
@@ -63,23 +65,6 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "identity": identity.decode_rq,
     "identity_ac": identity.decode_ac,
 }
-
-
-@st.composite
-def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
-    data = bytearray(seed)
-    for _ in range(draw(st.integers(1, 4))):
-        action = draw(st.sampled_from(["cut", "set", "insert", "delete"]))
-        at = draw(st.integers(0, len(data)))
-        if action == "cut":
-            del data[at:]
-        elif action == "set" and at < len(data):
-            data[at] = draw(st.integers(0, 255))
-        elif action == "insert":
-            data[at:at] = draw(st.binary(min_size=1, max_size=8))
-        elif action == "delete":
-            del data[at : at + draw(st.integers(1, 8))]
-    return bytes(data)
 
 
 def _only_protocol_errors(parse: Callable[[bytes], object], data: bytes) -> None:

@@ -270,7 +270,10 @@ def until_interrupted(
     try:
         serve()
     except KeyboardInterrupt:
-        print(f"\nStopping: {finishing} (Ctrl-C again to cut them)", file=sys.stderr)
+        if live.tty:
+            sys.stderr.write("\n")  # below the live line
+        # A log record, so that --log-json keeps stderr one JSON object a line.
+        log.warning("Stopping: %s (Ctrl-C again to cut them)", finishing)
         try:
             stop(False)
         except KeyboardInterrupt:

@@ -7,13 +7,32 @@ connection or association failure; 130 interrupted (Ctrl-C).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import options as arguments
-from . import route, route_ops, serve, store
+from . import route_ops
 from .options import EXIT_FAILURE, EXIT_INTERRUPTED
+
+# command -> its module in fastpush.cli, the function adding its parser, the function running it.
+# A command's module loads only when its parser is built: a run builds only its own (``store``
+# starts without the receive side's option types), the top-level help and a mistyped command
+# build them all.
+_COMMANDS = {
+    "store": ("store", "add_store", "run_store"),
+    "echo": ("store", "add_echo", "run_echo"),
+    "demo": ("store", "add_demo", "run_demo"),
+    "serve": ("serve", "add_parser", "run"),
+    "route": ("route", "add_parser", "run"),
+}
+
+
+def _function(command: str, which: int) -> Callable[..., Any]:
+    module = importlib.import_module(f".{_COMMANDS[command][0]}", __package__)
+    function: Callable[..., Any] = getattr(module, _COMMANDS[command][which])
+    return function
 
 
 def version() -> str:
@@ -47,37 +66,27 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command``, only that command's subparser."""
     parser = argparse.ArgumentParser(prog="fastpush", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--version", action=_Version, help="show the version, engine and build, and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    store.add_store(commands)
-    store.add_echo(commands)
-    store.add_demo(commands)
-    serve.add_parser(commands)
-    route.add_parser(commands)
+    for name in _COMMANDS if command is None else (command,):
+        _function(name, 1)(commands)
     return parser
-
-
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "store": store.run_store,
-    "echo": store.run_echo,
-    "demo": store.run_demo,
-    "serve": serve.run,
-    "route": route.run,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if route_ops.is_control(argv):  # `route status|hold|release|retry|remove --spool DIR`
         return route_ops.control(argv[1:])
-    args = _parser().parse_args(argv)
+    args = _parser(argv[0] if argv and argv[0] in _COMMANDS else None).parse_args(argv)
     arguments.configure_logging(args)
     try:
-        return _COMMANDS[args.command](args)
+        code: int = _function(args.command, 2)(args)
+        return code
     except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -8,17 +8,18 @@ and ``route`` (server TLS, connection limits, the dataset check).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..transport.connect import ENGINES
-from ..transport.tls import TLSOptions
 from ..wire.identity import TOKEN_TYPES, UserIdentity, read_secret
 from ..wire.pdu import encode_ae_title
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
+
+    from ..transport.tls import TLSOptions
 
 # 0: every file stored (warnings included), or a server stopped by one Ctrl-C; 1: some file
 # failed or was skipped; 2: usage, connection or association failure; 130: interrupted.
@@ -96,19 +97,64 @@ def add_talk(
     talk.add_argument("-d", "--debug", action="store_true", help=debug)
 
 
-class _DcmtkStyle(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname[0]}: {record.getMessage()}"
+def add_log_json(parser: argparse.ArgumentParser) -> None:
+    """``--log-json`` of a service (``serve``, ``route``)."""
+    parser.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log on stderr one JSON object a line (time, level, logger, message, thread) for "
+        "a log collector, instead of DCMTK-style lines",
+    )
 
 
 def configure_logging(args: argparse.Namespace) -> None:
-    """Log lines on stderr as DCMTK writes them: warnings, or more with ``-v`` / ``-d``."""
+    """Log lines on stderr as DCMTK writes them: warnings, or more with ``-v`` / ``-d``; with
+    ``--log-json``, one JSON object a line."""
+    # logging loads here, after parsing: ``--help`` and a usage error never need it.
+    import logging
+
+    class DcmtkStyle(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{record.levelname[0]}: {record.getMessage()}"
+
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_DcmtkStyle())
+    handler.setFormatter(_json_lines() if getattr(args, "log_json", False) else DcmtkStyle())
     logger = logging.getLogger("fastpush")
     logger.addHandler(handler)
     logger.setLevel(level)
+
+
+def _json_lines() -> logging.Formatter:
+    """A formatter of one JSON object a line: ``time`` (ISO 8601, UTC), ``level``, ``logger``,
+    ``message``, ``thread``, the record's ``extra`` fields that are plain values, and
+    ``exception``. Everything is ASCII-escaped, so text a peer sent (an AE title, a UID) can
+    never split a record or forge one."""
+    import json
+    import logging
+    from datetime import datetime, timezone
+
+    standard = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime"}
+
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            data: dict[str, object] = {
+                "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                    timespec="milliseconds"
+                ),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                "thread": record.threadName,
+            }
+            for key, value in vars(record).items():
+                if key not in standard and isinstance(value, (str, int, float, bool)):
+                    data.setdefault(key, value)
+            if record.exc_info:
+                data["exception"] = self.formatException(record.exc_info)
+            return json.dumps(data)
+
+    return JsonLines()
 
 
 # Connecting to a peer: store and echo
@@ -189,6 +235,8 @@ def _client_tls(args: argparse.Namespace) -> TLSOptions | None:
     wanted = args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_no_verify
     if not wanted:
         return None
+    from ..transport.tls import TLSOptions  # the parser is built without the TLS module
+
     return TLSOptions(args.tls_ca, args.tls_cert, args.tls_key, args.tls_no_verify)
 
 
@@ -255,6 +303,8 @@ def server_tls(args: argparse.Namespace) -> TLSOptions | None:
     """The ``TLSOptions`` of ``add_server_tls``'s options; None when none was given."""
     if not (args.tls_cert or args.tls_key or args.tls_ca):
         return None
+    from ..transport.tls import TLSOptions
+
     return TLSOptions(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key)
 
 
@@ -290,7 +340,9 @@ def add_dataset_check(group: Group) -> None:
 def warn_lenient(args: argparse.Namespace) -> None:
     """Say at start that datasets are stored unchecked: a setting an operator must see."""
     if not args.dataset_check:
-        log.warning(
+        import logging
+
+        logging.getLogger(__name__).warning(
             "--no-dataset-check: datasets are stored even when their SOP Class/Instance UIDs "
             "differ from the C-STORE command's"
         )

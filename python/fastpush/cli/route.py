@@ -13,11 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.negotiation import AcceptPolicy
-from ..send.retry import RetryPolicy
-from ..transport.tls import TLSOptions
 from . import options as arguments
-from .live import LiveLine, raise_descriptor_limit, until_interrupted
+from .route_config import add_config_arguments, check, refuse_edits, settle
 from .route_ops import Endpoint, add_ops_arguments, min_free
 
 if TYPE_CHECKING:
@@ -58,15 +55,20 @@ def add_parser(commands: Any) -> None:
         description="A store-and-forward router: every file received is spooled durably, "
         "then forwarded to every --to; nothing leaves the spool until each stored it.",
     )
-    route.add_argument("port", type=arguments.port, help="TCP port to listen on (1-65535)")
+    route.add_argument(
+        "port",
+        nargs="?",
+        type=arguments.port,
+        help="TCP port to listen on (1-65535; optional with --config)",
+    )
     route.add_argument("--host", default="", help="address to listen on (default: all)")
     route.add_argument(
         "--to",
         nargs=2,
         action=_To,
-        required=True,
         metavar=("HOST", "PORT"),
-        help="forward to this storage SCP (repeatable)",
+        help="forward to this storage SCP (repeatable; replaces the config's destinations and "
+        "rules)",
     )
     route.add_argument(
         "-aec", "--called-ae", action=_Aec, metavar="AE", help="AE title of the --to before it"
@@ -97,6 +99,14 @@ def add_parser(commands: Any) -> None:
         default=60.0,
         metavar="S",
         help="longest wait between tries of a destination that fails (default 60)",
+    )
+    route.add_argument(
+        "--durability",
+        choices=("fsync", "os"),
+        default="fsync",
+        help="fsync (default): success is answered once the file is on disk and queued; os: "
+        "once it is queued in the page cache (no fsync: a machine crash or power cut can lose "
+        "files already acknowledged)",
     )
     route.add_argument(
         "--max-spool",
@@ -130,7 +140,34 @@ def add_parser(commands: Any) -> None:
         "--to-tls-ca", metavar="FILE", help="PEM CAs to trust when forwarding (implies --to-tls)"
     )
     add_ops_arguments(route)  # issue 19: --http, --http-token-file, --min-free
+    _add_lifecycle_arguments(route)  # issue 19: --idle-release, --journal-max, --study-stable
     arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
+    arguments.add_log_json(route)
+    add_config_arguments(route)  # issue 18: --config, --check-config
+
+
+def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
+    group = route.add_argument_group("lifecycle")
+    group.add_argument(
+        "--idle-release",
+        type=arguments.seconds,
+        metavar="S",
+        help="release an association to a destination after S seconds without files (default 30)",
+    )
+    group.add_argument(
+        "--journal-max",
+        type=arguments.amount("MB"),
+        metavar="MB",
+        help="rotate spool/journal.jsonl past this size, keeping journal.jsonl.1 to .5 "
+        "(default 100)",
+    )
+    group.add_argument(
+        "--study-stable",
+        type=arguments.seconds,
+        metavar="S",
+        help="a study is complete after S seconds without a new file of it: a study_complete "
+        "line in the journal (destinations with study_complete in --config wait for it)",
+    )
 
 
 class _Status:
@@ -163,17 +200,21 @@ def _received(stats: RouterStats) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The router loads only when it runs: `store` starts without it.
-    from ..route.forwarder import Destination
+    # The router, the policies and the live line load only when it runs, not for the
+    # top-level --help that builds this parser too.
+    from ..receive.negotiation import AcceptPolicy
     from ..route.router import Router
+    from ..send.retry import RetryPolicy
+    from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
+    if args.check_config is not None:
+        return check(args)
+    settled = settle(args)  # issue 18: the config file, before anything binds
+    refuse_edits(settled.config)
+    destinations = settled.destinations
     if args.retries < 0:
         raise ValueError("--retries must be 0 or more")
     raise_descriptor_limit()
-    outgoing = None
-    if args.to_tls or args.to_tls_ca:
-        outgoing = TLSOptions(ca_file=args.to_tls_ca)
-    destinations = [Destination(host, port, ae, tls=outgoing) for host, port, ae in args.to]
     endpoint = Endpoint(args)  # issue 19: checked before anything binds
     router = Router(
         args.port,
@@ -192,12 +233,18 @@ def run(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         acse_timeout=args.acse_timeout,
         timeout=args.timeout,
+        rules=settled.rules,
+        calling_ae=settled.calling_ae,
+        durability=args.durability,
+        idle_release=args.idle_release,
+        journal_max=int(args.journal_max * _MB),
+        study_stable=args.study_stable,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)
     print(f"Routing port {router.port} ({args.aetitle}) to {names}; spool {args.spool}", flush=True)
     endpoint.start(router)
-    live = LiveLine(_Status(router), args.quiet)
+    live = LiveLine(_Status(router), args.quiet or args.log_json)
     try:
         code = until_interrupted(
             router.serve_forever,
@@ -211,4 +258,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
     for name, dest in stats.destinations.items():
         print(f"  {name}: {dest.forwarded} forwarded, {dest.failed} failed, {dest.waiting} waiting")
+    if stats.rules:
+        print("  by rule: " + ", ".join(f"{rule} {files}" for rule, files in stats.rules.items()))
     return code

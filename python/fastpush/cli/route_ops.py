@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,6 +176,8 @@ def _print_status(status: dict[str, Any]) -> None:
 
 def control(argv: Sequence[str]) -> int:
     """``route status|hold|release|retry|remove ...``; the exit code (2 when it failed)."""
+    import json  # here: every command's start reads is_control from this module
+
     from ..route.control import ControlError, open_control
     from ..route.spool import SpoolBusy
 

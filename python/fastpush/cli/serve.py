@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.negotiation import AcceptPolicy
 from ..receive.storage import Layout
 from ..wire.pdu import ACCEPTOR_MAX_PDU
 from . import options as arguments
-from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
 if TYPE_CHECKING:
     from ..receive.server import Stats
@@ -118,7 +116,44 @@ def add_parser(commands: Any) -> None:
     arguments.add_connection_limits(accept)
     arguments.add_dataset_check(accept)
     arguments.add_server_tls(serve)
+    serve.add_argument(
+        "--commit-peer",
+        action="append",
+        type=_commit_peer,
+        default=[],
+        metavar="AE=HOST:PORT",
+        help="where to send a Storage Commitment report when the requester AE's association "
+        "ended before it (repeatable)",
+    )
     arguments.add_talk(serve, quiet="no live line, summary only", debug="also log each context")
+    arguments.add_log_json(serve)
+
+
+def _commit_peer(text: str) -> tuple[str, str, int]:
+    ae, _, address = text.partition("=")
+    host, _, port = address.rpartition(":")
+    if not ae or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not AE=HOST:PORT")
+    return arguments.ae_title(ae), host, arguments.port(port)
+
+
+def _commitment(args: argparse.Namespace) -> Any:
+    """The Storage Commitment SCP: reports the requester's association did not take go to its
+    --commit-peer address, on an association of our own (the requestor side, composed here)."""
+    from ..receive.commit import Commitment
+    from ..wire.commitment import Report
+
+    peers = {ae: (host, port) for ae, host, port in args.commit_peer}
+
+    def send(calling_ae: str, report: Report) -> None:
+        from ..send.commit import send_report
+
+        if calling_ae not in peers:
+            raise LookupError(f"no --commit-peer for {calling_ae}")
+        host, port = peers[calling_ae]
+        send_report(host, port, report, calling_ae=args.aetitle, called_ae=calling_ae)
+
+    return Commitment(send_report=send)
 
 
 def _line(stats: Stats, seconds: float) -> str:
@@ -133,7 +168,11 @@ def _line(stats: Stats, seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..receive.server import StorageServer  # the receive side loads only when it serves
+    # The receive side and the live line load only when it serves, not for the top-level
+    # --help that builds this parser too.
+    from ..receive.negotiation import AcceptPolicy
+    from ..receive.server import StorageServer
+    from .live import LiveLine, raise_descriptor_limit, until_interrupted
 
     raise_descriptor_limit()
     policy = AcceptPolicy(
@@ -158,11 +197,12 @@ def run(args: argparse.Namespace) -> int:
         dataset_check=args.dataset_check,
         max_connections=args.max_connections,
         acse_timeout=args.acse_timeout,
+        commitment=_commitment(args),
     )
     arguments.warn_lenient(args)
     target = "nowhere (--ignore)" if args.ignore else str(args.output_directory)
     print(f"Listening on port {server.port} as {args.aetitle}, storing to {target}", flush=True)
-    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet)
+    live = LiveLine(lambda seconds: _line(server.stats, seconds), args.quiet or args.log_json)
     code = until_interrupted(
         server.serve_forever,
         lambda abort: server.shutdown(abort=abort),

@@ -13,18 +13,20 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..dataset.edits import Deidentify, Edit, EditPlan, MapUids, Remove, Set
-from ..errors import FastpushError
-from ..send.plan import Proposal, syntax_uid
-from ..send.push import PathLike, Push, echo
 from ..wire.pdu import REQUESTOR_MAX_PDU
 from . import cluster
 from . import options as arguments
-from . import report as reports
-from .live import Pushing, finish, run_push
 from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK
+
+if TYPE_CHECKING:
+    from ..dataset.edits import EditPlan
+    from ..send.push import PathLike
+    from .live import Pushing
+
+# The sender, the report and the live display load in the run_ functions, not here: building
+# the parser (each run of these commands, the top-level --help) needs only the option groups.
 
 
 def add_store(commands: Any) -> None:
@@ -36,6 +38,7 @@ def add_store(commands: Any) -> None:
     store.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to send")
     store.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     _add_sending(store)
+    _add_commitment(store)
     cluster.add_arguments(store)
 
 
@@ -56,6 +59,8 @@ def add_demo(commands: Any) -> None:
 
 
 def _syntaxes(text: str) -> list[str]:
+    from ..send.plan import syntax_uid
+
     try:
         return [syntax_uid(name) for name in text.split(",") if name.strip()]
     except ValueError as exc:
@@ -186,6 +191,8 @@ def _add_edits(parser: argparse.ArgumentParser) -> None:
 
 def edit_plan(args: argparse.Namespace) -> EditPlan | None:
     """The edits the options ask for, or None; ``ValueError`` for a bad one."""
+    from ..dataset.edits import Deidentify, Edit, EditPlan, MapUids, Remove, Set
+
     edits: list[Edit] = []
     for text in args.set_tags:
         tag, sep, value = text.partition("=")
@@ -212,8 +219,55 @@ def edit_plan(args: argparse.Namespace) -> EditPlan | None:
     return plan
 
 
+def _add_commitment(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "storage commitment",
+        "Ask the SCP to commit to keeping the files each association stored (Storage "
+        "Commitment Push Model); a file stored but not committed fails, and --resume sends it "
+        "again.",
+    )
+    group.add_argument("--commit", action="store_true", help="ask for Storage Commitment")
+    group.add_argument(
+        "--commit-timeout",
+        type=arguments.seconds,
+        default=60.0,
+        metavar="S",
+        help="wait this long for each N-EVENT-REPORT (default 60)",
+    )
+    group.add_argument(
+        "--commit-port",
+        type=arguments.port,
+        metavar="PORT",
+        help="take the reports on associations the SCP opens to us on this port (as Orthanc "
+        "sends them), instead of on the association that stored the files",
+    )
+
+
+@contextlib.contextmanager
+def _commitment(args: argparse.Namespace, calling_ae: str) -> Iterator[Any]:
+    """The ``commit=`` of the push: None, or options with a report listener while it runs."""
+    if not args.commit:
+        yield None
+        return
+    from ..send.commit import CommitOptions
+
+    if args.commit_port is None:
+        yield CommitOptions(timeout=args.commit_timeout)
+        return
+    from ..receive.report_listener import ReportListener
+
+    with ReportListener("", args.commit_port, ae_title=calling_ae) as listener:
+        yield CommitOptions(timeout=args.commit_timeout, waiter=listener)
+
+
 def run_store(args: argparse.Namespace) -> int:
+    from ..send.plan import Proposal
+    from . import report as reports
+    from .live import finish, run_push
+
     problem = cluster.problem(args)
+    if problem is None and args.commit and cluster.settings(args) is not None:
+        problem = "--commit is not supported on a cluster"
     if problem is not None:
         print(f"fastpush: {problem}", file=sys.stderr)
         return EXIT_FAILURE
@@ -238,8 +292,10 @@ def run_store(args: argparse.Namespace) -> int:
         report = reports.open_for(report_path, resume=args.resume is not None)
         if report is None:
             return EXIT_FAILURE
+    connection = arguments.connection(args)
     with (
         report if report is not None else contextlib.nullcontext(),
+        _commitment(args, connection.get("calling_ae", "FASTPUSH")) as commit,
         _pusher(
             args,
             args.paths,
@@ -256,8 +312,9 @@ def run_store(args: argparse.Namespace) -> int:
             ),
             max_pdu=args.max_pdu,
             max_send_pdu=args.max_send_pdu,
+            commit=commit or False,
             **extra,
-            **arguments.connection(args),
+            **connection,
         ) as push,
     ):
         if push.total_files == 0 and push.resumed == 0:
@@ -276,6 +333,8 @@ def _pusher(
     leaving)."""
     on_cluster = cluster.settings(args)
     if on_cluster is None:
+        from ..send.push import Push
+
         yield Push(paths, host, port, **options)
         return
     try:
@@ -288,6 +347,9 @@ def _pusher(
 
 
 def run_echo(args: argparse.Namespace) -> int:
+    from ..errors import FastpushError
+    from ..send.push import echo
+
     try:
         status = echo(args.host, args.port, **arguments.connection(args))
     except (OSError, FastpushError) as exc:
@@ -301,7 +363,9 @@ def run_demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from ..receive.server import StorageServer
+    from ..send.push import Push
     from ..synthetic import write_study
+    from .live import finish, run_push
 
     with tempfile.TemporaryDirectory(prefix="fastpush-demo-") as folder:
         ct = "1.2.840.10008.5.1.4.1.1.2"

@@ -1,10 +1,12 @@
-"""The start of a dataset: which encoding it is in, and its SOP Class and Instance UIDs.
+"""The start of a dataset: which encoding it is in, its SOP Class and Instance UIDs, and the
+top-level elements a routing rule names.
 
 Element headers are walked from the dataset's first byte to the first top-level element past
-(0008,0018); values are skipped by their length (sequences of undefined length item by item), never
-decoded, and the pixel data is never reached. Bytes come from a ``Source`` that reads more of a
-file only when the walk needs it, within a budget: a crafted or broken file costs a bounded
-amount of reading, and every problem is an ``Unreadable`` with a reason.
+the last one wanted ((0008,0018) for the identity); values are skipped by their length
+(sequences of undefined length item by item), never decoded, and the pixel data is never
+reached. Bytes come from a ``Source`` that reads more of a file only when the walk needs it,
+within a budget: a crafted or broken file costs a bounded amount of reading, and every problem
+is an ``Unreadable`` with a reason.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Collection, Iterator
 from typing import Protocol
 
 from ..uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
@@ -49,6 +52,8 @@ _MAX_STEPS = 1 << 16
 # The first read of a file: a file meta and group 0008 up to (0008,0018) fit many times over.
 HEAD = 1 << 12
 CHUNK = 1 << 14
+# The longest value read_top_elements reads: far above any header value a rule compares.
+MAX_VALUE = 1 << 16
 
 _LE = struct.Struct("<HHI")
 _BE = struct.Struct(">HHI")
@@ -86,12 +91,13 @@ class BufferSource:
 
 class FileSource:
     """An open file (descriptor) seen through the bytes already read, reading more (within
-    ``budget``) on demand. A value skipped by its length is not read."""
+    ``budget``) on demand. A value skipped by its length is not read. ``head`` holds the
+    file's bytes from ``base``."""
 
     __slots__ = ("base", "budget", "data", "fd", "size")
 
-    def __init__(self, fd: int, head: bytes, size: int, budget: int) -> None:
-        self.fd, self.data, self.base, self.size = fd, head, 0, size
+    def __init__(self, fd: int, head: bytes, size: int, budget: int, base: int = 0) -> None:
+        self.fd, self.data, self.base, self.size = fd, head, base, size
         self.budget = budget - len(head)
 
     def get(self, pos: int, n: int) -> bytes:
@@ -237,8 +243,53 @@ def read_top_uids(
     """The values of the top-level UI elements ``wanted`` (tag: name for messages) that the
     dataset has, walking element headers from ``pos`` and stopping past the last of them."""
     found: dict[int, str] = {}
+    last_name = wanted[max(wanted)]
+    walk = walk_top(src, pos, wanted, last_name, implicit, little, strict_order)
+    for tag, _, start, length in walk:
+        if length != _UNDEFINED:
+            found[tag] = _uid(src, start, length, wanted[tag])
+    return found
+
+
+def read_top_elements(
+    src: Source, pos: int, wanted: Collection[int], implicit: bool, little: bool
+) -> dict[int, tuple[str, bytes]]:
+    """The top-level elements ``wanted`` (tags) that the dataset has, as (VR, value bytes);
+    the VR is '' in Implicit VR, and a sequence's value (or one of undefined length) is b''.
+    The walk stops past the largest tag wanted; a value over ``MAX_VALUE`` bytes is an
+    ``Unreadable``."""
+    found: dict[int, tuple[str, bytes]] = {}
+    if not wanted:
+        return found
+    last = f"({max(wanted) >> 16:04X},{max(wanted) & 0xFFFF:04X})"
+    for tag, vr, start, length in walk_top(src, pos, wanted, last, implicit, little):
+        name = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        if length == _UNDEFINED:
+            found[tag] = (vr.decode("ascii", "replace"), b"")
+            continue
+        if length > MAX_VALUE:
+            raise Unreadable(f"dataset's element {name} is {length} bytes long")
+        value = src.get(start, length)
+        if len(value) < length:
+            raise Unreadable(f"dataset is truncated in its element {name}")
+        found[tag] = (vr.decode("ascii", "replace"), value)
+    return found
+
+
+def walk_top(
+    src: Source,
+    pos: int,
+    wanted: Collection[int],
+    last_name: str,
+    implicit: bool,
+    little: bool,
+    strict_order: bool = False,
+) -> Iterator[tuple[int, bytes, int, int]]:
+    """(tag, VR, value position, value length) of each top-level element in ``wanted``,
+    walking element headers from ``pos`` and stopping past the largest of them. The caller
+    reads a value before asking for the next element (a deflated source reads forward only).
+    An element of undefined length is yielded with that length, before it is skipped."""
     stop = max(wanted)
-    last_name = wanted[stop]
     last = -1
     buf, base = src.window(pos, 12)
     tags, long_length = (_LE, _LE_LONG) if little else (_BE, _BE_LONG)
@@ -249,13 +300,13 @@ def read_top_uids(
             off = pos - base
             if off + 8 > len(buf):
                 if off == len(buf):
-                    return found
+                    return
                 raise Unreadable(f"dataset is truncated at byte {pos}, before its {last_name}")
         group, elem, length = tags.unpack_from(buf, off)
         tag = group << 16 | elem
         # Items and delimiters (group FFFE) out of place end the walk here too.
         if tag > stop:
-            return found
+            return
         if tag <= last and strict_order:
             raise Unreadable(f"not a DICOM file: elements out of order at byte {pos}")
         last = tag
@@ -273,11 +324,11 @@ def read_top_uids(
                 # The 2-byte length is the upper (LE) or lower (BE) half of what was unpacked.
                 length = length >> 16 if little else length & 0xFFFF
                 pos += 8
+        if tag in wanted:
+            yield tag, vr, pos, length
         if length == _UNDEFINED:
             pos = _skip_sequence(src, pos, *_content(vr, implicit, little))
             continue
-        if tag in wanted:
-            found[tag] = _uid(src, pos, length, wanted[tag])
         pos += length
     raise Unreadable(f"dataset has too many elements before its {last_name}")
 

@@ -13,6 +13,7 @@ import errno
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +23,8 @@ from ..errors import AssociationAborted, ProtocolError
 from ..logtext import peer_text
 from ..uids import uid_name
 from ..wire import dimse, pdu
+from ..wire.commitment import Report
+from . import commit
 from .negotiation import known_transfer_syntaxes, malformed
 from .received import Received
 from .storage import STUDY_HEAD, Placement, UnsafeName
@@ -54,6 +57,10 @@ class _Context:
     syntaxes: dict[int, str] = field(default_factory=dict)
     abstract_syntaxes: dict[int, str] = field(default_factory=dict)
     peer_max: int = 0
+    # Storage Commitment reports sent and not answered yet, by Message ID, with their context.
+    reports: dict[int, tuple[int, Report]] = field(default_factory=dict)
+    report_id: int = 0
+    address: str = ""
 
 
 @dataclass
@@ -140,6 +147,7 @@ def _serve(
     try:
         context = _negotiate(server, transport, association_id, rq)
         if context is not None:
+            context.address = address[0]
             _receive(context)
     finally:
         server.leave(association_id)
@@ -205,6 +213,14 @@ def _name(pdu_type: int) -> str:
 
 
 def _receive(context: _Context) -> None:
+    try:
+        _messages(context)
+    finally:
+        # A report the requester did not answer goes on an association of our own.
+        commit.deliver_undelivered(context)
+
+
+def _messages(context: _Context) -> None:
     transport = context.transport
     max_pdu = context.server.accept.max_pdu
     while True:
@@ -234,6 +250,10 @@ def _message(context: _Context, context_id: int, data: bytes) -> None:
         _abort(transport, _INVALID_PARAMETER)
         raise ConnectionAbortedError("message on a context that was not accepted")
     command = dimse.decode(data, strict=True)
+    answer = _COMMITMENT.get(command.command_field)
+    if answer is not None:
+        answer(context, command, context_id)
+        return
     message_id = command.message_id or 0
     outcome: _Outcome | None = None
     if command.command_field == dimse.C_STORE_RQ and command.has_dataset:
@@ -267,6 +287,13 @@ def _message(context: _Context, context_id: int, data: bytes) -> None:
     if outcome is not None:
         stored = dimse.category(status) is not dimse.StatusCategory.FAILURE
         context.server.count(outcome.size, stored=stored)
+
+
+_COMMITMENT: dict[int, Callable[[_Context, dimse.Command, int], None]] = {
+    dimse.N_ACTION_RQ: commit.answer_action,
+    dimse.N_EVENT_REPORT_RQ: commit.answer_report,
+    dimse.N_EVENT_REPORT_RSP: commit.answered,
+}
 
 
 def _untold(context: _Context, command: dimse.Command, outcome: _Outcome | None) -> None:
@@ -400,8 +427,10 @@ def _store(context: _Context, command: dimse.Command, context_id: int, syntax: s
         log.error("Cannot store %s: %s", uid, peer_text(failure, 512))
         return _Outcome(status, size, comment)
     outcome = _Outcome(dimse.SUCCESS, size, path=path)
-    outcome.status = _handle(context, command, syntax, path, data, size)
+    outcome.status = _handle(context, command, syntax, path, data, size, head)
     outcome.handled = context.server.on_store is not None
+    if server.commitment is not None and outcome.status == dimse.SUCCESS:
+        server.commitment.remember(command.sop_class_uid, command.sop_instance_uid, path)
     log.debug("Sending Store Response (%s)", dimse.describe(outcome.status))
     return outcome
 
@@ -413,6 +442,7 @@ def _handle(
     path: Path | None,
     data: bytes | None,
     size: int,
+    head: bytes,
 ) -> int:
     handler = context.server.on_store
     if handler is None:
@@ -428,6 +458,8 @@ def _handle(
         size=size,
         association_id=context.association_id,
         message_id=command.message_id or 0,
+        address=context.address,
+        head=head,
     )
     try:
         status = handler(received)

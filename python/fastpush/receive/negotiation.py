@@ -23,6 +23,7 @@ from ..uids import (
     VERIFICATION,
 )
 from ..wire import pdu
+from ..wire.commitment import STORAGE_COMMITMENT
 
 # Presentation context results (PS3.8 table 9-18).
 _ACCEPTED = 0
@@ -114,6 +115,7 @@ class AcceptPolicy:
       (``little``), ``+xb`` (``big``), ``+xi`` (``implicit``), ``+xd`` (``deflated``), ``+xa``
       (``all``: uncompressed preferred, any other syntax accepted).
     - ``max_pdu``: our Maximum Length Received (0: no limit).
+    - ``commitment``: accept the Storage Commitment Push Model too, in the roles proposed.
     """
 
     check_called_ae: bool = False
@@ -122,6 +124,7 @@ class AcceptPolicy:
     promiscuous: bool = False
     syntax: str = "first"
     max_pdu: int = pdu.ACCEPTOR_MAX_PDU
+    commitment: bool = False
     _calling: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +150,8 @@ class AcceptPolicy:
     def accepts_abstract_syntax(self, uid: str) -> bool:
         if uid == VERIFICATION or self.promiscuous:
             return True
+        if uid == STORAGE_COMMITMENT:
+            return self.commitment
         allowed = storage_sop_classes() if self.sop_classes is None else self.sop_classes
         return uid in allowed
 
@@ -198,4 +203,5 @@ class AcceptPolicy:
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
             identity_response,
+            tuple(r for r in rq.roles if self.commitment and r.sop_class_uid == STORAGE_COMMITMENT),
         )

@@ -39,6 +39,11 @@ class Received:
     """The number the server gave the association it came on."""
     message_id: int
     """The Message ID of the C-STORE request."""
+    address: str = ""
+    """The sender's IP address."""
+    head: bytes = b""
+    """The dataset's first bytes as received (up to 64 KiB, deflated ones still deflated),
+    when the server read them; empty otherwise."""
 
 
 StoreHandler = Callable[[Received], "int | None"]

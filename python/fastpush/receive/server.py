@@ -9,6 +9,7 @@ streaming every dataset to a file (``storage``), memory or nowhere. One thread p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import itertools
 import logging
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .association import serve_association
+from .commit import Commitment
 from .negotiation import AcceptPolicy, known_transfer_syntaxes, storage_sop_classes
 from .received import IdentityCheck, StoreGate, StoreHandler
 from .storage import Layout, Storage
@@ -71,8 +73,10 @@ class StorageServer:
     +B``: the received bytes untouched after a file meta header) under a temporary name and
     renamed when complete, named ``<modality>.<SOP Instance UID>`` (``unique_filenames``: never
     overwrite, add ``.1``, ``.2``...) in the folder ``layout`` says; ``fsync`` answers success only
-    once the file and its folder are durable. Without ``directory``, ``on_store`` gets the bytes in
-    memory; with neither, datasets are received and dropped (a benchmark sink).
+    once the file and its folder are durable (``durable_names=False``: the file's data only, for
+    a caller that links it into a folder it fsyncs itself, as the router does). Without
+    ``directory``, ``on_store`` gets the bytes in memory; with neither, datasets are received
+    and dropped (a benchmark sink).
 
     ``on_store(received)`` runs in the association's thread for each dataset and returns the
     status to answer (None: success). An exception answers ``0xC000`` (the reason is logged) and
@@ -106,6 +110,11 @@ class StorageServer:
     certificate signed by one of those CAs. A bad file raises ``TLSError`` here; a client whose
     handshake fails costs only its own connection.
 
+    ``commitment`` (:class:`~fastpush.receive.commit.Commitment`) makes it a Storage Commitment
+    SCP: an N-ACTION is answered with a report of the instances it stored (or its
+    ``on_commit`` hook's verdict), sent on the same association or, once that ended, by its
+    ``send_report``.
+
     Use as a context manager (serves in a background thread) or call :meth:`serve_forever`;
     :meth:`shutdown` stops accepting and lets running associations finish. Thread-safe.
     """
@@ -130,6 +139,8 @@ class StorageServer:
         dataset_check: bool = True,
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
+        commitment: Commitment | None = None,
+        durable_names: bool = True,
     ) -> None:
         from ..wire import pdu
 
@@ -145,6 +156,9 @@ class StorageServer:
         self.on_store = on_store
         self.before_store = before_store
         self.accept = accept if accept is not None else AcceptPolicy()
+        self.commitment = commitment
+        if commitment is not None and not self.accept.commitment:
+            self.accept = dataclasses.replace(self.accept, commitment=True)
         self.max_associations = max_associations
         self.max_connections = max_connections
         self.acse_timeout = acse_timeout
@@ -159,6 +173,7 @@ class StorageServer:
                 layout=Layout(layout),
                 unique_filenames=unique_filenames,
                 fsync=fsync,
+                durable_names=durable_names,
             )
         )
         # The UID tables the first association would load (pydicom's dictionary): at start-up,

@@ -213,11 +213,15 @@ class Storage:
         layout: Layout = Layout.FLAT,
         unique_filenames: bool = False,
         fsync: bool = False,
+        durable_names: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.layout = layout
         self.unique_filenames = unique_filenames
         self.fsync = fsync
+        # False: the caller makes the name durable where it links the file next (the router's
+        # queue), so the folder fsync here would be paid for a name about to go.
+        self.durable_names = durable_names
         self._counter = itertools.count()
         self._folders_lock = threading.Lock()
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -273,7 +277,7 @@ class Storage:
                     created = not folder.is_dir()
                     folder.mkdir(exist_ok=True)
             target = self._move(placement.temporary, target)
-            if self.fsync:
+            if self.fsync and self.durable_names:
                 fsync_folder(folder)
                 if created:
                     fsync_folder(self.directory)
@@ -290,7 +294,7 @@ class Storage:
         """Take back a file :meth:`commit` made (its success could not be told to the sender)."""
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        if self.fsync:
+        if self.fsync and self.durable_names:
             fsync_folder(path.parent)
 
     def _move(self, temporary: Path, target: Path) -> Path:

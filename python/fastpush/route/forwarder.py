@@ -61,6 +61,12 @@ class ForwardKeywords(TypedDict, total=False):
     max_per_association: int | None
     proposal: Proposal
     give_up_after: float | None
+    idle_release: float | None
+
+
+IDLE_RELEASE = 30.0
+"""Seconds without files after which a destination's association is released (lifecycle,
+issue 19): a router does not hold a peer's association slots all night."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,15 @@ class Destination:
     name: str = ""
     tls: TLSOptions | None = None
     """Connect to it over TLS with these options (None: plain TCP)."""
+    associations: int | None = None
+    """Its parallel associations (lanes); None: the router's ``associations``."""
+    retry: RetryPolicy | None = None
+    """Its retry policy; None: the router's ``retry``."""
+    proposal: Proposal | None = None
+    """The transfer syntaxes proposed and sent to it; None: the router's ``proposal``."""
+    study_complete: bool = False
+    """Forward only whole studies: a study's files wait in the spool until the router's
+    ``study_stable`` seconds passed without a new file of it (see ``route.studies``)."""
 
     @property
     def key(self) -> str:
@@ -137,6 +152,7 @@ class Forwarder:
         self.stats = DestinationStats()
         self._tell = tell
         self._on_idle = on_idle
+        client_options: ForwardKeywords = {"idle_release": IDLE_RELEASE, **options}
         self._client = StoreClient(
             destination.host,
             destination.port,
@@ -147,7 +163,7 @@ class Forwarder:
                 called_ae=destination.called_ae,
                 tls=destination.tls,
             ),
-            **options,
+            **client_options,
         )
         self._cond = threading.Condition()
         self._stopping = threading.Event()
@@ -155,6 +171,9 @@ class Forwarder:
         # time of each store call.
         self.held = False
         self.timing: Callable[[float], None] | None = None
+        # Study completion (issue 19): with ``study_complete``, whether a study (its spool
+        # folder name) is complete; a lane's head waits until it is.
+        self.complete: Callable[[str], bool] | None = None
         self._lanes = [_Lane() for _ in range(lanes)]
         self._threads = [
             threading.Thread(
@@ -198,6 +217,14 @@ class Forwarder:
             self.held = held
             self._cond.notify_all()
 
+    def wake(self) -> None:
+        """Look at the lanes' heads again (a study completed)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def _incomplete(self, entry: Entry) -> bool:
+        return self.complete is not None and not self.complete(entry.study)
+
     def oldest(self) -> Entry | None:
         """The entry waiting longest (the smallest sequence number among the lanes' heads)."""
         with self._cond:
@@ -207,7 +234,7 @@ class Forwarder:
     @property
     def associations(self) -> int:
         """Associations open to the destination."""
-        return len(self._client._open)
+        return self._client.open_associations
 
     def remove(self, entry_name: str) -> Entry:
         """Take the queued entry named ``entry_name`` (without ``.sending``) out of its lane;
@@ -234,7 +261,7 @@ class Forwarder:
     def _next(self, lane: _Lane) -> Entry | None:
         with self._cond:
             lane.busy = None
-            while not lane.entries or self.held:  # ops (issue 19): held
+            while not lane.entries or self.held or self._incomplete(lane.entries[0]):
                 if self._stopping.is_set():
                     return None
                 self._cond.wait()
@@ -278,7 +305,8 @@ class Forwarder:
         except FileNotFoundError:
             return self._vanished(lane, entry)
         started = time.monotonic()
-        result = self._client.store(str(entry.path))
+        # A file received by this run is sent as the receive loop found it, without a scan.
+        result = self._client.store(entry.item() or str(entry.path))
         if self.timing is not None:  # ops (issue 19)
             self.timing(time.monotonic() - started)
         return self._settle(lane, entry, result)
@@ -296,6 +324,8 @@ class Forwarder:
             self._report(self._event(Step.FORWARDED, entry, result, entry.path))
             return True
         if result.failure is Failure.CANCELLED and self._stopping.is_set():
+            if not entry.maybe_duplicate:  # a graceful stop: it never left
+                self.spool.not_sent(entry)
             return False
         if result.failure in _PERMANENT and not result.retryable:
             # A source that cannot be read because its link has gone is no refusal.

@@ -5,6 +5,10 @@ the spool's folders, not on it. Each line is written whole with one ``write`` (a
 leaves complete lines). A write the disk refuses (full, failing) is never its caller's error: a
 forwarded file stays forwarded whatever its journal line does. The line waits in memory, in
 order, and goes out before the next one once the disk takes writes again.
+
+A journal over ``max_bytes`` is rotated before the line that would pass it, between two whole
+writes under the journal's lock: ``journal.jsonl`` becomes ``journal.jsonl.1``, ``.1`` becomes
+``.2``... and the oldest past ``keep`` goes, so every file holds whole lines only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ log = logging.getLogger(__name__)
 
 MAX_PENDING = 100_000
 """Lines kept in memory while the journal cannot be written (~30 MB at most)."""
+MAX_BYTES = 100 * 10**6
+"""The size past which the journal is rotated, by default (~300,000 lines)."""
+KEEP = 5
+"""Rotated journals kept (``journal.jsonl.1`` the newest)."""
 
 
 class Step(str, enum.Enum):
@@ -33,7 +41,7 @@ class Step(str, enum.Enum):
     RECEIVED = "received"
     """Spooled and queued for ``destination`` (one event per destination)."""
     DROPPED = "dropped"
-    """``on_receive`` chose no destination: removed."""
+    """``on_receive`` or the rules chose no destination: removed."""
     REFUSED = "refused"
     """Answered 0xA700 without being received: the spool is over its limit."""
     FORWARDED = "forwarded"
@@ -52,6 +60,10 @@ class Step(str, enum.Enum):
     """A failed file moved back into ``destination``'s queue, to be tried again."""
     REMOVED = "removed"
     """A queued or failed file removed from ``destination``'s folders, never to be sent."""
+    STUDY_COMPLETE = "study_complete"
+    """No file of the study arrived for the router's ``study_stable`` seconds
+    (``sop_instance_uid``: the Study Instance UID; ``series``, ``instances``: its counts;
+    ``calling_ae``: who sent it, comma-separated when several did)."""
 
     def __str__(self) -> str:
         return self.value
@@ -86,12 +98,24 @@ class RouteEvent:
     """When it happened (seconds since the epoch)."""
     by: str = ""
     """Who asked for an operation (``held``, ``requeued``...): their address; else empty."""
+    rule: str = ""
+    """The routing rule that sent a file to ``destination`` or dropped it (its name, else
+    ``rules[N]``; ``unmatched`` for the policy of files no rule matched); empty without
+    rules."""
+    series: int = 0
+    """``study_complete``: the study's series (0 in other steps)."""
+    instances: int = 0
+    """``study_complete``: the study's files received since it was last complete."""
 
     def to_json(self) -> dict[str, Any]:
         data = dict(vars(self))  # flat fields: asdict()'s deep copy costs per file
         data["step"] = self.step.value
         if not self.by:
             del data["by"]  # only operations carry it
+        if not self.rule:
+            del data["rule"]  # only routing by rules does
+        if not self.instances:
+            del data["series"], data["instances"]  # only study_complete does
         return data
 
 
@@ -102,17 +126,35 @@ class Journal:
     newer ones are dropped and counted in ``lost``) and written before the next line, or at
     ``close``. A refused write is logged once until the journal is written again; ``failures``
     counts them. A partial line left by a short write is cut off, so the file holds whole lines.
+    Past ``max_bytes`` (None: never) it is rotated, ``keep`` rotated files kept.
     """
 
-    def __init__(self, path: Path, *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_pending: int = MAX_PENDING,
+        max_bytes: int | None = MAX_BYTES,
+        keep: int = KEEP,
+    ) -> None:
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError("max_bytes must be more than 0")
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
         self.path = path
         self.max_pending = max_pending
+        self.max_bytes = max_bytes
+        self.keep = keep
         self.failures = 0
         self.lost = 0
         self._lock = threading.Lock()
         self._pending: deque[bytes] = deque()
         self._failing = False
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @property
     def pending(self) -> int:
@@ -138,6 +180,12 @@ class Journal:
     def _flush(self) -> bool:
         while self._pending:
             line = self._pending[0]
+            if (
+                self.max_bytes is not None
+                and self._size
+                and self._size + len(line) > self.max_bytes
+            ):
+                self._rotate()
             try:
                 written = os.write(self._fd, line)
                 if written < len(line):
@@ -155,6 +203,7 @@ class Journal:
                         len(self._pending),
                     )
                 return False
+            self._size += written
             self._pending.popleft()
         if self._failing:
             self._failing = False
@@ -165,6 +214,24 @@ class Journal:
                 self.lost,
             )
         return True
+
+    def _rotate(self) -> None:
+        """Shift the rotated files by one and start a new journal (the lock held). A rename
+        the disk refuses leaves the lines going on into the current file, rotated again only
+        after another ``max_bytes``."""
+        try:
+            for n in range(self.keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    os.replace(older, self.path.with_name(f"{self.path.name}.{n + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+            fd = self._open()
+        except OSError as exc:
+            log.error("Cannot rotate the journal %s: %s; it goes on growing", self.path, exc)
+            self._size = 0
+            return
+        os.close(self._fd)
+        self._fd, self._size = fd, 0
 
     def close(self) -> None:
         with self._lock:

@@ -1,8 +1,9 @@
 """A store-and-forward router: :class:`Router` receives C-STORE, spools and forwards.
 
-The receiving side is a :class:`~fastpush.receive.server.StorageServer` writing into the spool with
-``fsync``; its ``on_store`` queues each file for its destinations (``spool``) before the sender
-is answered, so success means "on disk, queued". One
+The receiving side is a :class:`~fastpush.receive.server.StorageServer` writing into the spool
+(the data ``fdatasync``'d in the receive loop); its ``on_store`` queues each file for its
+destinations (``spool``, the queue folders fsync'd, shared between associations) before the
+sender is answered, so success means "on disk, queued" (``durability``). One
 :class:`~fastpush.route.forwarder.Forwarder` per destination pushes its queue with a
 ``StoreClient``. Above ``max_spool`` bytes waiting, new stores are answered 0xA700 (Out of
 Resources) before their data are read.
@@ -20,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ..receive.negotiation import AcceptPolicy
+from ..receive.negotiation import AcceptPolicy, known_transfer_syntaxes
 from ..receive.received import Received
 from ..receive.server import StorageServer
 from ..receive.storage import Layout
@@ -28,9 +29,12 @@ from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
 from ..wire import dimse
+from .durability import Durability
 from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
-from .journal import Journal, RouteEvent, Step
+from .journal import MAX_BYTES, Journal, RouteEvent, Step
+from .rules import Rule, Rules
 from .spool import JOURNAL, Spool
+from .studies import Studies, Study, study_and_series
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -67,6 +71,8 @@ class RouterStats:
     """Journal lines dropped: the disk refused them and too many were waiting."""
     destinations: dict[str, DestinationStats] = field(default_factory=dict)
     """Each destination's totals, by name."""
+    rules: dict[str, int] = field(default_factory=dict)
+    """With ``rules``: files decided by each rule (by label, ``unmatched`` for the policy)."""
 
 
 class Router:
@@ -78,8 +84,22 @@ class Router:
     file that keeps failing transiently (it is tried until it is stored or refused for good).
     ``max_spool``: bytes waiting above which new stores are refused with 0xA700; ``min_free``:
     free bytes on the spool's disk below which they are too (until space returns).
+    ``durability`` (``"fsync"``, ``"os"``): what success means to a sender (see
+    :mod:`fastpush.route.durability`): on disk and queued, or queued in the page cache (a
+    machine crash or power cut can lose acknowledged files).
+    ``journal_max``: bytes past which ``journal.jsonl`` is rotated (``journal.jsonl.1``...,
+    ``journal.KEEP`` kept; None: never). ``study_stable``: seconds without a new file of a
+    study after which it is complete: a ``study_complete`` journal line, then
+    ``on_study_complete(study)`` (a :class:`~fastpush.route.studies.Study`, from the timer
+    thread), and destinations with ``study_complete`` forward its files only then.
+    ``idle_release`` (a client option, default ``forwarder.IDLE_RELEASE``, 30 s): an
+    association to a destination carrying no file for that long is released.
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
-    association's thread. ``on_event(event)`` gets every :class:`RouteEvent` (also written to
+    association's thread. ``rules`` (:class:`~fastpush.route.rules.Rules`, or a list of
+    :class:`~fastpush.route.rules.Rule` taken first-match with unmatched files dropped) pick
+    them from the header instead, and the journal says which rule did; a destination's own
+    ``associations``, ``retry`` and ``proposal`` replace the router's for it.
+    ``on_event(event)`` gets every :class:`RouteEvent` (also written to
     ``spool/journal.jsonl``), from any thread: keep it quick. ``tls``, ``accept``,
     ``max_associations``, ``max_connections``, ``acse_timeout``, ``timeout`` and
     ``dataset_check`` are the receiving server's (see :class:`~fastpush.StorageServer`).
@@ -107,6 +127,7 @@ class Router:
         max_spool: int | None = None,
         min_free: int | None = None,
         on_receive: Picker | None = None,
+        rules: Rules | Sequence[Rule] | None = None,
         on_event: Callable[[RouteEvent], None] | None = None,
         accept: AcceptPolicy | None = None,
         tls: TLSOptions | None = None,
@@ -117,6 +138,10 @@ class Router:
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
         connection: ConnectionOptions | None = None,
+        durability: Durability | str = Durability.FSYNC,
+        journal_max: int | None = MAX_BYTES,
+        study_stable: float | None = None,
+        on_study_complete: Callable[[Study], None] | None = None,
         **client_options: Unpack[ForwardKeywords],
     ) -> None:
         if not destinations:
@@ -128,6 +153,10 @@ class Router:
             raise ValueError("associations must be at least 1")
         if max_spool is not None and max_spool <= 0:
             raise ValueError("max_spool must be more than 0 bytes")
+        if study_stable is not None and not study_stable > 0:
+            raise ValueError("study_stable must be more than 0 seconds")
+        if study_stable is None and any(d.study_complete for d in destinations):
+            raise ValueError("destinations with study_complete need study_stable")
         self.destinations = {d.key: d for d in destinations}
         self.max_spool = max_spool
         # ops (issue 19): the disk guard; files, bytes, refused per calling AE (at most
@@ -135,9 +164,26 @@ class Router:
         self.min_free = min_free
         self.by_calling_ae: dict[str, list[int]] = {}
         self.on_receive = on_receive
+        self.rules = rules if isinstance(rules, Rules) or rules is None else Rules(rules)
+        if self.rules is not None:
+            if on_receive is not None:
+                raise ValueError("give rules or on_receive, not both")
+            unknown = sorted(self.rules.destinations() - set(self.destinations))
+            if unknown:
+                raise ValueError(f"rules name unknown destinations: {unknown}")
+        self._by_rule: dict[str, int] = {}
         self.on_event = on_event
-        self.spool = Spool(spool)
-        self.journal = Journal(self.spool.directory / JOURNAL)
+        self.durability = Durability(durability)
+        self.dataset_check = dataset_check
+        self.spool = Spool(spool, self.durability)
+        self.journal = Journal(self.spool.directory / JOURNAL, max_bytes=journal_max)
+        # Lifecycle (issue 19): study completion, and the destinations that wait for it.
+        self.on_study_complete = on_study_complete
+        self.studies = (
+            None
+            if study_stable is None
+            else Studies(study_stable, self._study_complete, self._study_ready)
+        )
         self._received = [0, 0, 0, 0]  # files, bytes, dropped, refused
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -153,15 +199,18 @@ class Router:
             d.key: Forwarder(
                 d,
                 self.spool,
-                lanes=associations,
-                retry=retry or RetryPolicy(max_backoff=60.0),
+                lanes=d.associations or associations,
+                retry=d.retry or retry or RetryPolicy(max_backoff=60.0),
                 tell=self._tell,
                 on_idle=self._wake,
                 connection=outgoing,
-                **client_options,
+                **_own(d, client_options),
             )
             for d in destinations
         }
+        for forwarder in self.forwarders.values():
+            if forwarder.destination.study_complete and self.studies is not None:
+                forwarder.complete = self.studies.complete
         self.server = StorageServer(
             host,
             port,
@@ -174,7 +223,8 @@ class Router:
             tls=tls,
             layout=Layout.STUDY,
             unique_filenames=True,
-            fsync=True,
+            fsync=self.durability is Durability.FSYNC,
+            durable_names=False,  # the queue links are: spool.enqueue
             timeout=timeout,
             dataset_check=dataset_check,
             max_connections=max_connections,
@@ -205,6 +255,7 @@ class Router:
             if self._started:
                 return False
             self._started = True
+        recovered: set[int] = set()  # a file's seq, once for all its destinations
         for entry in self.spool.recover(list(self.destinations)):
             self._tell(
                 RouteEvent(
@@ -216,7 +267,12 @@ class Router:
                     maybe_duplicate=entry.maybe_duplicate,
                 )
             )
+            if self.studies is not None and entry.seq not in recovered:
+                recovered.add(entry.seq)
+                self.studies.arrived(entry.study)
             self.forwarders[entry.destination].put(entry)
+        if self.studies is not None:
+            self.studies.start()
         if self.spool.files:
             log.info("%d files waiting in the spool from an earlier run", self.spool.files)
         for forwarder in self.forwarders.values():
@@ -232,6 +288,8 @@ class Router:
                 return
             self._stopped = True
         self.server.shutdown(abort=abort, timeout=timeout)
+        if self.studies is not None:
+            self.studies.stop()
         for forwarder in self.forwarders.values():
             forwarder.stop(abort=abort)
         self.journal.close()
@@ -264,6 +322,7 @@ class Router:
             destinations={
                 name: DestinationStats(**vars(f.stats)) for name, f in self.forwarders.items()
             },
+            rules=dict(self._by_rule),
         )
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -276,6 +335,27 @@ class Router:
                     return False
                 self._idle.wait(remaining)
         return True
+
+    def _study_complete(self, study: Study) -> None:
+        self._tell(
+            RouteEvent(
+                Step.STUDY_COMPLETE,
+                study.study_instance_uid,
+                calling_ae=",".join(study.calling_aes) or None,
+                series=study.series,
+                instances=study.instances,
+            )
+        )
+        if self.on_study_complete is not None:
+            try:
+                self.on_study_complete(study)
+            except Exception:
+                log.exception("on_study_complete raised on %s", study.study_instance_uid)
+
+    def _study_ready(self) -> None:
+        for forwarder in self.forwarders.values():
+            if forwarder.complete is not None:
+                forwarder.wake()
 
     def _wake(self) -> None:
         with self._idle:
@@ -339,15 +419,22 @@ class Router:
         )
         return dimse.OUT_OF_RESOURCES
 
-    def _pick(self, received: Received) -> list[str]:
+    def _pick(self, received: Received) -> tuple[dict[str, str], str]:
+        """The destinations of ``received``, each with the rule that picked it, and the rule
+        that decided ('' without rules)."""
+        if self.rules is not None:
+            decision = self.rules.decide(received)
+            with self._lock:
+                self._by_rule[decision.rule] = self._by_rule.get(decision.rule, 0) + 1
+            return decision.destinations, decision.rule
         if self.on_receive is None:
-            return list(self.destinations)
+            return dict.fromkeys(self.destinations, ""), ""
         picked = self.on_receive(received) or ()
         names = [d.key if isinstance(d, Destination) else d for d in picked]
         unknown = [n for n in names if n not in self.destinations]
         if unknown:
             raise ValueError(f"on_receive picked unknown destinations: {unknown}")
-        return list(dict.fromkeys(names))
+        return dict.fromkeys(names, ""), ""
 
     def _on_store(self, received: Received) -> int | None:
         path = received.path
@@ -359,32 +446,53 @@ class Router:
             counts[0] += 1
             counts[1] += received.size
         try:
-            names = self._pick(received)
+            picked, rule = self._pick(received)
         except Exception:
             path.unlink()
             raise
+        names = list(picked)
         if not names:
             path.unlink()
             with self._lock:
                 self._received[2] += 1
-            self._tell(self._event(Step.DROPPED, received, None, None))
+            self._tell(self._event(Step.DROPPED, received, None, None, rule))
             return None
+        identity = None
+        if self.dataset_check and received.transfer_syntax in known_transfer_syntaxes():
+            # The server checked the dataset's UIDs are the command's.
+            identity = (
+                received.sop_class_uid,
+                received.sop_instance_uid,
+                received.transfer_syntax,
+                received.size,
+            )
         try:
-            entries = self.spool.enqueue(path, path.parent.name, names)
+            entries = self.spool.enqueue(path, path.parent.name, names, identity)
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.OUT_OF_RESOURCES
         except ValueError as exc:  # a name storage should never have made: never retried
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.CANNOT_UNDERSTAND
+        if self.studies is not None:  # before the files reach a lane that waits for it
+            study, series = study_and_series(received.head, received.transfer_syntax)
+            self.studies.arrived(path.parent.name, study, series, received.calling_ae)
         for entry in entries:
-            self._tell(self._event(Step.RECEIVED, received, entry.destination, str(entry.path)))
+            rule = picked[entry.destination]
+            self._tell(
+                self._event(Step.RECEIVED, received, entry.destination, str(entry.path), rule)
+            )
             self.forwarders[entry.destination].put(entry)
         log.info("Spooled %s for %s", received.sop_instance_uid, ", ".join(names))
         return None
 
     def _event(
-        self, step: Step, received: Received, destination: str | None, path: str | None
+        self,
+        step: Step,
+        received: Received,
+        destination: str | None,
+        path: str | None,
+        rule: str = "",
     ) -> RouteEvent:
         return RouteEvent(
             step,
@@ -394,4 +502,12 @@ class Router:
             received.sop_class_uid,
             received.calling_ae,
             bytes=received.size,
+            rule=rule,
         )
+
+
+def _own(destination: Destination, options: ForwardKeywords) -> ForwardKeywords:
+    """The client options of ``destination``: the router's, with its own ``proposal``."""
+    if destination.proposal is None:
+        return options
+    return {**options, "proposal": destination.proposal}

@@ -11,8 +11,10 @@ Layout under the spool folder::
     failed/<destination>/failed.jsonl        in failed.jsonl (fsync'd before the move)
     journal.jsonl, lock
 
-A received file is linked into each destination's queue and the queue folders are fsync'd
-before the sender is answered; its ``incoming`` name is then removed. The data leave the disk
+A received file's data are fsync'd by the receive loop (``fdatasync``), then it is linked into
+each destination's queue and the queue folders are fsync'd (shared by the associations storing
+at once: ``durability.FolderSync``) before the sender is answered; its ``incoming`` name, never
+fsync'd, is then removed. With ``Durability.OS`` nothing is fsync'd. The data leave the disk
 with the last link. ``seq`` numbers the files in arrival order across restarts, so a queue read
 back in name order is the arrival order. Recovery after a crash (``recover``): temporary files
 are removed wherever they are; every file in ``incoming`` or the spool folder itself (other than
@@ -42,8 +44,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from ..dataset.item import Item
 from ..receive.storage import UnsafeName, fsync_folder
 from ..send.results import Result
+from .durability import Durability, FolderSync
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +78,17 @@ class Entry:
     inode: int
     maybe_duplicate: bool = False
     """It was being sent when the router stopped: the destination may hold it already."""
+    identity: tuple[str, str, str, int] | None = None
+    """(SOP Class UID, SOP Instance UID, transfer syntax, dataset length) of a file received
+    by this run, checked against its dataset: sent without reading its header again."""
+
+    def item(self) -> Item | None:
+        """What the sender needs to send it, from what receiving it found (None: unknown,
+        after a restart, so the file is scanned)."""
+        if self.identity is None:
+            return None
+        sop_class, sop_instance, syntax, length = self.identity
+        return Item(str(self.path), sop_class, sop_instance, syntax, self.size - length, length)
 
     @property
     def entry_name(self) -> str:
@@ -103,10 +118,13 @@ class SpoolBusy(RuntimeError):
 
 
 class Spool:
-    """The spool folder. Thread-safe: associations enqueue while forwarders finish entries."""
+    """The spool folder. Thread-safe: associations enqueue while forwarders finish entries.
+    ``durability``: whether ``enqueue`` fsyncs the queue folders (see ``durability``)."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, durability: Durability = Durability.FSYNC) -> None:
         self.directory = Path(directory)
+        self.durability = durability
+        self._sync = FolderSync() if durability is Durability.FSYNC else None
         self.incoming = self.directory / "incoming"
         self.queues = self.directory / "queue"
         self.failed = self.directory / "failed"
@@ -230,11 +248,18 @@ class Spool:
 
     # -- the life of an entry ----------------------------------------------------------------
 
-    def enqueue(self, path: Path, study: str, destinations: list[str]) -> list[Entry]:
-        """Queue the received file at ``path`` for each destination, durably; its incoming
-        name is then removed. On an error nothing is queued and the file is removed; a file
-        storage could not have put there (``..`` in its path) is refused with ``UnsafeName``
-        (a ValueError). ``study`` and the file's name may hold any character but ``/``."""
+    def enqueue(
+        self,
+        path: Path,
+        study: str,
+        destinations: list[str],
+        identity: tuple[str, str, str, int] | None = None,
+    ) -> list[Entry]:
+        """Queue the received file at ``path`` (its data already durable) for each
+        destination, durably; its incoming name is then removed. On an error nothing is queued
+        and the file is removed; a file storage could not have put there (``..`` in its path)
+        is refused with ``UnsafeName`` (a ValueError). ``study`` and the file's name may hold
+        any character but ``/``. ``identity``: see ``Entry.identity``."""
         try:
             if not _received(self.incoming, path):
                 raise UnsafeName(f"{path} is not a received file in {self.incoming}")
@@ -243,7 +268,9 @@ class Spool:
                 self._seq += 1
                 seq = self._seq
             entries = [
-                Entry(seq, study, path.name, d, Path(), info.st_size, info.st_ino)
+                Entry(
+                    seq, study, path.name, d, Path(), info.st_size, info.st_ino, identity=identity
+                )
                 for d in destinations
             ]
             linked: list[Path] = []
@@ -252,8 +279,9 @@ class Spool:
                     entry.path = self.queue(entry.destination) / entry.entry_name
                     os.link(path, entry.path)
                     linked.append(entry.path)
-                for entry in entries:
-                    fsync_folder(entry.path.parent)
+                if self._sync is not None:
+                    for entry in entries:
+                        self._sync.sync(entry.path.parent)
             except OSError:
                 for link in linked:
                     link.unlink()
@@ -274,6 +302,19 @@ class Spool:
             return
         target = entry.path.with_name(entry.path.name + SENDING)
         os.rename(entry.path, target)
+        entry.path = target
+
+    def not_sent(self, entry: Entry) -> None:
+        """Take back ``sending``: the entry was never handed to its destination (a stop came
+        first), so a restart must not call it a maybe-duplicate. An error leaves the mark."""
+        if not entry.path.name.endswith(SENDING):
+            return
+        target = entry.path.with_name(entry.path.name.removesuffix(SENDING))
+        try:
+            os.rename(entry.path, target)
+        except OSError as exc:
+            log.warning("Cannot unmark %s (not sent): %s", entry.path, exc)
+            return
         entry.path = target
 
     def done(self, entry: Entry) -> None:

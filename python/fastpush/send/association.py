@@ -33,8 +33,8 @@ from ..uids import (
     VERIFICATION,
     uid_name,
 )
-from ..wire import dimse, pdu
-from ..wire.reassembly import Reassembler
+from ..wire import commitment, dimse, pdu
+from ..wire.reassembly import Message, Reassembler
 from .failure import Failure
 from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, AcceptedContext, Proposal, Routes
@@ -53,6 +53,8 @@ _UNLIMITED_RECV_LIMIT = 64 << 20
 # A C-STORE/C-ECHO response is a command set of a few hundred bytes: a peer that keeps sending
 # fragments (or PDUs) past this is refused rather than buffered or waited on forever.
 _MAX_RESPONSE_BYTES = 1 << 20
+# An N-EVENT-REPORT lists every instance of a batch: far more than a response, still bounded.
+_MAX_REPORT_BYTES = 64 << 20
 # The smallest Maximum Length Received that carries a PDV (6 bytes of header, 2 of payload).
 _MIN_PEER_MAX_PDU = 8
 
@@ -81,7 +83,8 @@ class Association:
     SOP Instance UID, and a dataset the edits cannot apply to fails with ``Failure.SOURCE``,
     never sent unedited. ``on_event(event)`` gets each
     :class:`~fastpush.Event` of the association's story; ``number`` is the association's
-    number in events and results.
+    number in events and results. ``roles`` are SCP/SCU Role Selection items to propose (a
+    Storage Commitment report sender proposes the SCP role).
 
     Not thread-safe: use one association from one thread at a time (``interrupt()`` excepted).
     """
@@ -97,9 +100,11 @@ class Association:
         number: int = 1,
         proposal: Proposal = DEFAULT_PROPOSAL,
         edits: EditPlan | None = None,
+        roles: Sequence[pdu.RoleSelection] = (),
         **options: Unpack[ConnectionKeywords],
     ) -> None:
         self.host = host
+        self.roles = tuple(roles)
         self.port = port
         self.connection = connection_options(connection, options)
         if edits is not None and resolve_engine(self.connection.engine) != "rust":
@@ -192,6 +197,7 @@ class Association:
             IMPLEMENTATION_CLASS_UID,
             IMPLEMENTATION_VERSION_NAME,
             self.connection.identity,
+            roles=self.roles,
         )
         if self.connection.identity is not None:
             log.debug("Offering user identity: %s", self.connection.identity.describe())
@@ -546,6 +552,137 @@ class Association:
             path=item.path,
         )
         return result
+
+    # -- Storage Commitment ------------------------------------------------------------------
+
+    def request_commitment(
+        self, transaction_uid: str, references: Sequence[commitment.Reference]
+    ) -> None:
+        """Send the N-ACTION asking the peer to commit to ``references`` under
+        ``transaction_uid``. Raises ``CommitmentError`` when the peer did not accept the
+        Storage Commitment context or answered a failure; like :meth:`echo` when the
+        connection fails."""
+        ctx = self._commitment_context()
+        message_id = self._next_message_id()
+        data = commitment.encode_request(transaction_uid, references, ctx.transfer_syntax)
+        self._emit(
+            EventKind.SENDING,
+            f"Requesting Storage Commitment of {len(references)} instances "
+            f"(transaction {transaction_uid})",
+            transaction_uid=transaction_uid,
+        )
+        try:
+            response = self._exchange(
+                ctx, commitment.action_rq(message_id), Payload(data), message_id
+            )
+        except _LOST as exc:
+            self._fail_connection(exc)
+            raise
+        status = response.status
+        assert status is not None
+        described = dimse.describe(status)
+        self._emit(EventKind.RESPONSE, f"Received N-ACTION Response ({described})", status=status)
+        if dimse.category(status) is dimse.StatusCategory.FAILURE:
+            raise commitment.CommitmentError(
+                f"the peer refused the commitment request: {described}"
+            )
+
+    def wait_report(self, transaction_uid: str, timeout: float | None) -> commitment.Report:
+        """Wait on this association for the N-EVENT-REPORT of ``transaction_uid``, answer it and
+        return it. A report of another transaction is answered with a failure and ignored.
+        Raises ``TimeoutError`` after ``timeout`` seconds (the association is then aborted)."""
+        transport = self._transport
+        if transport is None:
+            raise ProtocolError("the association is not open")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        late = f"no N-EVENT-REPORT within {timeout:g} s" if timeout is not None else ""
+        messages = Reassembler(self.accepted, keep_datasets=True)
+        received = 0
+        try:
+            while True:
+                if deadline is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(late)
+                    transport.timeout = remaining
+                try:
+                    pdu_type, body = transport.recv_pdu(self._recv_limit)
+                except TimeoutError as exc:
+                    raise TimeoutError(late or str(exc)) from exc
+                received += 6 + len(body)
+                if received > _MAX_REPORT_BYTES:
+                    raise ProtocolError(f"N-EVENT-REPORT runs past {_MAX_REPORT_BYTES} bytes")
+                if pdu_type == pdu.ABORT:
+                    ab = pdu.decode_abort(body)
+                    raise AssociationAborted(ab.source, ab.reason, ab.describe())
+                if pdu_type != pdu.P_DATA_TF:
+                    name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
+                    raise ProtocolError(f"expected an N-EVENT-REPORT, got {name}")
+                for message in messages.feed(body):
+                    report = self._answer_report(transport, message, transaction_uid)
+                    if report is not None:
+                        return report
+        except _LOST as exc:
+            self._fail_connection(exc)
+            raise
+
+    def send_report(self, report: commitment.Report) -> int:
+        """Send ``report`` as the Storage Commitment SCP (an N-EVENT-REPORT); return the
+        status the requester answered. Raises ``CommitmentError`` when it did not accept the
+        Storage Commitment context, and like :meth:`echo` when the connection fails."""
+        ctx = self._commitment_context()
+        message_id = self._next_message_id()
+        data = commitment.encode_report(report, ctx.transfer_syntax)
+        command = commitment.event_report_rq(message_id, report.event_type)
+        try:
+            response = self._exchange(ctx, command, Payload(data), message_id)
+        except _LOST as exc:
+            self._fail_connection(exc)
+            raise
+        assert response.status is not None
+        self._emit(
+            EventKind.RESPONSE,
+            f"Received N-EVENT-REPORT Response ({dimse.describe(response.status)})",
+            status=response.status,
+        )
+        return response.status
+
+    def _commitment_context(self) -> AcceptedContext:
+        for ctx in self.accepted.values():
+            if ctx.abstract_syntax == commitment.STORAGE_COMMITMENT:
+                return ctx
+        raise commitment.CommitmentError("the peer does not support Storage Commitment")
+
+    def _answer_report(
+        self, transport: Transport, message: Message, transaction_uid: str
+    ) -> commitment.Report | None:
+        command = message.command
+        if command.command_field != dimse.N_EVENT_REPORT_RQ or message.dataset is None:
+            raise ProtocolError(
+                f"expected an N-EVENT-REPORT, got command 0x{command.command_field:04X}"
+            )
+        syntax = self.accepted[message.context_id].transfer_syntax
+        report = commitment.decode_report(message.dataset, syntax)
+        ours = report.transaction_uid == transaction_uid
+        status = dimse.SUCCESS if ours else commitment.PROCESSING_FAILURE
+        answer = commitment.event_report_rsp(
+            command.message_id or 0, command.type_id or report.event_type, status
+        )
+        transport.send_message(message.context_id, answer, None, self.send_limit)
+        if not ours:
+            log.warning(
+                "N-EVENT-REPORT of transaction %s, not the one awaited (%s): refused",
+                report.transaction_uid,
+                transaction_uid,
+            )
+            return None
+        self._emit(
+            EventKind.RESPONSE,
+            f"Received N-EVENT-REPORT: {len(report.committed)} committed, "
+            f"{len(report.failed)} failed",
+            transaction_uid=transaction_uid,
+        )
+        return report
 
 
 def _quietly(send: Callable[[bytes], None], data: bytes) -> None:

@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING
 from ..dataset.item import Item, Pair, Skip, Storable
 from ..dataset.scan import to_item
 from ..errors import AssociationAborted, AssociationRejected, ProtocolError
+from ..wire import commitment
 from .association import Association, EventHandler
+from .commit import CommitOptions, commit, not_committed
 from .failure import Failure
 from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, Proposal, contexts, fitting
@@ -50,6 +52,10 @@ ASSOCIATION_FAILED = "association failed"
 _OPEN_ERRORS = (OSError, AssociationRejected, AssociationAborted, ProtocolError)
 
 Group = frozenset[Pair]
+
+# What _next answers when the worker should end its association (asking for the commitment of
+# what it stored) rather than wait for more items.
+_END_ASSOCIATION: Group = frozenset()
 
 Lease = Callable[[], contextlib.AbstractContextManager[object]]
 """Entered before an association is opened and left once it is gone: a limit on associations
@@ -71,6 +77,10 @@ class _Member:
     contexts: Group
     lease: contextlib.ExitStack
     stores: int = 0
+    used: float = field(default_factory=time.monotonic)
+    """When it last carried an item (``idle_release`` counts from there)."""
+    # Stored, awaiting the commitment asked for when the association ends.
+    uncommitted: list[tuple[_Job, Result]] = field(default_factory=list)
 
 
 class StoreClient:
@@ -80,9 +90,11 @@ class StoreClient:
     which (SOP class, transfer syntax) pairs each association proposes; without it an
     association proposes every pair seen so far (as many of the most recent as fit 128
     contexts). ``proposal`` says which transfer syntaxes to propose and send.
-    ``max_per_association`` releases an association after that many stores. ``retry`` bounds
-    the attempts of each file and of each association; ``give_up_after`` (seconds) also bounds
-    how long associations are retried before the waiting items fail. ``on_event(event)`` gets
+    ``max_per_association`` releases an association after that many stores; ``idle_release``
+    (seconds) releases one that carried no item for that long (the next item opens another;
+    None: kept until ``close``). ``retry`` bounds the attempts of each file and of each
+    association; ``give_up_after`` (seconds) also bounds how long associations are retried
+    before the waiting items fail. ``on_event(event)`` gets
     every :class:`~fastpush.Event` of every association (from the workers' threads).
     ``connection`` (:class:`~fastpush.ConnectionOptions`) says how each association connects;
     its fields may also be given as keyword arguments (``calling_ae``, ``called_ae``,
@@ -90,6 +102,10 @@ class StoreClient:
 
     ``lease``, when given, is entered before each association is opened and left when it is
     released or fails: how many associations exist at once can be bounded across clients.
+
+    ``commit`` (:class:`~fastpush.CommitOptions`) asks the peer for Storage Commitment of what
+    each association stored, before it is released: a result is ready once its commitment is
+    known (``Result.committed``).
     """
 
     def __init__(
@@ -101,18 +117,22 @@ class StoreClient:
         groups: Iterable[Iterable[Pair]] | None = None,
         retry: RetryPolicy | None = None,
         max_per_association: int | None = None,
+        idle_release: float | None = None,
         proposal: Proposal = DEFAULT_PROPOSAL,
         give_up_after: float | None = None,
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
         edits: EditPlan | None = None,
+        commit: CommitOptions | None = None,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
         if associations < 1:
             raise ValueError("associations must be at least 1")
         if max_per_association is not None and max_per_association < 1:
             raise ValueError("max_per_association must be at least 1")
+        if idle_release is not None and idle_release <= 0:
+            raise ValueError("idle_release must be more than 0 seconds")
         if give_up_after is not None and give_up_after <= 0:
             raise ValueError("give_up_after must be more than 0 seconds")
         self.host = host
@@ -120,10 +140,12 @@ class StoreClient:
         self.size = associations
         self.retry = retry or RetryPolicy()
         self.max_per_association = max_per_association
+        self.idle_release = idle_release
         self.give_up_after = give_up_after
         self.proposal = proposal
         self._on_event = on_event
         self._lease = lease
+        self.commit = commit
         self.connection = connection_options(connection, options)
         self.edits = edits
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
@@ -183,6 +205,11 @@ class StoreClient:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
+    @property
+    def open_associations(self) -> int:
+        """Associations open now (idle ones included, until ``idle_release``)."""
+        return len(self._open)
+
     def close(self) -> None:
         """Wait for the queued items, then release every association and stop the workers."""
         with self._cond:
@@ -231,6 +258,9 @@ class StoreClient:
                 if group is None:
                     return
                 self._release(member)
+                if group is _END_ASSOCIATION:
+                    member = None
+                    continue
                 opened = self._connect(group)
                 member = opened if isinstance(opened, _Member) else None
                 if member is None:
@@ -268,20 +298,45 @@ class StoreClient:
                     return None, waiting
                 if self._closing:
                     return None, None
+                if member is not None and member.uncommitted:
+                    return None, _END_ASSOCIATION
+                idle = self._idle_left(member)
+                if member is not None and idle is not None and idle <= 0:
+                    log.info(
+                        "Releasing association %d: no file for %g s",
+                        member.association.number,
+                        self.idle_release,
+                    )
+                    return None, _END_ASSOCIATION
                 self._waiting += 1
-                self._cond.wait()
+                self._cond.wait(idle)
                 self._waiting -= 1
+
+    def _idle_left(self, member: _Member | None) -> float | None:
+        """Seconds until ``member`` has been idle for ``idle_release`` (None: no limit)."""
+        if member is None or self.idle_release is None:
+            return None
+        return member.used + self.idle_release - time.monotonic()
 
     def _run(self, member: _Member | None, job: _Job) -> _Member | None:
         """Store a taken ``job`` and resolve its future, or put it back for another worker.
         Returns the association to go on with, if any."""
         member, result = self._attempts(member, job)
+        if self.commit is not None and member is not None and result is not None and result.ok:
+            # Resolved once its commitment is known, when the association ends.
+            member.uncommitted.append((job, result))
+            result = None
+            settled = True
+        else:
+            settled = result is not None
         if member is not None and not self._keep(member):
             self._release(member)
             member = None
+        if member is not None:
+            member.used = time.monotonic()
         with self._cond:
             self._running -= 1
-            if result is None:
+            if not settled:
                 self._queues.setdefault(job.group, deque()).appendleft(job)
             self._cond.notify_all()
         if result is not None:
@@ -335,6 +390,7 @@ class StoreClient:
             member.association.is_open
             and not self._cancelled.is_set()
             and (self.max_per_association is None or member.stores < self.max_per_association)
+            and (self.commit is None or len(member.uncommitted) < self.commit.batch)
         )
 
     def _release(self, member: _Member | None) -> None:
@@ -343,7 +399,25 @@ class StoreClient:
         with self._cond:
             self._open.discard(member.association)
         with member.lease:
+            if member.uncommitted:
+                self._commit(member)
             member.association.release()
+
+    def _commit(self, member: _Member) -> None:
+        """Ask for the commitment of what ``member`` stored (releasing it) and resolve those
+        results."""
+        assert self.commit is not None
+        stored, member.uncommitted = member.uncommitted, []
+        results = [result for _, result in stored]
+        if member.association.is_open:
+            commit(member.association, results, self.commit)
+        else:
+            for result in results:
+                not_committed(
+                    result, "not committed: the association was lost before it could be asked"
+                )
+        for job, result in stored:
+            job.future.set_result(result)
 
     # -- associations --------------------------------------------------------------------------
 
@@ -367,10 +441,13 @@ class StoreClient:
         attempt = 0
         while True:
             attempt += 1
+            proposed = contexts(sorted(group), self.proposal)
+            if self.commit is not None:
+                proposed.append((commitment.STORAGE_COMMITMENT, commitment.SYNTAXES))
             association = Association(
                 self.host,
                 self.port,
-                contexts(sorted(group), self.proposal),
+                proposed,
                 on_event=self._on_event,
                 number=next(self._numbers),
                 proposal=self.proposal,

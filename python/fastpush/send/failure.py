@@ -21,6 +21,9 @@ class Failure(str, enum.Enum):
     """The peer answered with a failure status."""
     CANCELLED = "cancelled"
     """The push was cancelled before it was sent."""
+    COMMITMENT = "commitment"
+    """Stored, but the peer did not commit to keeping it (Storage Commitment asked for): it
+    reported a failure, never reported, or could not be asked."""
 
     def __str__(self) -> str:
         return self.value

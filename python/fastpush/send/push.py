@@ -20,6 +20,7 @@ from ..dataset.scan import expand, read_file
 from ..uids import EXPLICIT_VR_LE, IMPLICIT_VR_LE, VERIFICATION
 from .association import Association, EventHandler
 from .client import Lease, StoreClient
+from .commit import CommitOptions
 from .options import ConnectionKeywords, ConnectionOptions, connection_options
 from .plan import DEFAULT_PROPOSAL, Proposal, plan
 from .results import Result
@@ -55,6 +56,10 @@ class Push:
     ``cancel()`` may be called from any thread (or a signal handler's caller): no new file is
     started, files in flight finish and associations are released; ``cancel(abort=True)`` cuts
     the connections at once. Files not sent are reported ``skipped`` with the reason.
+
+    ``commit`` (True, or :class:`~fastpush.CommitOptions` for its timeout, batch and report
+    listener) asks the peer for Storage Commitment of the files each association stored: a
+    file stored but not committed fails (``failure`` ``commitment``, ``committed`` False).
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Push:
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
         edits: EditPlan | None = None,
+        commit: CommitOptions | bool = False,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
         self._ready: deque[Result] = deque()
@@ -107,6 +113,7 @@ class Push:
             lease=lease,
             connection=connection_options(connection, options),
             edits=edits,
+            commit=CommitOptions() if commit is True else commit or None,
         )
         self._results: queue.Queue[Result] = queue.Queue()
         self._started = False
@@ -152,6 +159,7 @@ class PushKeywords(ConnectionKeywords, total=False):
     on_event: EventHandler | None
     lease: Lease | None
     connection: ConnectionOptions | None
+    commit: CommitOptions | bool
 
 
 def iter_push(

@@ -63,6 +63,9 @@ class Result:
     notes: list[str] = field(default_factory=list)
     """What was noticed on the way without changing the outcome (e.g. file meta UIDs that
     disagree with the dataset's, which are the ones sent)."""
+    committed: bool | None = None
+    """Whether the peer committed to keeping it (Storage Commitment): None when not asked;
+    False comes with ``failure`` ``commitment`` and the reason."""
     retryable: bool = field(default=False, repr=False)
     """Whether another attempt may succeed: set with ``failure`` by ``retry.classify``."""
 

@@ -8,11 +8,10 @@ Both engines implement the same interface (``send_pdu``, ``send_message``, ``rec
 from __future__ import annotations
 
 import os
-import socket
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from .pure import PyTransport
-from .tls import TLSOptions, describe_ssl_error, rust_config, ssl_context
+if TYPE_CHECKING:
+    from .tls import TLSOptions
 
 try:
     from .. import _core
@@ -76,6 +75,11 @@ def connect(
     With ``tls``, the TLS handshake runs here, bounded by ``timeout``, with ``host`` as the name
     the server's certificate must match; a failure raises ``fastpush.errors.TLSError``.
     """
+    # Here rather than at import: the CLI reads ENGINES to build its parser.
+    import socket
+
+    from .tls import describe_ssl_error, rust_config, ssl_context
+
     chosen = resolve_engine(engine)
     if chosen == "rust":
         # Built before connecting: a bad CA or key file is not a network failure.
@@ -96,4 +100,6 @@ def connect(
         except BaseException:
             sock.close()
             raise
+    from .pure import PyTransport  # only for the engine that runs on it
+
     return PyTransport(sock, timeout, nodelay)

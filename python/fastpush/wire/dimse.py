@@ -16,6 +16,10 @@ C_STORE_RQ = 0x0001
 C_STORE_RSP = 0x8001
 C_ECHO_RQ = 0x0030
 C_ECHO_RSP = 0x8030
+N_EVENT_REPORT_RQ = 0x0100
+N_EVENT_REPORT_RSP = 0x8100
+N_ACTION_RQ = 0x0130
+N_ACTION_RSP = 0x8130
 
 RESPONSE = 0x8000
 """The bit a response's Command Field adds to its request's."""
@@ -39,6 +43,7 @@ CANNOT_UNDERSTAND = 0xC000
 
 _GROUP_LENGTH = 0x00000000
 _AFFECTED_SOP_CLASS = 0x00000002
+_REQUESTED_SOP_CLASS = 0x00000003
 _COMMAND_FIELD = 0x00000100
 _MESSAGE_ID = 0x00000110
 _RESPONDED_TO = 0x00000120
@@ -47,14 +52,23 @@ _DATASET_TYPE = 0x00000800
 _STATUS = 0x00000900
 _ERROR_COMMENT = 0x00000902
 _AFFECTED_SOP_INSTANCE = 0x00001000
+_REQUESTED_SOP_INSTANCE = 0x00001001
+_EVENT_TYPE = 0x00001002
+_ACTION_TYPE = 0x00001008
 
 _US_TAGS = {_COMMAND_FIELD, _MESSAGE_ID, _RESPONDED_TO, _PRIORITY, _DATASET_TYPE, _STATUS}
+_UID_TAGS = {
+    _AFFECTED_SOP_CLASS,
+    _AFFECTED_SOP_INSTANCE,
+    _REQUESTED_SOP_CLASS,
+    _REQUESTED_SOP_INSTANCE,
+}
 _ELEMENT = struct.Struct("<HHI")
 
 
 def _element(tag: int, value: bytes) -> bytes:
     if len(value) % 2:
-        value += b"\0" if tag in (_AFFECTED_SOP_CLASS, _AFFECTED_SOP_INSTANCE) else b" "
+        value += b"\0" if tag in _UID_TAGS else b" "
     return _ELEMENT.pack(tag >> 16, tag & 0xFFFF, len(value)) + value
 
 
@@ -117,6 +131,41 @@ def response(
     return _command(elements)
 
 
+def n_command(
+    command_field: int,
+    sop_class_uid: str,
+    sop_instance_uid: str,
+    type_id: int,
+    *,
+    message_id: int | None = None,
+    responded_to: int | None = None,
+    status: int | None = None,
+    has_dataset: bool = False,
+) -> bytes:
+    """An N-ACTION or N-EVENT-REPORT request or response (PS3.7 10.3). A request names the
+    instance acted on as Requested (N-ACTION) or Affected (N-EVENT-REPORT) SOP Class/Instance,
+    a response as Affected; ``type_id`` is the Action or Event Type ID."""
+    requested = command_field == N_ACTION_RQ
+    type_tag = _ACTION_TYPE if command_field & ~RESPONSE == N_ACTION_RQ else _EVENT_TYPE
+    elements = [
+        (_REQUESTED_SOP_CLASS if requested else _AFFECTED_SOP_CLASS, sop_class_uid.encode("ascii")),
+        (
+            _REQUESTED_SOP_INSTANCE if requested else _AFFECTED_SOP_INSTANCE,
+            sop_instance_uid.encode("ascii"),
+        ),
+        (_COMMAND_FIELD, _us(command_field)),
+        (_DATASET_TYPE, _us(DATASET_PRESENT if has_dataset else NO_DATASET)),
+        (type_tag, _us(type_id)),
+    ]
+    if message_id is not None:
+        elements.append((_MESSAGE_ID, _us(message_id)))
+    if responded_to is not None:
+        elements.append((_RESPONDED_TO, _us(responded_to)))
+    if status is not None:
+        elements.append((_STATUS, _us(status)))
+    return _command(elements)
+
+
 @dataclass(frozen=True)
 class Command:
     """The fields of a received command set that fastpush acts on."""
@@ -129,6 +178,8 @@ class Command:
     sop_class_uid: str
     sop_instance_uid: str
     error_comment: str
+    type_id: int | None = None
+    """The Action Type ID of an N-ACTION, the Event Type ID of an N-EVENT-REPORT."""
 
 
 def decode(data: bytes, *, strict: bool = False) -> Command:
@@ -180,15 +231,18 @@ def decode(data: bytes, *, strict: bool = False) -> Command:
     if field is None:
         raise ProtocolError("command set has no Command Field (0000,0100)")
     dataset_type = us(_DATASET_TYPE)
+    type_id = us(_ACTION_TYPE) if _ACTION_TYPE in values else us(_EVENT_TYPE)
     return Command(
         command_field=field,
         message_id=us(_MESSAGE_ID),
         responded_to=us(_RESPONDED_TO),
         status=us(_STATUS),
         has_dataset=dataset_type is not None and dataset_type != NO_DATASET,
-        sop_class_uid=uid(_AFFECTED_SOP_CLASS),
-        sop_instance_uid=uid(_AFFECTED_SOP_INSTANCE),
+        # An N-ACTION request names its instance as Requested; everything else as Affected.
+        sop_class_uid=uid(_AFFECTED_SOP_CLASS) or uid(_REQUESTED_SOP_CLASS),
+        sop_instance_uid=uid(_AFFECTED_SOP_INSTANCE) or uid(_REQUESTED_SOP_INSTANCE),
         error_comment=text(_ERROR_COMMENT),
+        type_id=type_id,
     )
 
 

@@ -50,6 +50,7 @@ _TRANSFER_SYNTAX = 0x40
 _USER_INFO = 0x50
 _MAX_LENGTH = 0x51
 _IMPL_CLASS_UID = 0x52
+_ROLE_SELECTION = 0x54
 _IMPL_VERSION_NAME = 0x55
 
 _HEADER = struct.Struct(">BxI")
@@ -115,6 +116,18 @@ class ContextResult:
 
 
 @dataclass(frozen=True)
+class RoleSelection:
+    """An SCP/SCU Role Selection sub-item (PS3.7 D.3.3.4): whether the requestor may act as
+    the SCU and as the SCP of ``sop_class_uid``; in an A-ASSOCIATE-AC, what the acceptor
+    allows. A report sender (Storage Commitment SCP) opening the association proposes
+    ``scu=False, scp=True``."""
+
+    sop_class_uid: str
+    scu: bool
+    scp: bool
+
+
+@dataclass(frozen=True)
 class AssociateRQ:
     called_ae: str
     calling_ae: str
@@ -125,6 +138,7 @@ class AssociateRQ:
     user_identity: UserIdentity | None = None
     # A bit per version of the upper layer protocol the requestor supports; bit 0 is version 1.
     protocol_version: int = 1
+    roles: tuple[RoleSelection, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -137,6 +151,7 @@ class AssociateAC:
     implementation_version_name: str = ""
     # The acceptor's User Identity server response (0x59 item); None when it sent none.
     user_identity_response: bytes | None = None
+    roles: tuple[RoleSelection, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,18 @@ def _uid(uid: str) -> bytes:
     return uid.encode("ascii")
 
 
+def _role_items(roles: tuple[RoleSelection, ...]) -> list[bytes]:
+    return [
+        _item(
+            _ROLE_SELECTION,
+            struct.pack(">H", len(role.sop_class_uid))
+            + _uid(role.sop_class_uid)
+            + bytes([role.scu, role.scp]),
+        )
+        for role in roles
+    ]
+
+
 def _user_info(max_length: int, class_uid: str, version_name: str, *extra: bytes) -> bytes:
     """The user information item; ``extra`` are further encoded sub-items (user identity)."""
     items = _item(_MAX_LENGTH, struct.pack(">I", max_length))
@@ -224,7 +251,7 @@ def encode_associate_rq(rq: AssociateRQ) -> bytes:
         for ts in pc.transfer_syntaxes:
             sub += _item(_TRANSFER_SYNTAX, _uid(ts))
         body += _item(_PC_RQ, bytes([pc.context_id, 0, 0, 0]) + sub)
-    extra = []
+    extra = _role_items(rq.roles)
     if rq.user_identity is not None:
         extra.append(_item(identity.RQ_ITEM, identity.encode_rq(rq.user_identity)))
     body += _user_info(
@@ -238,7 +265,7 @@ def encode_associate_ac(ac: AssociateAC) -> bytes:
     for pc in ac.contexts:
         sub = _item(_TRANSFER_SYNTAX, _uid(pc.transfer_syntax))
         body += _item(_PC_AC, bytes([pc.context_id, 0, pc.result, 0]) + sub)
-    extra = []
+    extra = _role_items(ac.roles)
     if ac.user_identity_response is not None:
         extra.append(_item(identity.AC_ITEM, identity.encode_ac(ac.user_identity_response)))
     body += _user_info(
@@ -297,6 +324,16 @@ class _Associate:
     version: str = ""
     user_identity: UserIdentity | None = None
     identity_response: bytes | None = None
+    roles: list[RoleSelection] = field(default_factory=list)
+
+
+def _decode_role(sub: memoryview) -> RoleSelection:
+    if len(sub) < 4:
+        raise ProtocolError("truncated SCP/SCU role selection item")
+    (length,) = struct.unpack_from(">H", sub)
+    if len(sub) != 2 + length + 2:
+        raise ProtocolError("SCP/SCU role selection item of the wrong length")
+    return RoleSelection(_text(sub[2 : 2 + length]), bool(sub[-2]), bool(sub[-1]))
 
 
 def _decode_user_info(value: memoryview, into: _Associate) -> None:
@@ -313,6 +350,8 @@ def _decode_user_info(value: memoryview, into: _Associate) -> None:
             into.user_identity = identity.decode_rq(sub)
         elif sub_type == identity.AC_ITEM:
             into.identity_response = identity.decode_ac(sub)
+        elif sub_type == _ROLE_SELECTION:
+            into.roles.append(_decode_role(sub))
 
 
 def _decode_associate(body: bytes, context_item: int) -> _Associate:
@@ -346,6 +385,7 @@ def decode_associate_ac(body: bytes) -> AssociateAC:
         ac.class_uid,
         ac.version,
         ac.identity_response,
+        tuple(ac.roles),
     )
 
 
@@ -368,6 +408,7 @@ def decode_associate_rq(body: bytes) -> AssociateRQ:
         rq.version,
         rq.user_identity,
         rq.protocol_version,
+        tuple(rq.roles),
     )
 
 

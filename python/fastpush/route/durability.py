@@ -1,0 +1,72 @@
+"""How durable the router makes a file before it answers success, and the group commit of the
+folder fsyncs that make its queue names durable.
+
+``fsync`` (the default): the file's data are on disk (``fdatasync``, in the receive loop) and
+its name in every destination's queue folder too (an ``fsync`` of the folder) before the sender
+hears success. Associations storing at once share those folder fsyncs: one ``fsync`` of a folder
+covers every link made in it before it started, so N concurrent files cost N ``fdatasync`` and
+about one folder ``fsync`` per destination, not N.
+
+``os``: nothing is fsync'd; the files are in the page cache when the sender hears success and
+reach the disk when the kernel writes them back (seconds later). A crash of the router process
+loses nothing; a crash of the machine or a power cut can lose files already acknowledged.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..receive.storage import fsync_folder
+
+
+class Durability(enum.Enum):
+    """What success means to a sender: see the module's docstring."""
+
+    FSYNC = "fsync"
+    OS = "os"
+
+
+@dataclass
+class _Folder:
+    asked: int = 0
+    """Tickets handed out: each a link made before its ticket was taken."""
+    done: int = 0
+    """Every ticket up to this one is covered by a finished fsync."""
+    running: bool = False
+
+
+class FolderSync:
+    """``sync(folder)`` returns once an ``fsync`` of ``folder`` that started after the call
+    finished: the one the caller runs, or one another thread ran for its own links and this
+    call's. Thread-safe; an fsync that fails raises in the thread that ran it, and the threads
+    it would have covered run their own."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._folders: dict[Path, _Folder] = {}
+
+    def sync(self, folder: Path) -> None:
+        with self._cond:
+            state = self._folders.setdefault(folder, _Folder())
+            state.asked += 1
+            ticket = state.asked
+            while state.done < ticket:
+                if state.running:
+                    self._cond.wait()
+                    continue
+                state.running = True
+                covered = state.asked
+                synced = False
+                self._cond.release()
+                try:
+                    fsync_folder(folder)
+                    synced = True
+                finally:
+                    self._cond.acquire()
+                    state.running = False
+                    if synced:
+                        state.done = max(state.done, covered)
+                    self._cond.notify_all()

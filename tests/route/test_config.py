@@ -1,0 +1,191 @@
+"""The router's config file (route/config.py, cli/route_config.py): the issue's example
+parses, every bad key ends with one line naming the key and its line (exit 2, before the port
+opens), --check-config prints the effective table, command-line options win over the file."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastpush.route.config import ConfigError, line_of, parse
+
+from support.peers import free_port
+
+EXAMPLE = """\
+[receive]
+port = 11112
+ae_title = "ROUTER"
+spool = "/var/spool/fastpush"
+
+[destinations.pacs]
+host = "pacs.example"
+port = 104
+called_ae = "PACS"
+
+[destinations.research]
+host = "research.example"
+port = 11112
+called_ae = "RESEARCH"
+edits = [{ set = "InstitutionName", value = "SITE A" }, { remove = "(0010,1000)" }, { map_uids = true }]
+deidentify = { profile = "basic", key_file = "/etc/fastpush/deid.key" }
+
+[[rules]]
+match = { Modality = "CT", calling_ae = "SCANNER*" }
+to = ["pacs", "research"]
+
+[[rules]]
+match = {}
+to = ["pacs"]
+"""  # noqa: E501 (the issue's example, as written)
+
+
+def test_the_issue_example() -> None:
+    config = parse(EXAMPLE)
+    assert config.receive.port == 11112 and config.receive.ae_title == "ROUTER"
+    pacs, research = config.destinations
+    assert (pacs.name, pacs.host, pacs.port, pacs.called_ae) == (
+        "pacs",
+        "pacs.example",
+        104,
+        "PACS",
+    )
+    assert [e.kind for e in research.edits] == ["set", "remove", "map_uids"]
+    assert research.edits[0].element == "InstitutionName" and research.edits[0].value == "SITE A"
+    assert research.deidentify is not None and research.deidentify.profile == "basic"
+    rules = config.routing()
+    assert rules is not None and rules.first_match and rules.unmatched == ()
+    assert [r.to for r in rules.rules] == [("pacs", "research"), ("pacs",)]
+    assert config.rule_lines == (18, 22)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "line"),
+    [
+        (("port = 104", "port = 104000"), "destinations.pacs.port", 8),
+        (("port = 104", 'port = "104"'), "destinations.pacs.port", 8),
+        (
+            ('called_ae = "PACS"', 'called_ae = "A_TITLE_FAR_TOO_LONG"'),
+            "destinations.pacs.called_ae",
+            9,
+        ),
+        (('called_ae = "PACS"', 'calld_ae = "PACS"'), "destinations.pacs.calld_ae", 9),
+        (('ae_title = "ROUTER"', "ae_title = 5"), "receive.ae_title", 3),
+        (('Modality = "CT"', "Modality = { gt = 3 }"), "rules[0].match.Modality", 19),
+        (('Modality = "CT"', "Nonsense = 1"), "rules[0].match.Nonsense", 19),
+        (('to = ["pacs"]', 'to = ["pacz"]'), "rules[1].to", 24),
+        (
+            ("{ map_uids = true }", "{ map_uid = true }"),
+            "destinations.research.edits[2].map_uid",
+            15,
+        ),
+        (
+            ('{ remove = "(0010,1000)" }', '{ remove = "NotAKeyword" }'),
+            "destinations.research.edits[1].remove",
+            15,
+        ),
+        (
+            ('{ set = "InstitutionName", value = "SITE A" }', '{ set = "InstitutionName" }'),
+            "destinations.research.edits[0]",
+            15,
+        ),
+        (
+            ('profile = "basic"', 'profile = "paranoid"'),
+            "destinations.research.deidentify.profile",
+            16,
+        ),
+        (("[receive]", "[receive]\nlimits = 1"), "receive.limits", 2),
+        (("match = {}", "match = {}\ndrop = true"), "rules[1]", 22),
+    ],
+)
+def test_errors_name_key_and_line(change: tuple[str, str], key: str, line: int) -> None:
+    text = EXAMPLE.replace(*change, 1)
+    with pytest.raises(ConfigError) as caught:
+        parse(text, "router.toml")
+    message = str(caught.value)
+    assert message.startswith(f"router.toml:{line}: {key}: "), message
+    assert "\n" not in message
+
+
+def test_syntax_error_has_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"^router.toml:8: "):
+        parse(EXAMPLE.replace("port = 104", "port = = 104"), "router.toml")
+
+
+def test_routing_policies() -> None:
+    text = EXAMPLE + '\n[routing]\nfirst_match = false\nunmatched = "research"\n'
+    rules = parse(text).routing()
+    assert rules is not None and not rules.first_match and rules.unmatched == ("research",)
+    with pytest.raises(ConfigError, match=r":28: routing.unmatched: 'nowhere' is not"):
+        parse(text.replace('unmatched = "research"', 'unmatched = "nowhere"'))
+
+
+def test_line_of_dotted_and_quoted_keys() -> None:
+    lines = ['[destinations."my pacs"]', 'host = "x"', "", "[receive.tls]", 'cert = "c"']
+    assert line_of(lines, ("destinations", "my pacs", "host")) == 2
+    assert line_of(lines, ("receive", "tls", "key")) == 4
+    assert line_of(lines, ("routing",)) == 0
+
+
+def _route(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fastpush", "route", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_check_config_prints_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text(EXAMPLE)
+    done = _route("--check-config", str(path))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Receive: port 11112 on all addresses, AE ROUTER" in out
+    assert "pacs: PACS@pacs.example:104" in out
+    assert "research: RESEARCH@research.example:11112 (edits: set InstitutionName 'SITE A'" in out
+    assert "Rules (the first rule that matches applies):" in out
+    assert "rules[0]: Modality equals 'CT' and calling_ae glob 'SCANNER*' -> pacs, research" in out
+    assert "unmatched: drop" in out
+    # Command-line options win over the file.
+    done = _route("--check-config", str(path), "2000", "-aet", "OTHER", "--associations", "5")
+    assert "Receive: port 2000 on all addresses, AE OTHER" in done.stdout
+    assert "Forward: 5 associations" in done.stdout
+
+
+def test_bad_file_exits_2_with_one_line_before_the_port_opens(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "router.toml"
+    path.write_text(
+        EXAMPLE.replace("port = 11112", f"port = {port}", 1).replace("port = 104", "port = 0")
+    )
+    done = _route("--config", str(path), "--spool", str(tmp_path / "spool"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fastpush: {path}:8: destinations.pacs.port: 0 is out of range (1..65535)"
+    ]
+    assert not (tmp_path / "spool").exists() and not _listening(port)
+    done = _route("--check-config", str(path))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_edits_refuse_to_start_until_the_engine_applies_them(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "router.toml"
+    path.write_text(EXAMPLE.replace("port = 11112", f"port = {port}", 1))
+    done = _route("--config", str(path), "--spool", str(tmp_path / "spool"))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"fastpush: {path}:11: destinations.research.edits: edits and de-identification are "
+        "not applied by this build: not starting rather than forwarding unedited copies"
+    ]
+    assert not _listening(port)
