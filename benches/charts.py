@@ -149,6 +149,27 @@ def _metric(name: str) -> Callable[[Row], float | None]:
     return lambda row: _number(row.get(name)) if _ok(row) else None
 
 
+def _per_dataset(
+    source: Path, out: Path, rows: Sequence[Row], title: str, *, group: str, series: str, cpu: str
+) -> list[Path]:
+    """A chart per dataset: speed (MB/s for ``big``, one file; else files/s) and ``cpu``."""
+    made = []
+    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
+        these = [r for r in rows if r["dataset"] == dataset]
+        speed = "MB/s" if dataset == "big" else "files/s"
+        made.append(
+            bars(
+                out / f"{source.stem}-{dataset}.png",
+                title.format(dataset=dataset),
+                these,
+                group=group,
+                series=series,
+                panels=[(speed, _metric(speed)), (cpu, _metric(cpu))],
+            )
+        )
+    return made
+
+
 # --- e2e: senders per sink -------------------------------------------------------------------
 
 
@@ -171,21 +192,15 @@ def _e2e_rows(raw: Any) -> list[dict[str, Any]]:
 
 def e2e_charts(source: Path, out: Path) -> list[Path]:
     rows = _latest(_read(source, _e2e_rows), ("dataset", "sink", "sender"))
-    made = []
-    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
-        these = [r for r in rows if r["dataset"] == dataset]
-        files = sum(1 for r in these if (_number(r.get("files/s")) or 0) >= 1)
-        speed = "files/s" if files else "MB/s"
-        made.append(
-            bars(
-                out / f"{source.stem}-{dataset}.png",
-                f"e2e, {dataset}: each sender into each sink (start-up included)",
-                these,
-                group="sink",
-                series="sender",
-                panels=[(speed, _metric(speed)), ("sender CPU s/GB", _metric("sender CPU s/GB"))],
-            )
-        )
+    made = _per_dataset(
+        source,
+        out,
+        rows,
+        "e2e, {dataset}: each sender into each sink (start-up included)",
+        group="sink",
+        series="sender",
+        cpu="sender CPU s/GB",
+    )
     headline = [r for r in rows if r["dataset"] == "study" and r["sink"] == "storescp-nodelay"]
     if headline:
         made.append(
@@ -221,23 +236,15 @@ def _receive_rows(raw: Any) -> list[dict[str, Any]]:
 
 def receive_charts(source: Path, out: Path) -> list[Path]:
     rows = _latest(_read(source, _receive_rows), ("dataset", "sender", "receiver"))
-    made = []
-    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
-        these = [r for r in rows if r["dataset"] == dataset]
-        made.append(
-            bars(
-                out / f"{source.stem}-{dataset}.png",
-                f"receive, {dataset}: each receiver, fed by each sender",
-                these,
-                group="receiver",
-                series="sender",
-                panels=[
-                    ("MB/s", _metric("MB/s")),
-                    ("receiver CPU s/GB", _metric("receiver CPU s/GB")),
-                ],
-            )
-        )
-    return made
+    return _per_dataset(
+        source,
+        out,
+        rows,
+        "receive, {dataset}: each receiver, fed by each sender",
+        group="receiver",
+        series="sender",
+        cpu="receiver CPU s/GB",
+    )
 
 
 # --- route: routers per sink -----------------------------------------------------------------
@@ -263,21 +270,15 @@ def route_charts(source: Path, out: Path) -> list[Path]:
     # The first tables (issue 11) had no sink column: storescp --ignore.
     rows = [{"sink": "ignore", **r} for r in _read(source, _route_rows)]
     rows = _latest(rows, ("dataset", "sink", "router"))
-    made = []
-    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
-        these = [r for r in rows if r["dataset"] == dataset]
-        speed = "files/s" if dataset == "study" else "MB/s"
-        made.append(
-            bars(
-                out / f"{source.stem}-{dataset}.png",
-                f"route, {dataset}: storescu -> router -> storescp, per sink",
-                these,
-                group="sink",
-                series="router",
-                panels=[(speed, _metric(speed)), ("router CPU s/GB", _metric("router CPU s/GB"))],
-            )
-        )
-    return made
+    return _per_dataset(
+        source,
+        out,
+        rows,
+        "route, {dataset}: storescu -> router -> storescp, per sink",
+        group="sink",
+        series="router",
+        cpu="router CPU s/GB",
+    )
 
 
 def after_run(chart: Callable[[Path, Path], list[Path]], source: Path) -> None:

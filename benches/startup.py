@@ -1,5 +1,6 @@
 """Start-up: how long a fresh interpreter takes to ``pass``, ``import fastpush``, print
-``python -m fastpush --help`` and ``store --help`` (issue 17's targets: 40 and 60 ms).
+``python -m fastpush --help`` and ``store --help``, and to run ``store`` up to its first file
+(an empty folder: the parser, the send path, the scan; issue 17's targets: 40 and 60 ms).
 
     python benches/startup.py [--runs 10] [TREE ...]
 
@@ -22,28 +23,35 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# command -> (interpreter arguments, the exit status it ends with)
 CASES = {
-    "python -c pass": ["-c", "pass"],
-    "import fastpush": ["-c", "import fastpush"],
-    "python -m fastpush --help": ["-m", "fastpush", "--help"],
-    "python -m fastpush store --help": ["-m", "fastpush", "store", "--help"],
+    "python -c pass": (["-c", "pass"], 0),
+    "import fastpush": (["-c", "import fastpush"], 0),
+    "python -m fastpush --help": (["-m", "fastpush", "--help"], 0),
+    "python -m fastpush store --help": (["-m", "fastpush", "store", "--help"], 0),
+    # EMPTY, an empty folder: no file to send, exit 1 before connecting (9 is never dialled).
+    "python -m fastpush store 127.0.0.1 9 EMPTY": (
+        ["-m", "fastpush", "store", "127.0.0.1", "9", "EMPTY"],
+        1,
+    ),
 }
 SITE_PACKAGES = sysconfig.get_paths()["purelib"]
 
 
-def _once(flags: list[str], env: dict[str, str]) -> tuple[float, float]:
+def _once(flags: list[str], env: dict[str, str], expected: int) -> tuple[float, float]:
     start = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, *flags], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
-    if status != 0:
-        sys.exit(f"{' '.join(flags)}: exit status {status}")
+    if os.waitstatus_to_exitcode(status) != expected:
+        sys.exit(f"{' '.join(flags)}: exit status {os.waitstatus_to_exitcode(status)}")
     return wall, usage.ru_utime + usage.ru_stime
 
 
@@ -56,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for tree in args.trees:
         compileall.compile_dir(tree / "python", quiet=1)
     base = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    empty = tempfile.mkdtemp(prefix="fastpush-startup-")
     times: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for _ in range(args.runs):
         for mode, site_flags in (("site", []), ("-S", ["-S"])):
@@ -64,9 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if site_flags:
                     path.append(SITE_PACKAGES)
                 env = {**base, "PYTHONPATH": os.pathsep.join(path)} if path else base
-                for case, flags in CASES.items():
+                for case, (flags, expected) in CASES.items():
                     key = (mode, str(tree or "installed"), case)
-                    times.setdefault(key, []).append(_once([*site_flags, *flags], env))
+                    argv = [*site_flags, *(empty if a == "EMPTY" else a for a in flags)]
+                    times.setdefault(key, []).append(_once(argv, env, expected))
+    os.rmdir(empty)
     print(f"medians of {args.runs}, load average {os.getloadavg()[0]:.2f} at the end\n")
     print("| environment | tree | command | wall ms | CPU ms |")
     print("|---|---|---|---:|---:|")
