@@ -7,7 +7,9 @@ receives, spools and forwards to each ``Destination`` without losing a file; ``A
 keeps one association open and stores files, bytes or pydicom Datasets one after another;
 ``echo()`` checks that a peer answers. ``ConnectionOptions`` is what a connection needs (AE
 titles, timeouts, engine, TLS, identity, PDU sizes), its fields also taken as keyword arguments;
-``RetryPolicy`` bounds the attempts. The bytes move through the Rust core (``fastpush._core``)
+``RetryPolicy`` bounds the attempts. ``CommitOptions`` asks for Storage Commitment of what was
+pushed (a ``ReportListener`` takes reports sent on new associations); ``Commitment`` is how a
+``StorageServer`` answers it. The bytes move through the Rust core (``fastpush._core``)
 when it is built, else through the pure-Python data path.
 """
 
@@ -35,8 +37,10 @@ if TYPE_CHECKING:
         SourceError,
         TLSError,
     )
+    from .receive.commit import Commitment
     from .receive.negotiation import AcceptPolicy
     from .receive.received import Received
+    from .receive.report_listener import ReportListener
     from .receive.server import StorageServer
     from .receive.storage import Layout
     from .route.forwarder import Destination, DestinationStats
@@ -45,6 +49,7 @@ if TYPE_CHECKING:
     from .route.spool import SpoolBusy
     from .send.association import Association
     from .send.client import StoreClient
+    from .send.commit import CommitOptions
     from .send.failure import Failure
     from .send.options import ConnectionOptions
     from .send.plan import Proposal
@@ -66,6 +71,8 @@ _LAZY = {
     "Association": ".send.association",
     "AssociationAborted": ".errors",
     "AssociationRejected": ".errors",
+    "CommitOptions": ".send.commit",
+    "Commitment": ".receive.commit",
     "ConnectionOptions": ".send.options",
     "ConversionError": ".errors",
     "Destination": ".route.forwarder",
@@ -84,6 +91,7 @@ _LAZY = {
     "ProtocolError": ".errors",
     "Push": ".send.push",
     "Received": ".receive.received",
+    "ReportListener": ".receive.report_listener",
     "Result": ".send.results",
     "RetryPolicy": ".send.retry",
     "RouteEvent": ".route.journal",
@@ -147,6 +155,8 @@ __all__ = [
     "Association",
     "AssociationAborted",
     "AssociationRejected",
+    "CommitOptions",
+    "Commitment",
     "ConnectionOptions",
     "ConversionError",
     "Deidentify",
@@ -167,6 +177,7 @@ __all__ = [
     "ProtocolError",
     "Push",
     "Received",
+    "ReportListener",
     "Result",
     "RetryPolicy",
     "RouteEvent",

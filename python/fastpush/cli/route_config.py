@@ -135,6 +135,7 @@ def _destination(d: DestinationConfig, cli_tls: TLSOptions | None) -> Destinatio
         retry=retry,
         proposal=proposal,
         study_complete=d.study_complete,
+        commit=d.commit,
     )
 
 

@@ -57,9 +57,9 @@ class Commitment:
     send_report: ReportSender | None = None
     on_report: Callable[[Report, str], int] | None = None
     _stored: OrderedDict[str, tuple[str, Path | None]] = field(
-        default_factory=OrderedDict, repr=False
+        default_factory=OrderedDict, init=False, repr=False
     )
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def remember(self, sop_class_uid: str, sop_instance_uid: str, path: Path | None) -> None:
         """An instance was stored (at ``path``, or handed to ``on_store`` when None)."""

@@ -126,6 +126,7 @@ class DestinationConfig:
     edits: tuple[Edit, ...] = ()
     deidentify: Deidentify | None = None
     study_complete: bool = False
+    commit: bool = False
     line: int = 0
 
 
@@ -348,6 +349,7 @@ class _Reader:
             "edits": self.edits,
             "deidentify": self.deidentify,
             "study_complete": self.flag,
+            "commit": self.flag,
         }
         values = {k: checks[k](v, (*key, k)) for k, v in table.items()}
         return DestinationConfig(name=name, line=line_of(self.lines, key), **values)

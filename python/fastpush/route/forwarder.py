@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 from ..send.client import StoreClient
+from ..send.commit import CommitOptions
 from ..send.failure import Failure
 from ..send.options import ConnectionOptions
 from ..send.plan import Proposal
@@ -36,6 +37,7 @@ from ..send.results import Result
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
 from ..wire.identity import UserIdentity
+from .commit import Commitments
 from .journal import RouteEvent, Step
 from .spool import Entry, Spool, folder_name
 
@@ -90,6 +92,9 @@ class Destination:
     study_complete: bool = False
     """Forward only whole studies: a study's files wait in the spool until the router's
     ``study_stable`` seconds passed without a new file of it (see ``route.studies``)."""
+    commit: bool = False
+    """Keep each file in the spool until it commits to it (Storage Commitment; see
+    ``route.commit``): a file not committed is sent again, up to the retry policy."""
 
     @property
     def key(self) -> str:
@@ -143,6 +148,7 @@ class Forwarder:
         tell: Tell,
         on_idle: Callable[[], None],
         connection: ConnectionOptions | None = None,
+        commit: CommitOptions | None = None,
         **options: Unpack[ForwardKeywords],
     ) -> None:
         self.destination = destination
@@ -165,6 +171,20 @@ class Forwarder:
             ),
             **client_options,
         )
+        # Confirmed delivery (issue 20): with ``destination.commit``, ``commit`` says how.
+        self.commitments = (
+            Commitments(
+                self,
+                spool,
+                self._client.connection,
+                commit or CommitOptions(),
+                retry,
+                self._report,
+                on_idle,
+            )
+            if destination.commit
+            else None
+        )
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         # ops (issue 19): a held destination's lanes wait on _cond; timing(seconds) gets the
@@ -185,8 +205,12 @@ class Forwarder:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+        if self.commitments is not None:
+            self.commitments.start()
 
     def put(self, entry: Entry) -> None:
+        if self.commitments is not None and self.commitments.adopt(entry):
+            return
         lane = self._lanes[zlib.crc32(entry.study.encode()) % len(self._lanes)]
         with self._cond:
             lane.entries.append(entry)
@@ -195,7 +219,9 @@ class Forwarder:
 
     @property
     def waiting(self) -> int:
-        return self.stats.waiting
+        """Files queued, and stored ones awaiting their commitment."""
+        pending = 0 if self.commitments is None else self.commitments.pending
+        return self.stats.waiting + pending
 
     def stop(self, abort: bool = False) -> None:
         """Stop after the files being sent (``abort``: cut them); waiting files stay queued."""
@@ -206,6 +232,8 @@ class Forwarder:
         for thread in self._threads:
             if thread.is_alive():
                 thread.join()
+        if self.commitments is not None:
+            self.commitments.stop()
         self._client.close()
 
     # -- ops (issue 19) ----------------------------------------------------------------------
@@ -316,12 +344,15 @@ class Forwarder:
         uid = result.sop_instance_uid or entry.name
         entry.maybe_duplicate |= result.maybe_duplicate
         if result.ok:
-            self.spool.done(entry)
+            if self.commitments is None:
+                self.spool.done(entry)
             lane.attempts = 0
             self.stats.forwarded += 1
             self.stats.bytes += entry.size
             log.info("Forwarded %s to %s", uid, self.name)
             self._report(self._event(Step.FORWARDED, entry, result, entry.path))
+            if self.commitments is not None:  # it stays in the spool until committed
+                self.commitments.add(entry, result)
             return True
         if result.failure is Failure.CANCELLED and self._stopping.is_set():
             if not entry.maybe_duplicate:  # a graceful stop: it never left

@@ -45,6 +45,9 @@ class Step(str, enum.Enum):
     REFUSED = "refused"
     """Answered 0xA700 without being received: the spool is over its limit."""
     FORWARDED = "forwarded"
+    COMMITTED = "committed"
+    """``destination`` committed to keeping it (a destination with ``commit``): it leaves the
+    spool."""
     RETRYING = "retrying"
     """A transient failure: it stays queued and goes again after a delay."""
     FAILED = "failed"

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING
 
 from ..receive.negotiation import AcceptPolicy, known_transfer_syntaxes
 from ..receive.received import Received
+from ..receive.report_listener import ReportListener
 from ..receive.server import StorageServer
 from ..receive.storage import Layout
+from ..send.commit import CommitOptions
 from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
 from ..transport.tls import TLSOptions
@@ -92,6 +94,10 @@ class Router:
     study after which it is complete: a ``study_complete`` journal line, then
     ``on_study_complete(study)`` (a :class:`~fastpush.route.studies.Study`, from the timer
     thread), and destinations with ``study_complete`` forward its files only then.
+    ``commit_timeout``: seconds a destination with ``commit`` has to report its commitment
+    (see :mod:`fastpush.route.commit`); ``commit_port``: where the router listens for reports a
+    destination sends on an association of its own (as the calling AE title; None: reports
+    are awaited on the association that asked).
     ``idle_release`` (a client option, default ``forwarder.IDLE_RELEASE``, 30 s): an
     association to a destination carrying no file for that long is released.
     ``on_receive(received)`` picks the destinations of each file (default: all); it runs in the
@@ -142,6 +148,8 @@ class Router:
         journal_max: int | None = MAX_BYTES,
         study_stable: float | None = None,
         on_study_complete: Callable[[Study], None] | None = None,
+        commit_timeout: float | None = 60.0,
+        commit_port: int | None = None,
         **client_options: Unpack[ForwardKeywords],
     ) -> None:
         if not destinations:
@@ -195,6 +203,13 @@ class Router:
             outgoing = (
                 connection if calling_ae is None else replace(connection, calling_ae=calling_ae)
             )
+        # Confirmed delivery (issue 20).
+        self.report_listener = (
+            ReportListener(host, commit_port, ae_title=outgoing.calling_ae)
+            if commit_port is not None and any(d.commit for d in destinations)
+            else None
+        )
+        commit = CommitOptions(timeout=commit_timeout, waiter=self.report_listener)
         self.forwarders = {
             d.key: Forwarder(
                 d,
@@ -204,6 +219,7 @@ class Router:
                 tell=self._tell,
                 on_idle=self._wake,
                 connection=outgoing,
+                commit=commit,
                 **_own(d, client_options),
             )
             for d in destinations
@@ -273,6 +289,8 @@ class Router:
             self.forwarders[entry.destination].put(entry)
         if self.studies is not None:
             self.studies.start()
+        if self.report_listener is not None:
+            self.report_listener.__enter__()
         if self.spool.files:
             log.info("%d files waiting in the spool from an earlier run", self.spool.files)
         for forwarder in self.forwarders.values():
@@ -292,6 +310,8 @@ class Router:
             self.studies.stop()
         for forwarder in self.forwarders.values():
             forwarder.stop(abort=abort)
+        if self.report_listener is not None:
+            self.report_listener.__exit__()
         self.journal.close()
         self.spool.close()
 

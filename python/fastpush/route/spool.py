@@ -9,6 +9,8 @@ Layout under the spool folder::
                                              <study>, ``%`` and ``_`` are written %25 and %5F
     failed/<destination>/<entry>             refused for good by that destination, with a line
     failed/<destination>/failed.jsonl        in failed.jsonl (fsync'd before the move)
+    commit/<destination>/<transaction>.json  a destination's commitments awaiting their report
+                                             (``route.commit``)
     journal.jsonl, lock
 
 A received file's data are fsync'd by the receive loop (``fdatasync``), then it is linked into
@@ -60,6 +62,7 @@ LOCK = "lock"
 HELD = "held.json"
 HTTP_ADDRESS = "http.json"
 _KEEP = (JOURNAL, LOCK, HELD, HTTP_ADDRESS)
+COMMITMENTS = "commit"
 _PART = ".*.part"
 # The study is escaped (no "_" in it), so the name after it may hold anything.
 _ENTRY = re.compile(r"(\d{12})_([^_/]*)_([^/]+?)(\.sending)?", re.DOTALL)
@@ -195,6 +198,7 @@ class Spool:
                     self.incoming,
                     self.queues,
                     self.failed,
+                    self.directory / COMMITMENTS,
                 ):
                     log.warning("%s is not the spool's: left alone", leftover)
                 continue

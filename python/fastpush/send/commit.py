@@ -70,10 +70,16 @@ class CommitOptions:
             raise ValueError(f"a commitment batch holds at least 1 instance, not {self.batch}")
 
 
-def commit(association: Association, results: Sequence[Result], options: CommitOptions) -> None:
-    """Ask ``association``'s peer to commit to ``results`` (stored on it), release the
-    association, and mark each result committed or failed with the reason."""
-    transaction = new_transaction_uid()
+def commit(
+    association: Association,
+    results: Sequence[Result],
+    options: CommitOptions,
+    transaction_uid: str | None = None,
+) -> None:
+    """Ask ``association``'s peer to commit to ``results`` (stored on it, or on another of our
+    associations), release the association, and mark each result committed or failed with the
+    reason. ``transaction_uid``: the one to use (default: a new one)."""
+    transaction = transaction_uid or new_transaction_uid()
     references = [Reference(r.sop_class_uid or "", r.sop_instance_uid or "") for r in results]
     waiter = options.waiter
     try:
