@@ -229,7 +229,7 @@ def test_cli_raises_the_soft_descriptor_limit() -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     code = (
-        "import resource; from fastpush.cli.serve import raise_descriptor_limit; "
+        "import resource; from fastpush.cli.live import raise_descriptor_limit; "
         f"resource.setrlimit(resource.RLIMIT_NOFILE, ({min(soft, 256)}, {hard})); "
         "raise_descriptor_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )

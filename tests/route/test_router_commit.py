@@ -23,6 +23,7 @@ from pynetdicom.sop_class import StorageCommitmentPushModel  # type: ignore[attr
 from fastpush import Destination, Router
 from fastpush.receive.commit import Commitment
 from fastpush.receive.server import StorageServer
+from fastpush.route.config import ConfigError, parse
 from fastpush.send.push import push
 from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
@@ -75,6 +76,17 @@ def _spool_empty(spool: Path) -> bool:
     queued = [p for p in (spool / "queue").rglob("*") if p.is_file()]
     pending = [p for p in (spool / "commit").rglob("*") if p.is_file()]
     return not queued and not pending
+
+
+def test_config_keys() -> None:
+    destinations = '[destinations.pacs]\nhost = "pacs"\nport = 104\ncommit = true\n'
+    config = parse("[forward]\ncommit_timeout = 5\ncommit_port = 11113\n\n" + destinations)
+    assert config.destinations[0].commit is True
+    assert (config.forward.commit_timeout, config.forward.commit_port) == (5, 11113)
+    with pytest.raises(ConfigError, match=r":4: destinations.pacs.commit: "):
+        parse(destinations.replace("commit = true", 'commit = "yes"'))
+    with pytest.raises(ConfigError, match=r"forward.commit_port"):
+        parse("[forward]\ncommit_port = 0\n\n" + destinations)
 
 
 def test_committed_files_leave_the_spool(

@@ -141,6 +141,7 @@ def add_parser(commands: Any) -> None:
     )
     add_ops_arguments(route)  # issue 19: --http, --http-token-file, --min-free
     _add_lifecycle_arguments(route)  # issue 19: --idle-release, --journal-max, --study-stable
+    _add_commitment_arguments(route)  # issue 20: --commit-timeout, --commit-port
     arguments.add_talk(route, quiet="no live line, summary only", verbose="tell each file's story")
     arguments.add_log_json(route)
     add_config_arguments(route)  # issue 18: --config, --check-config
@@ -167,6 +168,25 @@ def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
         metavar="S",
         help="a study is complete after S seconds without a new file of it: a study_complete "
         "line in the journal (destinations with study_complete in --config wait for it)",
+    )
+
+
+def _add_commitment_arguments(route: argparse.ArgumentParser) -> None:
+    group = route.add_argument_group(
+        "storage commitment (destinations with commit = true in --config)"
+    )
+    group.add_argument(
+        "--commit-timeout",
+        type=arguments.seconds,
+        metavar="S",
+        help="a file not reported committed within S seconds is sent again (default 60)",
+    )
+    group.add_argument(
+        "--commit-port",
+        type=int,
+        metavar="PORT",
+        help="listen on PORT for reports a destination sends on an association of its own "
+        "(default: only on the association that asked)",
     )
 
 
@@ -239,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         idle_release=args.idle_release,
         journal_max=int(args.journal_max * _MB),
         study_stable=args.study_stable,
+        commit_timeout=args.commit_timeout,
+        commit_port=args.commit_port,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)

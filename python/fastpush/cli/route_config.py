@@ -37,6 +37,8 @@ _OPTIONS = {
     "journal_max": ("receive", "journal_max"),
     "study_stable": ("receive", "study_stable"),
     "idle_release": ("forward", "idle_release"),
+    "commit_timeout": ("forward", "commit_timeout"),
+    "commit_port": ("forward", "commit_port"),
     "associations": ("forward", "associations"),
     "retries": ("forward", "retries"),
     "max_backoff": ("forward", "max_backoff"),

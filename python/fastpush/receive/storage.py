@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import hashlib
 import itertools
 import os
 import re
@@ -20,7 +19,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..dataset.header import BufferSource, Unreadable, inflated_head, read_top_uids
 from ..dataset.meta import file_meta
 from ..uids import EXPLICIT_VR_BE, IMPLICIT_VR_LE
 
@@ -102,6 +100,10 @@ def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
     """The Study Instance UID from the first bytes of a dataset (as sent: deflated ones are
     inflated here), or None when it is not there or cannot be read. Any value: it becomes a
     folder name only through :func:`path_component`."""
+    # Here rather than at import: serve's --layout choices come from this module, read whenever
+    # the CLI builds serve's parser (the top-level --help too).
+    from ..dataset.header import BufferSource, Unreadable, inflated_head, read_top_uids
+
     try:
         found = read_top_uids(
             BufferSource(inflated_head(head, transfer_syntax)),
@@ -157,6 +159,8 @@ def path_component(value: str, *, ae_title: bool = False) -> str:
         return value
     if ae_title and _valid_ae_name(value.strip(" ")):
         return value.strip(" ")
+    import hashlib  # only for a name that is not kept as it is: rare
+
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_DIGITS]
     readable = _READABLE.sub("_", value[:32]).strip(".")
     return f"{MAPPED}{readable}-{digest}" if readable else f"{MAPPED}{digest}"

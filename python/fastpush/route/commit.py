@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from ..send.options import ConnectionOptions
 from ..send.results import Outcome, Result
 from ..send.retry import RetryPolicy
 from ..wire.commitment import STORAGE_COMMITMENT, SYNTAXES, Reference, new_transaction_uid
+from .durability import write_durably
 from .journal import RouteEvent, Step
 from .spool import COMMITMENTS, Entry, Spool
 
@@ -193,14 +193,7 @@ class Commitments:
             for p in batch
         ]
         data = json.dumps({"transaction": transaction, "entries": entries}).encode()
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(partial, target)
-        fsync_folder(self.folder)
+        write_durably(target, data, partial)
         return target
 
     def _forget_stale(self) -> None:
@@ -225,22 +218,29 @@ class Commitments:
             if batch is None:
                 return
             transaction = new_transaction_uid()
+            saved: Path | None = None
             try:
                 saved = self._save(transaction, batch)
                 for p in batch:
                     p.recovered = False
                 self._forget_stale()
                 asked = self._ask(transaction, batch)
-            except (OSError, FastpushError) as exc:
+            except Exception as exc:  # the destination down, a full disk, or a bug: a thread
+                # that died would hold these files until a restart
                 attempts += 1
                 delay = self._retry.delay(attempts)
-                log.warning(
+                log.log(
+                    logging.WARNING if isinstance(exc, (OSError, FastpushError)) else logging.ERROR,
                     "%s: cannot ask for commitment (%s); trying again in %.1f s",
                     self._forwarder.name,
                     exc,
                     delay,
+                    exc_info=not isinstance(exc, (OSError, FastpushError)),
                 )
                 self._give_back(batch)
+                if saved is not None:  # asked again under a new transaction
+                    with contextlib.suppress(OSError):
+                        saved.unlink()
                 self._stopping.wait(delay)
                 continue
             attempts = 0

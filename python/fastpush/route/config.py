@@ -84,6 +84,8 @@ class Forward:
     max_backoff: float = 60.0
     calling_ae: str | None = None
     idle_release: float = 30.0
+    commit_timeout: float = 60.0
+    commit_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,8 @@ class _Reader:
             "max_backoff": self.positive,
             "calling_ae": self.ae,
             "idle_release": self.positive,
+            "commit_timeout": self.positive,
+            "commit_port": lambda v, k: self.whole(v, k, 1, 65535),
         }
         return Forward(**{k: checks[k](v, (*key, k)) for k, v in table.items()})
 

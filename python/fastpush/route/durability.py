@@ -15,11 +15,25 @@ loses nothing; a crash of the machine or a power cut can lose files already ackn
 from __future__ import annotations
 
 import enum
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..receive.storage import fsync_folder
+
+
+def write_durably(target: Path, data: bytes, temporary: Path) -> None:
+    """Make ``target`` hold ``data`` after a crash at any point: written to ``temporary``,
+    fsync'd, renamed, and the folder fsync'd (a reader sees the old file or the new one)."""
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temporary, target)
+    fsync_folder(target.parent)
 
 
 class Durability(enum.Enum):

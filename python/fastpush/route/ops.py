@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..receive.storage import fsync_folder
+from .durability import write_durably
 from .journal import RouteEvent, Step
 from .spool import FAILED_LOG, HELD, SENDING
 
@@ -81,16 +81,8 @@ class Watch:
 def write_held(spool: Path, held: Iterable[str]) -> None:
     """Write the held destinations to ``spool/held.json``, durably (a new file renamed)."""
     target = spool / HELD
-    temporary = target.with_name(HELD + ".new")
     data = json.dumps({"held": sorted(set(held))}).encode()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(temporary, target)
-    fsync_folder(spool)
+    write_durably(target, data, target.with_name(HELD + ".new"))
 
 
 def read_held(spool: Path) -> set[str]:
