@@ -37,6 +37,10 @@ pub enum Error {
     /// A dataset sent verbatim that does not parse to its end (truncated, a length past the
     /// end): `fastpush.errors.ConversionError`, before any byte is sent.
     Malformed(String),
+    /// A dataset the edits cannot be applied to (malformed, a value that does not fit its VR,
+    /// refused for de-identification): `fastpush.errors.ConversionError`, before any byte is
+    /// sent — never sent unedited.
+    Edit(String),
     /// The transport was closed: `OSError(EBADF)`, like a closed Python socket.
     Closed,
     /// TLS failed (handshake, certificate, alert, configuration): `fastpush.errors.TLSError`.
@@ -91,6 +95,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(msg) => f.write_str(msg),
             Error::Convert(msg) => write!(f, "cannot convert the dataset: {msg}"),
             Error::Malformed(msg) => write!(f, "the dataset does not parse: {msg}"),
+            Error::Edit(msg) => write!(f, "cannot edit the dataset: {msg}"),
             Error::Closed => f.write_str("transport is closed"),
             Error::Tls(msg) => f.write_str(msg),
         }

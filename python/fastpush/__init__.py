@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from .cli.report import stored_paths
+    from .dataset.edits import Deidentify, EditPlan
     from .dataset.item import Item
     from .errors import (
         AssociationAborted,
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
 # `--help` loads neither the data path nor pydicom.
 _LAZY = {
     "AcceptPolicy": ".receive.negotiation",
+    "Deidentify": ".dataset.edits",
+    "EditPlan": ".dataset.edits",
     "Association": ".send.association",
     "AssociationAborted": ".errors",
     "AssociationRejected": ".errors",
@@ -156,8 +159,10 @@ __all__ = [
     "Commitment",
     "ConnectionOptions",
     "ConversionError",
+    "Deidentify",
     "Destination",
     "DestinationStats",
+    "EditPlan",
     "Event",
     "EventKind",
     "Failure",

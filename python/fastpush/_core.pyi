@@ -63,6 +63,38 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     """
 
 @final
+class EditPlan:
+    """A compiled edit list, applied by :meth:`Transport.send_message` (``edits=``) while the
+    dataset streams out: element headers rewritten, pixel data copied. Built by
+    ``fastpush.dataset.edits.EditPlan.compiled`` from rules ``(selector, scope, action, value,
+    vr)``: ``selector`` an int tag, ``("masked", mask, value)`` or ``("private", group, creator,
+    element_byte)``; ``scope`` ``None`` (any depth), ``[]`` (top level) or a list of sequence
+    tags; ``action`` one of ``keep remove empty dummy set replace copy prefix map_uid
+    shift_date pseudonym set_items``. ``key`` keys the UID maps (``2.25.`` + HMAC-SHA256),
+    pseudonyms and date offsets; ``private="remove"`` removes private elements no rule keeps;
+    ``map_uids`` maps every other UID; ``refuse_burned_in`` refuses images that may carry
+    burned-in text. ``ValueError`` for a malformed rule."""
+
+    def __new__(
+        cls,
+        rules: list[tuple[object, list[int] | None, str, object, str | None]],
+        *,
+        key: bytes | None = None,
+        private: str | None = None,
+        map_uids: bool = False,
+        refuse_burned_in: bool = False,
+    ) -> EditPlan: ...
+    def instance_uid(self, uid: str) -> str:
+        """The SOP Instance UID a dataset with ``uid`` carries once edited."""
+    def map_uid(self, uid: str) -> str:
+        """``uid`` mapped with the key."""
+    def pseudonym(self, patient_id: str) -> str:
+        """The pseudonym of ``patient_id`` under the key."""
+    def edit_dataset(self, dataset: bytes | FileRegion, from_syntax: str, to_syntax: str) -> bytes:
+        """Edit (and convert) a whole dataset (GIL released): ``ConversionError`` saying why it
+        cannot. A compressed syntax can only be edited into itself (pixel fragments copied)."""
+
+@final
 class TlsConfig:
     """A TLS client configuration (rustls): TLS 1.3 preferred, TLS 1.2 minimum.
 
@@ -138,8 +170,14 @@ class Transport:
         max_pdu: int,
         convert: Conversion | None = None,
         verify: str | None = None,
+        edits: EditPlan | None = None,
     ) -> int:
         """Frame and write one DIMSE message: the command PDV(s), then the dataset PDV(s).
+
+        With ``edits`` (which needs ``convert``; the same syntax twice when no conversion is
+        wanted, a compressed syntax only into itself), the plan is applied while the dataset is
+        converted, after a whole dry run: a dataset the plan cannot edit raises
+        ``ConversionError`` before any byte is sent.
 
         Without ``convert``, ``verify`` (an uncompressed syntax's UID) walks the dataset's
         element headers in that syntax first: one that does not parse to its end raises

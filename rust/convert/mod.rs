@@ -21,16 +21,20 @@
 //! and meeting it is an error, as is any malformed input — never a panic or an endless loop
 //! (every step consumes input or finishes).
 
+pub mod edit;
 mod input;
 mod vr;
 mod vr_table;
 mod walker;
 
 #[cfg(test)]
+mod edit_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
 
+pub use edit::{Gathered, Plan};
 #[cfg(test)]
 use walker::swap_units as walker_swap;
 pub use walker::Converter;
@@ -42,6 +46,9 @@ pub enum Syntax {
     ExplicitLittle,
     ExplicitBig,
     DeflatedExplicitLittle,
+    /// Explicit VR Little Endian with encapsulated pixel data (every compressed syntax): only
+    /// re-encoded in its own syntax (to apply edits), its pixel data fragments copied.
+    Encapsulated,
 }
 
 impl Syntax {
@@ -59,7 +66,9 @@ impl Syntax {
     fn encoding(self) -> Encoding {
         match self {
             Syntax::ImplicitLittle => Encoding::IMPLICIT_LE,
-            Syntax::ExplicitLittle | Syntax::DeflatedExplicitLittle => Encoding::EXPLICIT_LE,
+            Syntax::ExplicitLittle | Syntax::DeflatedExplicitLittle | Syntax::Encapsulated => {
+                Encoding::EXPLICIT_LE
+            }
             Syntax::ExplicitBig => Encoding::EXPLICIT_BE,
         }
     }
@@ -160,6 +169,48 @@ pub fn convert_to_vec(data: &[u8], from: Syntax, to: Syntax) -> Result<Vec<u8>, 
 /// [`Converter::fill`] would meet, found before the first byte is sent.
 pub fn check(data: &[u8], from: Syntax, to: Syntax) -> Result<(), ConvertError> {
     let mut conv = Converter::new(data, from, to).dry();
+    let mut out = Vec::new();
+    while !conv.fill(&mut out, usize::MAX)? {}
+    Ok(())
+}
+
+/// The top-level values `plan` needs from a dataset, read before it is edited; refuses one the
+/// plan must not send (pixels that may carry burned-in text, when the plan says so).
+pub fn gather(data: &[u8], from: Syntax, plan: &Plan) -> Result<Gathered, ConvertError> {
+    let gathered = Converter::gather(data, from, plan.wanted())?;
+    if plan.refuse_burned_in {
+        if let Some(why) = gathered.burned_in() {
+            return Err(ConvertError::new(0, format!("{why}: not de-identified")));
+        }
+    }
+    Ok(gathered)
+}
+
+/// Edit (and convert) a whole dataset into a new vector (tests and tools; sending streams).
+pub fn edit_to_vec(
+    data: &[u8],
+    from: Syntax,
+    to: Syntax,
+    plan: &Plan,
+) -> Result<Vec<u8>, ConvertError> {
+    let gathered = gather(data, from, plan)?;
+    let mut conv = Converter::new(data, from, to).with_edits(plan, gathered);
+    let mut out = Vec::new();
+    while !conv.fill(&mut out, usize::MAX)? {}
+    Ok(out)
+}
+
+/// [`check`] with edits: every error editing the dataset would meet, found before sending.
+pub fn check_edits(
+    data: &[u8],
+    from: Syntax,
+    to: Syntax,
+    plan: &Plan,
+    gathered: &Gathered,
+) -> Result<(), ConvertError> {
+    let mut conv = Converter::new(data, from, to)
+        .dry()
+        .with_edits(plan, gathered.clone());
     let mut out = Vec::new();
     while !conv.fill(&mut out, usize::MAX)? {}
     Ok(())

@@ -3,6 +3,7 @@
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use super::edit::{self, Action, Derived, Gathered, Plan, Value};
 use super::input::Input;
 use super::vr::{self, Context, Vr};
 use super::{ConvertError, Encoding, Syntax};
@@ -37,6 +38,8 @@ enum End {
 enum Kind {
     Dataset,
     Sequence,
+    /// Encapsulated pixel data: items copied as they are, up to the sequence delimiter.
+    Fragments,
 }
 
 /// An open dataset (the top level or an item) or sequence, with the encodings of its content.
@@ -47,6 +50,34 @@ struct Frame {
     src: Encoding,
     dst: Encoding,
     ctx: Context,
+    /// The content of a removed or emptied sequence: walked, never written.
+    discard: bool,
+}
+
+/// The edit state of one open frame: the elements still to insert (with the index of their
+/// rule), and the private creators seen so far (`group << 8 | block`, value).
+#[derive(Default)]
+struct Level {
+    inserts: Vec<(u32, usize)>,
+    next: usize,
+    creators: Vec<(u32, Vec<u8>)>,
+}
+
+/// Edits applied during the walk, with the per-dataset values they need.
+struct Editing<'a> {
+    plan: &'a Plan,
+    gathered: Gathered,
+    derived: Derived,
+    /// Tags of the sequences from the top level down to the current frame.
+    path: Vec<u32>,
+    levels: Vec<Level>,
+}
+
+/// Top-level values read by a gathering walk, which stops past the last tag it wants.
+struct Gathering {
+    wanted: Vec<u32>,
+    found: Gathered,
+    finished: bool,
 }
 
 /// A value being copied: its tag, bytes left, the width of the units to byte-swap (1: none),
@@ -60,6 +91,7 @@ struct Copying {
 }
 
 /// A parsed element header.
+#[derive(Clone, Copy)]
 struct Header {
     tag: u32,
     vr: Option<Vr>,
@@ -75,7 +107,13 @@ pub struct Converter<'a> {
     deflate: Option<Box<Compress>>,
     stage: Vec<u8>,
     dry: bool,
+    /// Whether the caller asked for a dry walk (`dry` is also set inside discarded content).
+    base_dry: bool,
     done: bool,
+    editing: Option<Editing<'a>>,
+    gathering: Option<Gathering>,
+    /// Encapsulated pixel data is copied as it is (a compressed dataset edited in its syntax).
+    encapsulated: bool,
 }
 
 impl<'a> Converter<'a> {
@@ -96,13 +134,52 @@ impl<'a> Converter<'a> {
                 src: from.encoding(),
                 dst: to.encoding(),
                 ctx: Context::default(),
+                discard: false,
             }],
             copying: None,
             deflate,
             stage: Vec::new(),
             dry: false,
+            base_dry: false,
             done: false,
+            editing: None,
+            gathering: None,
+            encapsulated: from == Syntax::Encapsulated && to == Syntax::Encapsulated,
         }
+    }
+
+    /// Apply `plan` while converting; `gathered` holds the top-level values it needs
+    /// ([`Converter::gather`]).
+    pub fn with_edits(mut self, plan: &'a Plan, gathered: Gathered) -> Self {
+        let derived = Derived::new(plan, &gathered);
+        self.editing = Some(Editing {
+            plan,
+            gathered,
+            derived,
+            path: Vec::new(),
+            levels: vec![Level {
+                inserts: plan.inserts(&[]),
+                ..Level::default()
+            }],
+        });
+        self
+    }
+
+    /// Read the top-level values of `wanted` (sorted tags) in a dry walk.
+    pub fn gather(
+        data: &'a [u8],
+        from: Syntax,
+        wanted: Vec<u32>,
+    ) -> Result<Gathered, ConvertError> {
+        let mut conv = Converter::new(data, from, from).dry();
+        conv.gathering = Some(Gathering {
+            wanted,
+            found: Gathered::default(),
+            finished: false,
+        });
+        let mut out = Vec::new();
+        while !conv.fill(&mut out, usize::MAX)? {}
+        Ok(conv.gathering.take().expect("gathering").found)
     }
 
     /// Bytes of the source slice read so far: what a mapped source may release.
@@ -113,6 +190,7 @@ impl<'a> Converter<'a> {
     /// Walk without output (value bytes are still read, so truncation is found).
     pub(super) fn dry(mut self) -> Self {
         self.dry = true;
+        self.base_dry = true;
         self.deflate = None;
         self
     }
@@ -195,37 +273,55 @@ impl<'a> Converter<'a> {
             self.copy_value(out)?;
             return Ok(false);
         }
+        if self.gathering.as_ref().is_some_and(|g| g.finished) {
+            return Ok(true);
+        }
         let frame = self.top();
         let pos = self.input.pos();
         match frame.end {
             End::At(end) if pos == end => {
-                self.close(out);
+                self.close(out)?;
                 return Ok(false);
             }
             End::At(end) if pos > end => {
                 return Err(self.err(format!("element runs past the end of its parent at {end}")))
             }
-            End::Input if self.input.at_end()? => return Ok(true),
+            End::Input if self.input.at_end()? => {
+                self.insert_before(out, None)?;
+                return Ok(true);
+            }
             _ => {}
         }
         match frame.kind {
             Kind::Sequence => self.sequence_step(frame, out)?,
             Kind::Dataset => self.dataset_step(frame, out)?,
+            Kind::Fragments => self.fragment_step(frame, out)?,
         }
         Ok(false)
     }
 
-    /// Pop the top frame and write its delimiter.
-    fn close(&mut self, out: &mut Vec<u8>) {
+    /// Pop the top frame and write its delimiter (after the elements still to insert).
+    fn close(&mut self, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+        if self.top().kind == Kind::Dataset {
+            self.insert_before(out, None)?;
+        }
         let frame = self.stack.pop().expect("closing an open frame");
+        if let Some(editing) = &mut self.editing {
+            editing.levels.pop();
+            if frame.kind == Kind::Sequence {
+                editing.path.pop();
+            }
+        }
         let tag = match frame.kind {
-            Kind::Sequence => SEQUENCE_END,
+            Kind::Sequence | Kind::Fragments => SEQUENCE_END,
             Kind::Dataset => ITEM_END,
         };
         if !self.dry {
             frame.dst.put_tag(out, tag);
             frame.dst.put_u32(out, 0);
         }
+        self.dry = self.base_dry || self.top().discard;
+        Ok(())
     }
 
     fn tag_and_length(&mut self, enc: Encoding) -> Result<(u32, u32), ConvertError> {
@@ -236,11 +332,27 @@ impl<'a> Converter<'a> {
         Ok(((u32::from(group) << 16) | u32::from(element), length))
     }
 
-    fn push(&mut self, frame: Frame) -> Result<(), ConvertError> {
+    /// Open a frame; `tag` names a sequence for the edit rules' paths.
+    fn push(&mut self, frame: Frame, tag: u32) -> Result<(), ConvertError> {
         if self.stack.len() >= MAX_DEPTH {
             return Err(self.err(format!("sequences nested deeper than {MAX_DEPTH} levels")));
         }
+        if let Some(editing) = &mut self.editing {
+            if frame.kind == Kind::Sequence {
+                editing.path.push(tag);
+            }
+            let inserts = if frame.kind == Kind::Dataset && !frame.discard {
+                editing.plan.inserts(&editing.path)
+            } else {
+                Vec::new()
+            };
+            editing.levels.push(Level {
+                inserts,
+                ..Level::default()
+            });
+        }
         self.stack.push(frame);
+        self.dry = self.base_dry || frame.discard;
         Ok(())
     }
 
@@ -262,7 +374,7 @@ impl<'a> Converter<'a> {
         match tag {
             SEQUENCE_END if frame.end == End::Delimited => {
                 self.input.consume(8);
-                self.close(out);
+                self.close(out)?;
             }
             ITEM => {
                 let end = self.end_of(frame, self.input.pos() + 8, length)?;
@@ -271,11 +383,14 @@ impl<'a> Converter<'a> {
                     frame.dst.put_tag(out, ITEM);
                     frame.dst.put_u32(out, UNDEFINED);
                 }
-                self.push(Frame {
-                    kind: Kind::Dataset,
-                    end,
-                    ..frame
-                })?;
+                self.push(
+                    Frame {
+                        kind: Kind::Dataset,
+                        end,
+                        ..frame
+                    },
+                    ITEM,
+                )?;
             }
             _ => {
                 return Err(self.err(format!(
@@ -347,7 +462,7 @@ impl<'a> Converter<'a> {
                 return Err(self.err("item delimiter where none belongs"));
             }
             self.input.consume(8);
-            self.close(out);
+            self.close(out)?;
             return Ok(());
         }
         if h.tag >> 16 == 0xFFFE {
@@ -367,16 +482,41 @@ impl<'a> Converter<'a> {
             }
             _ => None,
         };
+        if self.gather_element(&h, sequence.is_some())? {
+            return Ok(());
+        }
+        if self.editing.is_some() && !frame.discard {
+            self.insert_before(out, Some(h.tag))?;
+            if self.edit_element(frame, &h, end, sequence.map(|s| s.0), out)? {
+                return Ok(());
+            }
+        }
         if let Some((vr_out, src, dst)) = sequence {
             self.input.consume(h.size);
             self.put_header(out, frame.dst, h.tag, vr_out, UNDEFINED);
-            return self.push(Frame {
-                kind: Kind::Sequence,
-                end,
-                src,
-                dst,
-                ctx: frame.ctx,
-            });
+            return self.push(
+                Frame {
+                    kind: Kind::Sequence,
+                    end,
+                    src,
+                    dst,
+                    ctx: frame.ctx,
+                    discard: frame.discard,
+                },
+                h.tag,
+            );
+        }
+        if h.length == UNDEFINED && h.tag == vr::PIXEL_DATA && self.encapsulated {
+            self.input.consume(h.size);
+            self.put_header(out, frame.dst, h.tag, vr::OB, UNDEFINED);
+            return self.push(
+                Frame {
+                    kind: Kind::Fragments,
+                    end,
+                    ..frame
+                },
+                h.tag,
+            );
         }
         if h.length == UNDEFINED {
             return Err(self.err(if h.tag == vr::PIXEL_DATA {
@@ -445,6 +585,413 @@ impl<'a> Converter<'a> {
             r?;
         }
         Ok(())
+    }
+
+    /// Copy one fragment item of encapsulated pixel data, or close at the delimiter.
+    fn fragment_step(&mut self, frame: Frame, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+        let (tag, length) = self.tag_and_length(frame.src)?;
+        match tag {
+            SEQUENCE_END => {
+                self.input.consume(8);
+                self.close(out)
+            }
+            ITEM if length != UNDEFINED => {
+                if let End::At(limit) = frame.end {
+                    if self.input.pos() + 8 + u64::from(length) > limit {
+                        return Err(self.err("pixel data fragment runs past its element"));
+                    }
+                }
+                self.input.consume(8);
+                if !self.dry {
+                    frame.dst.put_tag(out, ITEM);
+                    frame.dst.put_u32(out, length);
+                }
+                self.copying = Some(Copying {
+                    tag: vr::PIXEL_DATA,
+                    remaining: u64::from(length),
+                    swap: 1,
+                    pad: None,
+                });
+                Ok(())
+            }
+            _ => Err(self.err(format!(
+                "expected a pixel data fragment, found ({:04X},{:04X})",
+                tag >> 16,
+                tag & 0xFFFF
+            ))),
+        }
+    }
+
+    /// In a gathering walk, keep the value of a wanted top-level element; true once the walk
+    /// can stop (past the last wanted tag).
+    fn gather_element(&mut self, h: &Header, sequence: bool) -> Result<bool, ConvertError> {
+        let top = self.stack.len() == 1;
+        let Some(g) = self.gathering.as_mut().filter(|_| top) else {
+            return Ok(false);
+        };
+        if g.wanted.last().map_or(true, |&last| h.tag > last) {
+            g.finished = true;
+            return Ok(true);
+        }
+        if sequence || h.length > 1 << 16 || g.wanted.binary_search(&h.tag).is_err() {
+            return Ok(false);
+        }
+        let vr = h.vr.unwrap_or(vr::UN);
+        let size = h.size;
+        let value = self.need(size + h.length as usize)?[size..].to_vec();
+        let g = self.gathering.as_mut().expect("gathering");
+        g.found.values.push((h.tag, vr, value));
+        Ok(false)
+    }
+
+    /// Write the elements to insert in the current dataset whose tags come before `tag` (all
+    /// of them when `None`: the dataset ends); one with `tag` itself exists, and is edited.
+    fn insert_before(&mut self, out: &mut Vec<u8>, tag: Option<u32>) -> Result<(), ConvertError> {
+        let frame = self.top();
+        loop {
+            let Some(editing) = &mut self.editing else {
+                return Ok(());
+            };
+            let level = editing.levels.last_mut().expect("a level per frame");
+            let Some(&(next, index)) = level.inserts.get(level.next) else {
+                return Ok(());
+            };
+            if tag.is_some_and(|t| next > t) {
+                return Ok(());
+            }
+            level.next += 1;
+            if Some(next) == tag {
+                continue;
+            }
+            let rule_vr = match &editing.plan.rule_at(index).action {
+                Action::Set { vr, .. } => *vr,
+                _ => None,
+            };
+            let Some(vr) = rule_vr.or_else(|| vr::implicit_vr(next, &frame.ctx)) else {
+                return Err(self.err(format!(
+                    "cannot add ({:04X},{:04X}): its VR is unknown (give one)",
+                    next >> 16,
+                    next & 0xFFFF
+                )));
+            };
+            if let Action::Set {
+                value: Value::Items(items),
+                ..
+            } = &editing.plan.rule_at(index).action
+            {
+                self.put_items(out, frame.dst, next, items)?;
+                continue;
+            }
+            let Some(value) = self.set_value(index, next, vr, frame)? else {
+                continue;
+            };
+            self.put_value(out, frame.dst, next, vr, &value)?;
+        }
+    }
+
+    /// The value a Set rule writes into `tag` of VR `vr`; `None` when it copies from an
+    /// element the dataset lacks.
+    fn set_value(
+        &self,
+        index: usize,
+        tag: u32,
+        vr: Vr,
+        frame: Frame,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        let editing = self.editing.as_ref().expect("editing");
+        let Action::Set { value, .. } = &editing.plan.rule_at(index).action else {
+            unreachable!("inserting rules set values")
+        };
+        self.value_of(value, tag, vr, frame)
+    }
+
+    fn value_of(
+        &self,
+        value: &Value,
+        tag: u32,
+        vr: Vr,
+        frame: Frame,
+    ) -> Result<Option<Vec<u8>>, ConvertError> {
+        let editing = self.editing.as_ref().expect("editing");
+        let text = match value {
+            Value::Text(text) => text.clone(),
+            Value::Pseudonym => editing.derived.pseudonym.clone(),
+            Value::Items(_) => unreachable!("sequences are written by put_items"),
+            Value::Copy(from) => {
+                let Some((from_vr, raw)) = editing.gathered.get(*from) else {
+                    return Ok(None);
+                };
+                if edit::is_text(from_vr) {
+                    String::from_utf8_lossy(edit::trim(raw)).into_owned()
+                } else if from_vr == vr {
+                    let mut raw = raw.to_vec();
+                    if self.stack[0].src.big != frame.dst.big {
+                        swap_units(&mut raw, vr::swap_width(vr));
+                    }
+                    return Ok(Some(raw));
+                } else {
+                    return Err(self.tag_err(tag, "cannot copy a binary value into another VR"));
+                }
+            }
+        };
+        edit::encode(vr, &text, frame.dst.big, editing.derived.utf8)
+            .map(Some)
+            .map_err(|why| self.tag_err(tag, &why))
+    }
+
+    /// A whole sequence of new items (of new elements), in the output encoding.
+    fn put_items(
+        &self,
+        out: &mut Vec<u8>,
+        dst: Encoding,
+        tag: u32,
+        items: &[Vec<(u32, Vr, String)>],
+    ) -> Result<(), ConvertError> {
+        let utf8 = self.editing.as_ref().is_some_and(|e| e.derived.utf8);
+        self.put_header(out, dst, tag, vr::SQ, UNDEFINED);
+        for item in items {
+            if !self.dry {
+                dst.put_tag(out, ITEM);
+                dst.put_u32(out, UNDEFINED);
+            }
+            for (t, vr, text) in item {
+                let value =
+                    edit::encode(*vr, text, dst.big, utf8).map_err(|why| self.tag_err(*t, &why))?;
+                self.put_value(out, dst, *t, *vr, &value)?;
+            }
+            if !self.dry {
+                dst.put_tag(out, ITEM_END);
+                dst.put_u32(out, 0);
+            }
+        }
+        if !self.dry {
+            dst.put_tag(out, SEQUENCE_END);
+            dst.put_u32(out, 0);
+        }
+        Ok(())
+    }
+
+    fn tag_err(&self, tag: u32, why: &str) -> ConvertError {
+        self.err(format!(
+            "cannot edit ({:04X},{:04X}): {why}",
+            tag >> 16,
+            tag & 0xFFFF
+        ))
+    }
+
+    /// A whole element with a new value, in the output encoding.
+    fn put_value(
+        &self,
+        out: &mut Vec<u8>,
+        dst: Encoding,
+        tag: u32,
+        vr: Vr,
+        value: &[u8],
+    ) -> Result<(), ConvertError> {
+        let too_long = u32::try_from(value.len()).is_err()
+            || (dst.explicit && !vr::has_long_length(vr) && value.len() > 0xFFFF);
+        if too_long {
+            return Err(self.tag_err(tag, "the new value is too long for its VR"));
+        }
+        if vr == vr::SQ {
+            // An emptied sequence: no items.
+            self.put_header(out, dst, tag, vr, UNDEFINED);
+            if !self.dry {
+                dst.put_tag(out, SEQUENCE_END);
+                dst.put_u32(out, 0);
+            }
+            return Ok(());
+        }
+        self.put_header(out, dst, tag, vr, value.len() as u32);
+        if !self.dry {
+            out.extend_from_slice(value);
+        }
+        Ok(())
+    }
+
+    /// Apply the edit rule for one element, if any; true when the element was handled (written
+    /// edited, or skipped), false when it is copied as usual.
+    fn edit_element(
+        &mut self,
+        frame: Frame,
+        h: &Header,
+        end: End,
+        sequence: Option<Vr>,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, ConvertError> {
+        let (group, element) = (h.tag >> 16, h.tag & 0xFFFF);
+        let private = group % 2 == 1;
+        let mut own = None;
+        if private && (0x10..=0xFF).contains(&element) && sequence.is_none() && h.length <= 64 {
+            let value = self.need(h.size + h.length as usize)?[h.size..].to_vec();
+            let editing = self.editing.as_mut().expect("editing");
+            let level = editing.levels.last_mut().expect("a level per frame");
+            level.creators.push(((group << 8) | element, value.clone()));
+            own = Some(value);
+        }
+        // An explicit UN on a standard tag (written by some converters) is edited as what the
+        // dictionary says it is, and written so.
+        let h = &Header {
+            vr: match h.vr {
+                Some(vr::UN) if !private && h.length != UNDEFINED => {
+                    vr::implicit_vr(h.tag, &frame.ctx)
+                        .filter(|v| *v != vr::SQ)
+                        .or(h.vr)
+                }
+                other => other,
+            },
+            ..*h
+        };
+        let editing = self.editing.as_ref().expect("editing");
+        let creator = if private && element >= 0x1000 {
+            let block = (group << 8) | (element >> 8);
+            let level = editing.levels.last().expect("a level per frame");
+            level
+                .creators
+                .iter()
+                .find(|(k, _)| *k == block)
+                .map(|(_, v)| v.as_slice())
+        } else {
+            own.as_deref()
+        };
+        let plan = editing.plan;
+        let Some(action) = plan.action(h.tag, h.vr, &editing.path, creator).cloned() else {
+            return Ok(false);
+        };
+        let (day_offset, utf8) = (editing.derived.day_offset, editing.derived.utf8);
+        let vr = sequence.or(h.vr).unwrap_or(vr::UN);
+        let skip_whole = |this: &mut Self, write_empty: bool, out: &mut Vec<u8>| {
+            this.input.consume(h.size);
+            if write_empty {
+                this.put_value(out, frame.dst, h.tag, vr, &[])?;
+            }
+            if let Some(seq_vr) = sequence {
+                let (src, dst) = if seq_vr == vr::SQ {
+                    (frame.src, frame.dst)
+                } else {
+                    (Encoding::IMPLICIT_LE, Encoding::IMPLICIT_LE)
+                };
+                return this.push(
+                    Frame {
+                        kind: Kind::Sequence,
+                        end,
+                        src,
+                        dst,
+                        ctx: frame.ctx,
+                        discard: true,
+                    },
+                    h.tag,
+                );
+            }
+            if h.length == UNDEFINED {
+                return Err(this.tag_err(
+                    h.tag,
+                    "undefined length on an element that is not a sequence",
+                ));
+            }
+            let keep = std::mem::replace(&mut this.dry, true);
+            this.copying = Some(Copying {
+                tag: h.tag,
+                remaining: u64::from(h.length),
+                swap: 1,
+                pad: None,
+            });
+            let r = this.copy_value(out);
+            this.dry = keep;
+            r
+        };
+        let new = match &action {
+            Action::Keep => return Ok(false),
+            Action::Remove => {
+                skip_whole(self, false, out)?;
+                return Ok(true);
+            }
+            Action::Empty => {
+                skip_whole(self, true, out)?;
+                return Ok(true);
+            }
+            Action::Set {
+                value: Value::Text(t),
+                ..
+            } if t.is_empty() => {
+                skip_whole(self, true, out)?;
+                return Ok(true);
+            }
+            Action::Set {
+                value: Value::Items(items),
+                ..
+            } => {
+                self.put_items(out, frame.dst, h.tag, items)?;
+                skip_whole(self, false, out)?;
+                return Ok(true);
+            }
+            _ if sequence.is_some() => {
+                if matches!(action, Action::Dummy | Action::MapUid | Action::ShiftDate) {
+                    return Ok(false);
+                }
+                return Err(self.tag_err(h.tag, "a sequence takes no value"));
+            }
+            _ if h.length == UNDEFINED => {
+                return Err(self.tag_err(
+                    h.tag,
+                    "undefined length on an element that is not a sequence",
+                ));
+            }
+            Action::Dummy if vr == *b"UI" => {
+                let old = self.old_value(h)?;
+                edit::map_uids(&plan.key, &old)
+            }
+            Action::Dummy => {
+                let mut v = edit::dummy(vr, h.length as usize).expect("not a sequence");
+                if v.len() % 2 == 1 {
+                    v.push(vr::padding(vr));
+                }
+                v
+            }
+            Action::Set { value, .. } => {
+                if h.vr.is_none() {
+                    return Err(self.tag_err(h.tag, "its VR is unknown"));
+                }
+                match self.value_of(value, h.tag, vr, frame)? {
+                    Some(v) => v,
+                    None => return Ok(false),
+                }
+            }
+            Action::Prefix(prefix) => {
+                if !edit::is_text(vr) || vr == *b"UI" {
+                    return Err(self.tag_err(h.tag, "only text values take a prefix"));
+                }
+                let old = self.old_value(h)?;
+                let text = format!("{prefix}{}", String::from_utf8_lossy(edit::trim(&old)));
+                edit::encode(vr, &text, frame.dst.big, utf8)
+                    .map_err(|why| self.tag_err(h.tag, &why))?
+            }
+            Action::MapUid => {
+                if vr != *b"UI" {
+                    return Ok(false);
+                }
+                let old = self.old_value(h)?;
+                edit::map_uids(&plan.key, &old)
+            }
+            Action::ShiftDate => {
+                if vr != *b"DA" && vr != *b"DT" {
+                    return Ok(false);
+                }
+                let old = self.old_value(h)?;
+                edit::shift_dates(vr, &old, day_offset).map_err(|why| self.tag_err(h.tag, &why))?
+            }
+        };
+        self.input.consume(h.size + h.length as usize);
+        self.put_value(out, frame.dst, h.tag, vr, &new)?;
+        Ok(true)
+    }
+
+    /// The value of the element whose header is `h`, which the caller consumes afterwards.
+    fn old_value(&mut self, h: &Header) -> Result<Vec<u8>, ConvertError> {
+        if h.length > 1 << 20 {
+            return Err(self.tag_err(h.tag, "value too long to edit"));
+        }
+        Ok(self.need(h.size + h.length as usize)?[h.size..].to_vec())
     }
 
     fn put_header(&self, out: &mut Vec<u8>, dst: Encoding, tag: u32, vr: Vr, length: u32) {

@@ -62,6 +62,10 @@ pub(crate) fn conversion(convert: Option<(String, String)>) -> Result<Option<(Sy
     let Some((from, to)) = convert else {
         return Ok(None);
     };
+    if from == to && Syntax::from_uid(&from).is_none() {
+        // A compressed dataset re-encoded in its own syntax (to be edited): pixel data copied.
+        return Ok(Some((Syntax::Encapsulated, Syntax::Encapsulated)));
+    }
     let syntax = |uid: &str| {
         Syntax::from_uid(uid).ok_or_else(|| {
             Error::Convert(format!(

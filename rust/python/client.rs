@@ -12,6 +12,7 @@ use pyo3::types::PyBytes;
 
 use super::args::{checked, conversion, dataset, max_pdu, timeout_arg, Dataset};
 use super::connection::{open_stream, Connection};
+use super::edits::{prepared, EditPlan};
 use super::gil::drive;
 use crate::convert::{self, Syntax};
 use crate::error::Error;
@@ -151,8 +152,9 @@ impl Transport {
     /// Frame and write one DIMSE message, its dataset converted when `convert` is given (the
     /// same syntax twice: re-encoded, odd values padded), or else, with `verify`, walked whole
     /// in that syntax first (a truncated dataset fails before anything is sent); returns the
-    /// bytes written.
-    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None, verify=None))]
+    /// bytes written. With `edits` (which needs `convert`), the plan is applied on the way,
+    /// checked whole first: a dataset it cannot edit fails before any byte is sent.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, convert=None, verify=None, edits=None))]
     #[allow(clippy::too_many_arguments)]
     fn send_message(
         &self,
@@ -163,6 +165,7 @@ impl Transport {
         max_pdu: i64,
         convert: Option<(String, String)>,
         verify: Option<String>,
+        edits: Option<&EditPlan>,
     ) -> PyResult<u64> {
         let context_id = framing::context_id(context_id)?;
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
@@ -171,13 +174,20 @@ impl Transport {
         let command = command.as_bytes();
         let ds = source.as_ref().map(Dataset::as_slice);
         let mapped = source.as_ref().is_some_and(Dataset::is_mapped);
+        if edits.is_some() && conversion.is_none() {
+            return Err(Error::InvalidArgument("edits need convert".into()).into());
+        }
         if let Some((from, to)) = conversion {
             let ds = checked(py, ds, (from, to))?;
+            let edited = match edits {
+                Some(e) => Some((&*e.plan, prepared(py, &e.plan, ds, (from, to))?)),
+                None => None,
+            };
             let mut out = self.connection.checkout(py)?;
             let stream = out.as_mut();
             let mut pacer = self.pacer();
             let mut writer =
-                ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag);
+                ConvertingWriter::new(context_id, command, (ds, mapped), (from, to), frag, edited);
             drive(py, || writer.step(stream, &mut pacer))?;
             return Ok(writer.written());
         }

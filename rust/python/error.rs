@@ -40,7 +40,7 @@ impl From<Error> for PyErr {
                 AssociationAborted::new_err((source, reason, e.to_string()))
             }
             Error::InvalidArgument(msg) => PyValueError::new_err(msg),
-            e @ (Error::Convert(_) | Error::Malformed(_)) => {
+            e @ (Error::Convert(_) | Error::Malformed(_) | Error::Edit(_)) => {
                 ConversionError::new_err(e.to_string())
             }
             e @ Error::Closed => PyOSError::new_err((libc::EBADF, e.to_string())),

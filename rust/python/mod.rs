@@ -7,6 +7,7 @@
 mod args;
 mod client;
 mod connection;
+mod edits;
 mod error;
 mod functions;
 mod gil;
@@ -20,6 +21,8 @@ pub mod _core {
     use super::client::TlsConfig;
     #[pymodule_export]
     use super::client::Transport;
+    #[pymodule_export]
+    use super::edits::EditPlan;
     #[pymodule_export]
     use super::functions::convert_dataset_py;
     #[pymodule_export]

@@ -9,7 +9,7 @@ use std::io::IoSlice;
 
 use super::message::{MessageWriter, RELEASE_BYTES};
 use super::source;
-use crate::convert::{Converter, Syntax};
+use crate::convert::{Converter, Gathered, Plan, Syntax};
 use crate::error::Result;
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
 use crate::step::{try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
@@ -45,20 +45,27 @@ pub struct ConvertingWriter<'a> {
 impl<'a> ConvertingWriter<'a> {
     /// Check the whole dataset first ([`crate::convert::check`]) so that a bad one fails before a byte
     /// is written and the association survives; the caller does that with the GIL released.
-    /// Set `mapped` only when `dataset` lies in a read-only file mapping.
+    /// Set `mapped` only when `dataset` lies in a read-only file mapping. With `edits`, the
+    /// plan is applied on the way (checked first with [`crate::convert::check_edits`]).
     pub fn new(
         context_id: u8,
         command: &'a [u8],
         (dataset, mapped): (&'a [u8], bool),
         (from, to): (Syntax, Syntax),
         frag: usize,
+        edits: Option<(&'a Plan, Gathered)>,
     ) -> Self {
+        let converter = Converter::new(dataset, from, to);
+        let converter = match edits {
+            Some((plan, gathered)) => converter.with_edits(plan, gathered),
+            None => converter,
+        };
         ConvertingWriter {
             command: MessageWriter::new(context_id, command, None, false, frag),
             command_done: false,
             context_id,
             frag: converted_fragment(frag),
-            converter: Converter::new(dataset, from, to),
+            converter,
             converted_all: false,
             dataset,
             mapped,
@@ -211,7 +218,7 @@ mod tests {
             });
             let frag = fragment_size(max_pdu).unwrap();
             let mut stream = FdStream::new(a, true).unwrap();
-            let mut w = ConvertingWriter::new(3, b"command!", (&ds, false), (from, to), frag);
+            let mut w = ConvertingWriter::new(3, b"command!", (&ds, false), (from, to), frag, None);
             let mut pacer = Pacer::new(Some(Duration::from_secs(20)));
             run_to_end(|| w.step(&mut stream, &mut pacer), || Ok(())).unwrap();
             let written = w.written();

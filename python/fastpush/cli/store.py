@@ -21,6 +21,7 @@ from . import options as arguments
 from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK
 
 if TYPE_CHECKING:
+    from ..dataset.edits import EditPlan
     from ..send.push import PathLike
     from .live import Pushing
 
@@ -149,6 +150,73 @@ def _add_sending(parser: argparse.ArgumentParser) -> None:
         help="fail a non-conformant dataset (an odd-length value) instead of sending it "
         "repaired with a warning",
     )
+    _add_edits(parser)
+
+
+def _add_edits(parser: argparse.ArgumentParser) -> None:
+    edits = parser.add_argument_group(
+        "tag edits and de-identification",
+        "Applied while each dataset streams out (Rust engine), pixel data untouched; TAG is a "
+        "keyword or (gggg,eeee). A file the edits cannot apply to fails, never sent unedited. "
+        "Keys are read from files, never given on the command line.",
+    )
+    edits.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TAG=VALUE",
+        dest="set_tags",
+        help="set an element (added where missing)",
+    )
+    edits.add_argument(
+        "--remove", action="append", default=[], metavar="TAG", help="remove an element"
+    )
+    edits.add_argument(
+        "--map-uids",
+        metavar="KEYFILE",
+        help="map every UID to 2.25.<HMAC-SHA256 with the key in KEYFILE>: the same UID "
+        "always maps to the same UID",
+    )
+    edits.add_argument(
+        "--deidentify",
+        action="store_true",
+        help="apply the DICOM PS3.15 Basic Application Level Confidentiality Profile",
+    )
+    edits.add_argument(
+        "--deidentify-key",
+        metavar="FILE",
+        help="the key for pseudonyms and UID maps of --deidentify",
+    )
+
+
+def edit_plan(args: argparse.Namespace) -> EditPlan | None:
+    """The edits the options ask for, or None; ``ValueError`` for a bad one."""
+    from ..dataset.edits import Deidentify, Edit, EditPlan, MapUids, Remove, Set
+
+    edits: list[Edit] = []
+    for text in args.set_tags:
+        tag, sep, value = text.partition("=")
+        if not sep:
+            raise ValueError(f"--set {text!r}: use TAG=VALUE")
+        edits.append(Set(tag, value))
+    edits += [Remove(tag) for tag in args.remove]
+    if args.map_uids:
+        edits.append(MapUids())
+    if args.deidentify and not args.deidentify_key:
+        raise ValueError("--deidentify needs --deidentify-key FILE")
+    if args.deidentify_key and not args.deidentify:
+        raise ValueError("--deidentify-key needs --deidentify")
+    if not edits and not args.deidentify:
+        return None
+    if args.map_uids and args.deidentify_key and args.map_uids != args.deidentify_key:
+        raise ValueError("--map-uids and --deidentify-key must name the same key file")
+    plan = EditPlan(
+        tuple(edits),
+        Deidentify() if args.deidentify else None,
+        args.deidentify_key or args.map_uids,
+    )
+    plan.compiled  # noqa: B018 - reads the key and checks every tag before the first file
+    return plan
 
 
 def _add_commitment(parser: argparse.ArgumentParser) -> None:
@@ -209,6 +277,15 @@ def run_store(args: argparse.Namespace) -> int:
         if found is None:
             return EXIT_FAILURE
         skip = found
+    try:
+        edits = edit_plan(args)
+    except (OSError, ValueError) as exc:
+        print(f"fastpush: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if edits is not None and cluster.settings(args) is not None:
+        print("fastpush: edits are not applied on a cluster push", file=sys.stderr)
+        return EXIT_FAILURE
+    extra: dict[str, Any] = {} if edits is None else {"edits": edits}
     report_path: Path | None = args.report or args.resume
     report = None
     if report_path is not None:
@@ -236,6 +313,7 @@ def run_store(args: argparse.Namespace) -> int:
             max_pdu=args.max_pdu,
             max_send_pdu=args.max_send_pdu,
             commit=commit or False,
+            **extra,
             **connection,
         ) as push,
     ):

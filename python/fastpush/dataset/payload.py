@@ -23,6 +23,8 @@ from .item import Item, Source
 if TYPE_CHECKING:
     from pydicom import Dataset
 
+    from .._core import EditPlan
+
 
 @dataclass(frozen=True)
 class Payload:
@@ -38,6 +40,9 @@ class Payload:
     :func:`refuse_repaired`."""
     verify: str | None = None
     """The syntax to walk a verbatim dataset in before it is sent (a truncated one fails)."""
+    edits: EditPlan | None = None
+    """Edits the data path applies on the way (always with ``convert``, maybe to the same
+    syntax)."""
 
 
 def refuse_repaired(payload: Payload) -> None:
@@ -46,12 +51,14 @@ def refuse_repaired(payload: Payload) -> None:
         raise ConversionError(f"{payload.repaired}: not sent (--strict)")
 
 
-def prepare(item: Item, syntax: str, *, strict: bool = False) -> Payload:
-    """The payload that sends ``item`` in ``syntax``. Raises ``ConversionError`` with the
-    reason it cannot (``strict``: also when it would go out repaired), ``SourceError`` when its
-    file cannot be read."""
+def prepare(
+    item: Item, syntax: str, *, strict: bool = False, edits: EditPlan | None = None
+) -> Payload:
+    """The payload that sends ``item`` in ``syntax``, with ``edits`` applied on the way.
+    Raises ``ConversionError`` with the reason it cannot (``strict``: also when it would go
+    out repaired), ``SourceError`` when its file cannot be read."""
     try:
-        payload = _prepare(item, syntax)
+        payload = _prepare(item, syntax) if edits is None else _edited(item, syntax, edits)
     except OSError as exc:
         raise SourceError(exc.errno, exc.strerror, item.path) from exc
     if strict:
@@ -84,6 +91,20 @@ def _prepare(item: Item, syntax: str) -> Payload:
     return Payload(
         dataset, verify=item.transfer_syntax if item.transfer_syntax in _WALKABLE else None
     )
+
+
+def _edited(item: Item, syntax: str, edits: EditPlan) -> Payload:
+    """An edited dataset always goes through the converter (to its own syntax when it needs no
+    conversion; a compressed one with its pixel data fragments copied); one that must be
+    decompressed is decompressed first, then edited."""
+    if item.transfer_syntax in CONVERTIBLE or item.transfer_syntax == syntax:
+        return Payload(item.source, (item.transfer_syntax, syntax), edits=edits)
+    from .decompress import decompress
+
+    part10 = item.data if item.data is not None else item.path
+    assert part10 is not None
+    unpacked = decompress(part10, item.transfer_syntax, syntax)
+    return Payload(unpacked.data, (syntax, syntax), warning=unpacked.warning, edits=edits)
 
 
 # Uncompressed syntaxes whose dataset length is the sum of its elements' (a deflated stream's

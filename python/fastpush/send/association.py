@@ -26,7 +26,7 @@ from ..errors import (
     ProtocolError,
     SourceError,
 )
-from ..transport.connect import Transport, connect
+from ..transport.connect import Transport, connect, resolve_engine
 from ..uids import (
     IMPLEMENTATION_CLASS_UID,
     IMPLEMENTATION_VERSION_NAME,
@@ -42,6 +42,8 @@ from .results import Event, EventKind, Outcome, Result
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ..dataset.edits import EditPlan
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,11 @@ class Association:
     (:class:`~fastpush.ConnectionOptions`) says how to connect and negotiate; its fields may
     also be given as keyword arguments (``calling_ae``, ``called_ae``, ``engine``, ``max_pdu``,
     ``max_send_pdu``, ``connect_timeout``, ``acse_timeout``, ``dimse_timeout``, ``tls``,
-    ``identity``), which replace those of ``connection``. ``on_event(event)`` gets each
+    ``identity``), which replace those of ``connection``. ``edits``
+    (:class:`~fastpush.EditPlan`) are applied to every dataset on the way, by the Rust data path
+    (the pure-Python engine refuses them: ``ValueError``); the C-STORE request names the edited
+    SOP Instance UID, and a dataset the edits cannot apply to fails with ``Failure.SOURCE``,
+    never sent unedited. ``on_event(event)`` gets each
     :class:`~fastpush.Event` of the association's story; ``number`` is the association's
     number in events and results. ``roles`` are SCP/SCU Role Selection items to propose (a
     Storage Commitment report sender proposes the SCP role).
@@ -93,6 +99,7 @@ class Association:
         on_event: EventHandler | None = None,
         number: int = 1,
         proposal: Proposal = DEFAULT_PROPOSAL,
+        edits: EditPlan | None = None,
         roles: Sequence[pdu.RoleSelection] = (),
         **options: Unpack[ConnectionKeywords],
     ) -> None:
@@ -100,6 +107,9 @@ class Association:
         self.roles = tuple(roles)
         self.port = port
         self.connection = connection_options(connection, options)
+        if edits is not None and resolve_engine(self.connection.engine) != "rust":
+            raise ValueError("tag edits and de-identification need the Rust engine")
+        self.edits = edits
         self.number = number
         self.proposal = proposal
         self._on_event = on_event
@@ -380,6 +390,16 @@ class Association:
         self._message_sent = False
         if payload is None:
             transport.send_message(ctx.context_id, command, None, self.send_limit)
+        elif payload.edits is not None:
+            # Only the Rust transport takes edits (checked when the association was made).
+            transport.send_message(
+                ctx.context_id,
+                command,
+                payload.dataset,
+                self.send_limit,
+                payload.convert,
+                edits=payload.edits,  # type: ignore[call-arg]
+            )
         else:
             transport.send_message(
                 ctx.context_id,
@@ -464,12 +484,19 @@ class Association:
             result.association = None
             return result.fail(Failure.REFUSED, str(exc))
         result.sent_syntax = ctx.transfer_syntax
+        compiled = None
         try:
-            payload = prepare(item, ctx.transfer_syntax, strict=self.proposal.strict)
-        except _SOURCE as exc:
+            compiled = None if self.edits is None else self.edits.compiled
+            payload = prepare(
+                item, ctx.transfer_syntax, strict=self.proposal.strict, edits=compiled
+            )
+        except (*_SOURCE, OSError, ValueError) as exc:
             return result.fail(Failure.SOURCE, _reason(exc))
         message_id = self._next_message_id()
-        command = dimse.store_rq(message_id, item.sop_class_uid, item.sop_instance_uid)
+        instance = item.sop_instance_uid
+        if compiled is not None:
+            instance = compiled.instance_uid(instance)
+        command = dimse.store_rq(message_id, item.sop_class_uid, instance)
         self._emit(
             EventKind.SENDING,
             f"Sending file: {item.name}",

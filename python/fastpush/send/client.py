@@ -43,6 +43,8 @@ from .retry import RetryPolicy, transient_error
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ..dataset.edits import EditPlan
+
 log = logging.getLogger(__name__)
 
 ASSOCIATION_FAILED = "association failed"
@@ -121,6 +123,7 @@ class StoreClient:
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
+        edits: EditPlan | None = None,
         commit: CommitOptions | None = None,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
@@ -144,6 +147,7 @@ class StoreClient:
         self._lease = lease
         self.commit = commit
         self.connection = connection_options(connection, options)
+        self.edits = edits
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
         self._seen: dict[Pair, None] = {}
         self._numbers = itertools.count(1)
@@ -448,6 +452,7 @@ class StoreClient:
                 number=next(self._numbers),
                 proposal=self.proposal,
                 connection=self.connection,
+                edits=self.edits,
             )
             lease = contextlib.ExitStack()
             if self._lease is not None:

@@ -29,6 +29,8 @@ from .retry import RetryPolicy
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ..dataset.edits import EditPlan
+
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
@@ -77,6 +79,7 @@ class Push:
         on_event: EventHandler | None = None,
         lease: Lease | None = None,
         connection: ConnectionOptions | None = None,
+        edits: EditPlan | None = None,
         commit: CommitOptions | bool = False,
         **options: Unpack[ConnectionKeywords],
     ) -> None:
@@ -109,6 +112,7 @@ class Push:
             on_event=on_event,
             lease=lease,
             connection=connection_options(connection, options),
+            edits=edits,
             commit=CommitOptions() if commit is True else commit or None,
         )
         self._results: queue.Queue[Result] = queue.Queue()
@@ -150,6 +154,7 @@ class PushKeywords(ConnectionKeywords, total=False):
     max_per_association: int | None
     skip: Collection[str]
     proposal: Proposal
+    edits: EditPlan | None
     give_up_after: float | None
     on_event: EventHandler | None
     lease: Lease | None
