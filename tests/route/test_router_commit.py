@@ -6,6 +6,7 @@ ends committed after the restart)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 import time
@@ -29,7 +30,7 @@ from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
 from fastpush.wire.commitment import NO_SUCH_INSTANCE, WELL_KNOWN_INSTANCE, Reference
 
-from support.peers import free_port
+from support.peers import Orthanc, free_port
 from support.routing import RouteProcess, journal, start_route
 
 pytestmark = pytest.mark.interop
@@ -109,6 +110,38 @@ def test_committed_files_leave_the_spool(
     assert len(_steps(spool, "forwarded")) == len(files)
     assert sum(asked) == len(files) and len(asked) < len(files), "requests not batched"
     assert not _steps(spool, "retrying")
+    assert _spool_empty(spool)
+
+
+def test_orthanc_reports_on_its_own_association(
+    orthanc: Orthanc, tmp_path: Path, files: list[Path], routers: list[Router]
+) -> None:
+    """Orthanc answers the N-ACTION, then reports on an association it opens to the router's
+    listener (declared in its modalities under the router's calling AE title)."""
+    listener = free_port()
+    entry = {"AET": "ROUTER", "Host": "127.0.0.1", "Port": listener}
+    orthanc.request("PUT", "/modalities/router", body=json.dumps(entry).encode())
+    spool = tmp_path / "spool"
+    destination = Destination(
+        orthanc.host, orthanc.dicom_port, orthanc.aet, name="orthanc", commit=True
+    )
+    router = Router(
+        0,
+        [destination],
+        spool=spool,
+        host="127.0.0.1",
+        retry=RETRY,
+        calling_ae="ROUTER",
+        commit_port=listener,
+        commit_timeout=30,
+    )
+    routers.append(router.start())
+    _send(router, files)
+    assert router.wait_idle(60)
+    uids = _uids(files)
+    assert sorted(e["sop_instance_uid"] for e in _steps(spool, "committed")) == sorted(uids)
+    assert not _steps(spool, "retrying")
+    assert orthanc.sop_instance_uids() == set(uids)
     assert _spool_empty(spool)
 
 
