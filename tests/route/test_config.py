@@ -144,9 +144,15 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _with_key(tmp_path: Path, key: bytes = b"a site key of 32 bytes, or so..") -> str:
+    """EXAMPLE with its key file written under ``tmp_path``."""
+    (tmp_path / "deid.key").write_bytes(key)
+    return EXAMPLE.replace("/etc/fastpush/deid.key", str(tmp_path / "deid.key"))
+
+
 def test_check_config_prints_the_table(tmp_path: Path) -> None:
     path = tmp_path / "router.toml"
-    path.write_text(EXAMPLE)
+    path.write_text(_with_key(tmp_path))
     done = _route("--check-config", str(path))
     assert done.returncode == 0, done.stderr
     out = done.stdout
@@ -178,14 +184,42 @@ def test_bad_file_exits_2_with_one_line_before_the_port_opens(tmp_path: Path) ->
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_edits_refuse_to_start_until_the_engine_applies_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        (None, "cannot read {key}: No such file or directory"),
+        (b"short", "the key in {key} is shorter than 16 bytes: too easy to guess"),
+    ],
+)
+def test_a_key_file_that_cannot_be_used_exits_2_before_the_port_opens(
+    tmp_path: Path, key: bytes | None, reason: str
+) -> None:
     port = free_port()
     path = tmp_path / "router.toml"
-    path.write_text(EXAMPLE.replace("port = 11112", f"port = {port}", 1))
+    text = _with_key(tmp_path, key or b"")
+    if key is None:
+        (tmp_path / "deid.key").unlink()
+    path.write_text(text.replace("port = 11112", f"port = {port}", 1))
     done = _route("--config", str(path), "--spool", str(tmp_path / "spool"))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"fastpush: {path}:11: destinations.research.edits: edits and de-identification are "
-        "not applied by this build: not starting rather than forwarding unedited copies"
+        f"fastpush: {path}:16: destinations.research.deidentify.key_file: "
+        + reason.format(key=tmp_path / "deid.key")
     ]
-    assert not _listening(port)
+    assert not _listening(port) and not (tmp_path / "spool").exists()
+
+
+def test_map_uids_needs_a_key_and_clean_descriptors_is_refused() -> None:
+    alone = EXAMPLE.replace(
+        'deidentify = { profile = "basic", key_file = "/etc/fastpush/deid.key" }', ""
+    )
+    with pytest.raises(ConfigError, match=r"^router.toml:15: destinations.research.edits\[2\]: "):
+        parse(alone, "router.toml")
+    keyed = alone.replace("{ map_uids = true }", '{ map_uids = true, key_file = "k" }')
+    (research,) = [d for d in parse(keyed).destinations if d.name == "research"]
+    assert research.edits[2].key_file == "k"
+    cleaned = EXAMPLE.replace(
+        'profile = "basic"', 'profile = "basic", options = ["clean_descriptors"]'
+    )
+    with pytest.raises(ConfigError, match="clean_descriptors is not applied by this build"):
+        parse(cleaned)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import options as arguments
-from .route_config import add_config_arguments, check, refuse_edits, settle
+from .route_config import add_config_arguments, check, settle
 from .route_ops import Endpoint, add_ops_arguments, min_free
 
 if TYPE_CHECKING:
@@ -230,7 +230,6 @@ def run(args: argparse.Namespace) -> int:
     if args.check_config is not None:
         return check(args)
     settled = settle(args)  # issue 18: the config file, before anything binds
-    refuse_edits(settled.config)
     destinations = settled.destinations
     if args.retries < 0:
         raise ValueError("--retries must be 0 or more")
@@ -279,7 +278,12 @@ def run(args: argparse.Namespace) -> int:
     stats = router.stats()
     print(f"Routed in {time.perf_counter() - live.started:.1f} s: {_received(stats)}")
     for name, dest in stats.destinations.items():
-        print(f"  {name}: {dest.forwarded} forwarded, {dest.failed} failed, {dest.waiting} waiting")
+        plan = router.destinations[name].plan
+        edits = "" if plan is None else f" (edits: {plan.describe()})"
+        print(
+            f"  {name}: {dest.forwarded} forwarded, {dest.failed} failed, "
+            f"{dest.waiting} waiting{edits}"
+        )
     if stats.rules:
         print("  by rule: " + ", ".join(f"{rule} {files}" for rule, files in stats.rules.items()))
     return code

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..dataset.edits import EditPlan
     from ..route.config import DestinationConfig, RouteConfig, Tls
     from ..route.forwarder import Destination
     from ..route.rules import Rules
@@ -109,11 +110,13 @@ def settle(args: argparse.Namespace) -> Settled:
         return Settled(destinations, None, config.forward.calling_ae, config)
     if not config.destinations:
         raise ValueError("give destinations: --to HOST PORT, or [destinations.NAME] in --config")
-    built = [_destination(d, cli_tls) for d in config.destinations]
+    built = [_destination(d, cli_tls, config) for d in config.destinations]
     return Settled(built, config.routing(), config.forward.calling_ae, config)
 
 
-def _destination(d: DestinationConfig, cli_tls: TLSOptions | None) -> Destination:
+def _destination(
+    d: DestinationConfig, cli_tls: TLSOptions | None, config: RouteConfig
+) -> Destination:
     from ..route.forwarder import Destination
     from ..send.plan import Proposal
     from ..send.retry import RetryPolicy
@@ -138,7 +141,32 @@ def _destination(d: DestinationConfig, cli_tls: TLSOptions | None) -> Destinatio
         proposal=proposal,
         study_complete=d.study_complete,
         commit=d.commit,
+        edits=_plan(d, config),
     )
+
+
+def _plan(d: DestinationConfig, config: RouteConfig) -> EditPlan | None:
+    """The destination's edits, compiled with their key read now: a key that cannot be used
+    is the config's error, before anything binds."""
+    from ..route.config import ConfigError, edit_plan, line_of
+
+    plan = edit_plan(d.edits, d.deidentify)
+    if plan is None:
+        return None
+    try:
+        plan.compiled  # noqa: B018
+    except (OSError, ValueError) as exc:
+        if d.deidentify is not None and plan.key_file == d.deidentify.key_file:
+            key: tuple[str | int, ...] = ("destinations", d.name, "deidentify", "key_file")
+        else:
+            n = next(n for n, e in enumerate(d.edits) if e.kind == "map_uids")
+            key = ("destinations", d.name, "edits", n, "key_file")
+        lines = Path(config.path).read_text(encoding="utf-8").splitlines() if config.path else []
+        reason = f"cannot read {plan.key_file}: {exc.strerror}" if isinstance(exc, OSError) else exc
+        raise ConfigError(
+            config.path, line_of(lines, key), ".".join(map(str, key)), str(reason)
+        ) from None
+    return plan
 
 
 def _tls(tls: Tls | None) -> TLSOptions | None:
@@ -147,23 +175,6 @@ def _tls(tls: Tls | None) -> TLSOptions | None:
     if tls is None:
         return None
     return TLSOptions(tls.ca, tls.cert, tls.key, tls.no_verify)
-
-
-def refuse_edits(config: RouteConfig) -> None:
-    """Edits and de-identification are checked here but applied by the edits engine, which
-    this build does not have: routing would send unedited copies, so it does not start."""
-    for d in config.destinations:
-        if d.edits or d.deidentify is not None:
-            from ..route.config import ConfigError
-
-            what = "edits" if d.edits else "deidentify"
-            raise ConfigError(
-                config.path,
-                d.line,
-                f"destinations.{d.name}.{what}",
-                "edits and de-identification are not applied by this build: not starting "
-                "rather than forwarding unedited copies",
-            )
 
 
 def table(args: argparse.Namespace, settled: Settled) -> list[str]:
@@ -232,8 +243,6 @@ def _edits(d: DestinationConfig) -> list[str]:
     if d.deidentify is not None:
         options = ", ".join(d.deidentify.options) or "no options"
         words.append(f"de-identify: {d.deidentify.profile} profile, {options}")
-    if words:
-        words.append("NOT APPLIED by this build: route will not start")
     return ["edits: " + ", ".join(words)] if words else []
 
 
@@ -245,4 +254,4 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["Settled", "add_config_arguments", "check", "refuse_edits", "settle", "table"]
+__all__ = ["Settled", "add_config_arguments", "check", "settle", "table"]

@@ -14,12 +14,15 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom._uid_dict import UID_dictionary
 
 from ..wire.pdu import encode_ae_title
 from .rules import Rule, RuleError, Rules, element_tag
+
+if TYPE_CHECKING:
+    from ..dataset.edits import EditPlan
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -92,12 +95,14 @@ class Forward:
 class Edit:
     """One edit of a destination, as the file gives it: ``kind`` is ``set``, ``remove``,
     ``copy``, ``prefix`` or ``map_uids``; ``element`` the keyword or tag edited (a dotted path
-    for nested ones), ``value`` the value set or prefixed, ``source`` the element copied."""
+    for nested ones), ``value`` the value set or prefixed, ``source`` the element copied,
+    ``key_file`` the key of ``map_uids`` (else the destination's ``deidentify`` key)."""
 
     kind: str
     element: str = ""
     value: str | None = None
     source: str | None = None
+    key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,8 @@ DEIDENTIFY_OPTIONS = (
     "retain_device_identity",
     "clean_descriptors",
 )
+_PLAN_OPTIONS = {"retain_longitudinal_temporal": "retain_dates"}
+"""The config's option names that the edits engine spells otherwise."""
 _TOP = ("receive", "forward", "destinations", "rules", "routing")
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
@@ -356,6 +363,9 @@ class _Reader:
             "commit": self.flag,
         }
         values = {k: checks[k](v, (*key, k)) for k, v in table.items()}
+        for n, edit in enumerate(values.get("edits", ())):
+            if edit.kind == "map_uids" and edit.key_file is None and "deidentify" not in values:
+                raise self.fail((*key, "edits", n), "map_uids needs key_file (or deidentify's)")
         return DestinationConfig(name=name, line=line_of(self.lines, key), **values)
 
     def syntaxes(self, value: Any, key: Key) -> tuple[str, ...]:
@@ -383,13 +393,14 @@ class _Reader:
         edits = []
         for n, item in enumerate(value):
             at: Key = (*key, n)
-            table = self.table(item, at, (*EDIT_KINDS, "value", "from"))
+            table = self.table(item, at, (*EDIT_KINDS, "value", "from", "key_file"))
             kinds = [k for k in EDIT_KINDS if k in table]
             if len(kinds) != 1:
                 raise self.fail(at, f"give one of {', '.join(EDIT_KINDS)}")
             kind = kinds[0]
             needs = {"set": ("value",), "prefix": ("value",), "copy": ("from",)}.get(kind, ())
-            for extra in set(table) - {kind, *needs}:
+            optional = ("key_file",) if kind == "map_uids" else ()
+            for extra in set(table) - {kind, *needs, *optional}:
                 raise self.fail((*at, extra), f"does not go with {kind}")
             for need in needs:
                 if need not in table:
@@ -397,7 +408,15 @@ class _Reader:
             if kind == "map_uids":
                 if table[kind] is not True:
                     raise self.fail((*at, kind), "must be true")
-                edits.append(Edit(kind))
+                key_file = table.get("key_file")
+                edits.append(
+                    Edit(
+                        kind,
+                        key_file=None
+                        if key_file is None
+                        else self.text(key_file, (*at, "key_file")),
+                    )
+                )
                 continue
             edits.append(
                 Edit(
@@ -421,6 +440,12 @@ class _Reader:
             raise self.fail(key, "needs key_file (the secret key is read from a file)")
         options = self.texts(table.get("options", []), (*key, "options"))
         for option in options:
+            if option == "clean_descriptors":
+                raise self.fail(
+                    (*key, "options"),
+                    "clean_descriptors is not applied by this build (descriptors get dummy "
+                    "values, as the profile without the option says): leave it out",
+                )
             if option not in DEIDENTIFY_OPTIONS:
                 raise self.fail(
                     (*key, "options"),
@@ -450,6 +475,48 @@ class _Reader:
             raise self.fail((*key, "match", exc.key), exc.message) from None
         except ValueError as exc:
             raise self.fail(key, str(exc)) from None
+
+
+def edit_plan(edits: Sequence[Edit], deidentify: Deidentify | None) -> EditPlan | None:
+    """A destination's edits and de-identification as the plan its forwarder applies (None:
+    neither). The key file is read when the plan compiles."""
+    from ..dataset import edits as engine
+
+    if not edits and deidentify is None:
+        return None
+    parsed: list[engine.Edit] = []
+    key_file = None if deidentify is None else deidentify.key_file
+    for e in edits:
+        if e.kind == "map_uids":
+            parsed.append(engine.MapUids())
+            key_file = e.key_file or key_file
+        elif e.kind == "set":
+            parsed.append(engine.Set(e.element, e.value or ""))
+        elif e.kind == "remove":
+            parsed.append(engine.Remove(e.element))
+        elif e.kind == "copy":
+            parsed.append(engine.Copy(e.element, e.source or ""))
+        else:
+            parsed.append(engine.Prefix(e.element, e.value or ""))
+    deid = None
+    if deidentify is not None:
+        flags = {_PLAN_OPTIONS.get(o, o): True for o in deidentify.options}
+        deid = engine.Deidentify(
+            keep_private=deidentify.keep_private,
+            allow_burned_in=deidentify.allow_burned_in,
+            **flags,
+        )
+    return engine.EditPlan(tuple(parsed), deid, key_file)
+
+
+def plan_of(data: Mapping[str, Any], where: str = "edits") -> EditPlan | None:
+    """``{"edits": [...], "deidentify": {...}}`` written as a config file's destination writes
+    them, checked as the file is (``ConfigError`` naming ``where``), as a plan."""
+    reader = _Reader("", where)
+    table = reader.table(data, (), ("edits", "deidentify"))
+    edits = reader.edits(table["edits"], ("edits",)) if "edits" in table else ()
+    deid = table.get("deidentify")
+    return edit_plan(edits, None if deid is None else reader.deidentify(deid, ("deidentify",)))
 
 
 def _kind(value: Any) -> str:

@@ -23,11 +23,12 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
+from ..dataset.edits import EditPlan
 from ..send.client import StoreClient
 from ..send.commit import CommitOptions
 from ..send.failure import Failure
@@ -95,6 +96,23 @@ class Destination:
     commit: bool = False
     """Keep each file in the spool until it commits to it (Storage Commitment; see
     ``route.commit``): a file not committed is sent again, up to the retry policy."""
+    edits: EditPlan | Mapping[str, Any] | None = None
+    """Tag edits and de-identification applied to each file as it streams out to it (the
+    spool copy is never edited): an ``EditPlan``, or ``{"edits": [...], "deidentify": {...}}``
+    as a config file's destination writes them. A file they cannot apply to goes to
+    ``failed/<destination>/``; it is never sent unedited."""
+
+    def __post_init__(self) -> None:
+        if self.edits is not None and not isinstance(self.edits, EditPlan):
+            from .config import plan_of
+
+            object.__setattr__(self, "edits", plan_of(self.edits, f"{self.key}: edits"))
+
+    @property
+    def plan(self) -> EditPlan | None:
+        """``edits`` as a plan."""
+        assert self.edits is None or isinstance(self.edits, EditPlan)
+        return self.edits
 
     @property
     def key(self) -> str:
@@ -159,6 +177,13 @@ class Forwarder:
         self._tell = tell
         self._on_idle = on_idle
         client_options: ForwardKeywords = {"idle_release": IDLE_RELEASE, **options}
+        self.plan = destination.plan
+        self.edited = ""
+        """What the edits do, for the journal's forwarded lines."""
+        if self.plan is not None:
+            # Compiled now, its key file read: a missing key stops the router before it listens.
+            self.plan.compiled  # noqa: B018
+            self.edited = self.plan.describe()
         self._client = StoreClient(
             destination.host,
             destination.port,
@@ -169,6 +194,7 @@ class Forwarder:
                 called_ae=destination.called_ae,
                 tls=destination.tls,
             ),
+            edits=self.plan,
             **client_options,
         )
         # Confirmed delivery (issue 20): with ``destination.commit``, ``commit`` says how.
@@ -404,6 +430,7 @@ class Forwarder:
             reason=result.reason,
             bytes=entry.size,
             maybe_duplicate=entry.maybe_duplicate,
+            edits=self.edited if step is Step.FORWARDED else "",
         )
 
     def _wait(self, lane: _Lane, reason: str) -> None:

@@ -109,6 +109,9 @@ class RouteEvent:
     """``study_complete``: the study's series (0 in other steps)."""
     instances: int = 0
     """``study_complete``: the study's files received since it was last complete."""
+    edits: str = ""
+    """``forwarded``: the edits and de-identification the copy sent carried (``set
+    InstitutionName, mapuids, deidentify basic``); empty for a destination without them."""
 
     def to_json(self) -> dict[str, Any]:
         data = dict(vars(self))  # flat fields: asdict()'s deep copy costs per file
@@ -117,6 +120,8 @@ class RouteEvent:
             del data["by"]  # only operations carry it
         if not self.rule:
             del data["rule"]  # only routing by rules does
+        if not self.edits:
+            del data["edits"]  # only destinations with edits do
         if not self.instances:
             del data["series"], data["instances"]  # only study_complete does
         return data
