@@ -1,7 +1,7 @@
 """PNG charts of the benchmark results, written next to their markdown in benches/results/.
 
-    python benches/charts.py [--e2e FILE.json] [--receive FILE.json|FILE.md]
-                             [--route FILE.json|FILE.md] [--out DIR]
+    python benches/charts.py [--e2e FILE.json ...] [--receive FILE.json|FILE.md ...]
+                             [--route FILE.json|FILE.md ...] [--out DIR]
 
 One generic chart (:func:`bars`: groups of bars, one bar per series, a panel per metric) and,
 per suite, which rows go in it: e2e (senders per sink: files/s or MB/s, and sender CPU s/GB),
@@ -135,10 +135,15 @@ def _latest(rows: Iterable[Row], key: Sequence[str]) -> list[Row]:
     return list(cells.values())
 
 
-def _read(path: Path, from_json: Callable[[Any], list[dict[str, Any]]]) -> list[Row]:
-    if path.suffix == ".json":
-        return list(from_json(json.loads(path.read_text())))
-    return list(markdown_rows(path.read_text()))
+def _read(paths: Sequence[Path], from_json: Callable[[Any], list[dict[str, Any]]]) -> list[Row]:
+    """The rows of each file in turn (a later file's row for a cell wins in :func:`_latest`)."""
+    rows: list[Row] = []
+    for path in paths:
+        if path.suffix == ".json":
+            rows.extend(from_json(json.loads(path.read_text())))
+        else:
+            rows.extend(markdown_rows(path.read_text()))
+    return rows
 
 
 def _ok(row: Row) -> bool:
@@ -190,8 +195,9 @@ def _e2e_rows(raw: Any) -> list[dict[str, Any]]:
     ]
 
 
-def e2e_charts(source: Path, out: Path) -> list[Path]:
-    rows = _latest(_read(source, _e2e_rows), ("dataset", "sink", "sender"))
+def e2e_charts(sources: Sequence[Path], out: Path) -> list[Path]:
+    source = sources[0]
+    rows = _latest(_read(sources, _e2e_rows), ("dataset", "sink", "sender"))
     made = _per_dataset(
         source,
         out,
@@ -234,8 +240,9 @@ def _receive_rows(raw: Any) -> list[dict[str, Any]]:
     ]
 
 
-def receive_charts(source: Path, out: Path) -> list[Path]:
-    rows = _latest(_read(source, _receive_rows), ("dataset", "sender", "receiver"))
+def receive_charts(sources: Sequence[Path], out: Path) -> list[Path]:
+    source = sources[0]
+    rows = _latest(_read(sources, _receive_rows), ("dataset", "sender", "receiver"))
     return _per_dataset(
         source,
         out,
@@ -266,9 +273,10 @@ def _route_rows(raw: Any) -> list[dict[str, Any]]:
     ]
 
 
-def route_charts(source: Path, out: Path) -> list[Path]:
+def route_charts(sources: Sequence[Path], out: Path) -> list[Path]:
+    source = sources[0]
     # The first tables (issue 11) had no sink column: storescp --ignore.
-    rows = [{"sink": "ignore", **r} for r in _read(source, _route_rows)]
+    rows = [{"sink": "ignore", **r} for r in _read(sources, _route_rows)]
     rows = _latest(rows, ("dataset", "sink", "router"))
     return _per_dataset(
         source,
@@ -281,11 +289,11 @@ def route_charts(source: Path, out: Path) -> list[Path]:
     )
 
 
-def after_run(chart: Callable[[Path, Path], list[Path]], source: Path) -> None:
+def after_run(chart: Callable[[Sequence[Path], Path], list[Path]], source: Path) -> None:
     """A suite's charts from the results it just wrote, beside them; without matplotlib (the
     ``bench`` extra) the run keeps its numbers and says how to get the charts."""
     try:
-        made = chart(source, source.parent)
+        made = chart([source], source.parent)
     except ImportError as exc:
         print(f"charts skipped ({exc}): pip install 'fastpush[bench]'", file=sys.stderr)
         return
@@ -295,18 +303,20 @@ def after_run(chart: Callable[[Path, Path], list[Path]], source: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--e2e", type=Path, default=RESULTS / "e2e.json")
-    parser.add_argument("--receive", type=Path, default=RESULTS / "receive.md")
-    parser.add_argument("--route", type=Path, default=RESULTS / "route.md")
+    # Each may be given again: a later file's row for the same cell wins; the first names the PNGs.
+    parser.add_argument("--e2e", type=Path, action="append")
+    parser.add_argument("--receive", type=Path, action="append")
+    parser.add_argument("--route", type=Path, action="append")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    for source, chart in (
-        (args.e2e, e2e_charts),
-        (args.receive, receive_charts),
-        (args.route, route_charts),
+    for sources, default, chart in (
+        (args.e2e, "e2e.json", e2e_charts),
+        (args.receive, "receive.md", receive_charts),
+        (args.route, "route.md", route_charts),
     ):
-        if source.exists():
-            for made in chart(source, args.out):
+        sources = sources or [RESULTS / default]
+        if all(source.exists() for source in sources):
+            for made in chart(sources, args.out):
                 print(made, file=sys.stderr)
     return 0
 
