@@ -6,7 +6,6 @@ rule of every file."""
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,15 @@ from pydicom.uid import (
 from fastpush.synthetic import write_study
 
 from support.peers import StoreSCPFactory, free_port
-from support.routing import arrived, assert_byte_exact, journal, send_all, start_route, uid_of
+from support.routing import (
+    arrived,
+    assert_byte_exact,
+    journal,
+    send_all,
+    start_route,
+    uid_of,
+    wait_drained,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -84,11 +91,7 @@ unmatched = "drop"
     route = start_route(port, "--config", str(config), "-q", log=tmp_path / "route.log")
     try:
         send_all(port, files, tmp_path / "storescu.log")
-        # As the durability test waits: until no queue entry is left (bounded).
-        deadline = time.monotonic() + 120
-        while [p for p in (spool / "queue").rglob("*") if p.is_file()]:
-            assert time.monotonic() < deadline, route.text()
-            time.sleep(0.1)
+        wait_drained(spool, route)
         route.proc.send_signal(signal.SIGINT)
         assert route.proc.wait(timeout=30) == 0, route.text()
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,12 +19,23 @@ from support.peers import STORESCU, dataset_bytes, stop_process, wait_for_port
 
 
 def storescu(
-    port: int, files: Iterable[Path], log: Path, aec: str = "ROUTER"
+    port: int, files: Iterable[Path], log: Path, aec: str = "ROUTER", *options: str
 ) -> subprocess.Popen[bytes]:
-    """Start ``storescu -v`` sending ``files`` to 127.0.0.1:port, its story in ``log``."""
+    """Start ``storescu -v`` (and ``options``) sending ``files`` to 127.0.0.1:port, its story
+    in ``log``."""
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [STORESCU, "-v", "-nh", "-aec", aec, "127.0.0.1", str(port), *map(str, files)],
+            [
+                STORESCU,
+                "-v",
+                "-nh",
+                *options,
+                "-aec",
+                aec,
+                "127.0.0.1",
+                str(port),
+                *map(str, files),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -131,3 +143,12 @@ def start_route(port: int, *args: str, log: Path) -> RouteProcess:
         )
     wait_for_port(port, proc=proc)
     return RouteProcess(port, proc, log)
+
+
+def wait_drained(spool: Path, route: RouteProcess, timeout: float = 120) -> None:
+    """Until no queue entry is left in ``spool`` (a router in another process gives no event
+    to wait on: the queue folders are looked at, bounded by ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while [p for p in (spool / "queue").rglob("*") if p.is_file()]:
+        assert time.monotonic() < deadline, route.text()
+        time.sleep(0.1)
