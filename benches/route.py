@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import deid
 from e2e import _big, _require_release_build, _study, _warm_page_cache
 from receive import TMPFS, _cpu_seconds, _peak_rss_mb, _sender_timed, _wait_port
 from report import Rates
@@ -72,6 +73,34 @@ def _fastpush_route(*extra: str, defaults: bool = False) -> Command:
     return command
 
 
+def _fastpush_route_edits(edits: str) -> Command:
+    """``fastpush route --config`` with one destination carrying ``edits`` (TOML; ``{key}``
+    is a key file written beside the config, in the spool folder)."""
+
+    def command(port: int, dest: int, spool: Path) -> tuple[list[str], Path]:
+        key, config = spool / "deid.key", spool / "router.toml"
+        key.write_text(os.urandom(32).hex())
+        config.write_text(
+            f'[destinations.sink]\nhost = "127.0.0.1"\nport = {dest}\n'
+            + edits.replace("{key}", str(key))
+            + "\n"
+        )
+        argv = [PYTHON, "-m", "fastpush", "route", str(port), "--config", str(config)]
+        argv += ["--spool", str(spool), "--associations", "1", "-q"]
+        return argv, spool / "journal.jsonl"
+
+    return command
+
+
+# As benches/deid.py's forwarding row: ten elements set and every UID mapped.
+TEN_EDITS = (
+    "edits = ["
+    + ", ".join(f'{{ set = "{k}", value = "{v}" }}' for k, v in deid.TEN_EDITS)
+    + ', { map_uids = true, key_file = "{key}" }]'
+)
+DEIDENTIFY = 'deidentify = { profile = "basic", key_file = "{key}" }'
+
+
 def _baseline(kind: str) -> Command:
     def command(port: int, dest: int, spool: Path) -> tuple[list[str], Path]:
         journal = spool / "journal.jsonl"
@@ -87,6 +116,8 @@ ROUTERS: dict[str, Spooling | None] = {
     DIRECT: None,
     OURS: Spooling(_fastpush_route()),
     "fastpush-route, as started by default": Spooling(_fastpush_route(defaults=True)),
+    "fastpush-route, 10 edits + UID map": Spooling(_fastpush_route_edits(TEN_EDITS)),
+    "fastpush-route, de-identified": Spooling(_fastpush_route_edits(DEIDENTIFY)),
     "fastpush-route, disk": Spooling(_fastpush_route(), DISK),
     "fastpush-route, disk, --durability os": Spooling(_fastpush_route("--durability", "os"), DISK),
     "pynetdicom+fastpush": Spooling(_baseline("fastpush")),
