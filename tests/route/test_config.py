@@ -223,3 +223,24 @@ def test_map_uids_needs_a_key_and_clean_descriptors_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="clean_descriptors is not applied by this build"):
         parse(cleaned)
+
+
+def test_destination_takes_a_plan_or_the_config_data(tmp_path: Path) -> None:
+    from fastpush import Destination, Router
+    from fastpush.dataset.edits import EditPlan, MapUids, Set
+
+    key = tmp_path / "k.key"
+    key.write_bytes(b"k" * 32)
+    data = {"edits": [{"set": "InstitutionName", "value": "A"}, {"map_uids": True}]}
+    data["deidentify"] = {"key_file": str(key), "options": ["retain_longitudinal_temporal"]}
+    d = Destination("127.0.0.1", 104, edits=data)
+    assert d.plan is not None and d.plan.edits == (Set("InstitutionName", "A"), MapUids())
+    assert d.plan.deidentify is not None and d.plan.deidentify.retain_dates
+    assert Destination("h", 1, edits=EditPlan((MapUids(),), key_file=str(key))).plan is not None
+    with pytest.raises(ConfigError, match=r"edits\[0\]\.remove: .*NotAKeyword"):
+        Destination("h", 1, edits={"edits": [{"remove": "NotAKeyword"}]})
+    port = free_port()
+    missing = Destination("127.0.0.1", 104, edits=EditPlan((MapUids(),), key_file="/no/key"))
+    with pytest.raises(FileNotFoundError):
+        Router(port, [missing], spool=tmp_path / "spool", host="127.0.0.1")
+    assert not _listening(port)

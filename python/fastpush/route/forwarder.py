@@ -178,12 +178,8 @@ class Forwarder:
         self._on_idle = on_idle
         client_options: ForwardKeywords = {"idle_release": IDLE_RELEASE, **options}
         self.plan = destination.plan
-        self.edited = ""
+        self.edited = "" if self.plan is None else self.plan.describe()
         """What the edits do, for the journal's forwarded lines."""
-        if self.plan is not None:
-            # Compiled now, its key file read: a missing key stops the router before it listens.
-            self.plan.compiled  # noqa: B018
-            self.edited = self.plan.describe()
         self._client = StoreClient(
             destination.host,
             destination.port,

@@ -165,6 +165,9 @@ class Router:
             raise ValueError("study_stable must be more than 0 seconds")
         if study_stable is None and any(d.study_complete for d in destinations):
             raise ValueError("destinations with study_complete need study_stable")
+        for d in destinations:
+            if d.plan is not None:  # issue 18: a key that cannot be read stops us here
+                d.plan.compiled  # noqa: B018 (compiled once, the spool still closed)
         self.destinations = {d.key: d for d in destinations}
         self.max_spool = max_spool
         # ops (issue 19): the disk guard; files, bytes, refused per calling AE (at most
