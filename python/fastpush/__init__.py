@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from .wire.identity import IdentityType, UserIdentity
 
     __version__: str
+    """The package's version: the Rust core's, from ``Cargo.toml``."""
 
 # Every public name loads on first use, so that `import fastpush` and the CLI start without the
 # modules they do not run (issue 17): a push does not load the receive side or the router, and

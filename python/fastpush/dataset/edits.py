@@ -100,11 +100,14 @@ class Deidentify:
     ``allow_burned_in`` sends images that may carry burned-in text (refused otherwise)."""
 
     retain_uids: bool = False
+    """Retain UIDs: study, series and instance UIDs go out as they are."""
     retain_dates: bool = False
     """Retain Longitudinal Temporal Information with Modified Dates: DA and DT values shifted
     back by a per-patient offset (1-3650 days) from the key."""
     retain_patient_characteristics: bool = False
+    """Retain Patient Characteristics: sex, age, size, weight and the like are kept."""
     retain_device_identity: bool = False
+    """Retain Device Identity: device serial numbers, station names and the like are kept."""
     keep_private: tuple[str, ...] = ()
     allow_burned_in: bool = False
 
@@ -119,9 +122,11 @@ class EditPlan:
     ``key_file`` holds the key for ``MapUids`` and de-identification."""
 
     edits: tuple[Edit, ...] = ()
+    """The edits (``Set``, ``Remove``, ``Copy``, ``Prefix``, ``MapUids``), in order."""
     deidentify: Deidentify | None = None
     key_file: str | None = None
     _key: bytes | None = field(default=None, repr=False, compare=False)
+    """The key itself, for callers that hold it already (read from ``key_file`` otherwise)."""
 
     def __post_init__(self) -> None:
         needs_key = self.deidentify is not None or any(isinstance(e, MapUids) for e in self.edits)

@@ -106,6 +106,9 @@ class StoreClient:
     ``commit`` (:class:`~fastpush.CommitOptions`) asks the peer for Storage Commitment of what
     each association stored, before it is released: a result is ready once its commitment is
     known (``Result.committed``).
+
+    ``edits`` (:class:`~fastpush.EditPlan`) rewrites element headers while each dataset streams
+    out (the Rust engine only); a file that cannot be edited fails and is never sent unedited.
     """
 
     def __init__(

@@ -60,6 +60,10 @@ class Push:
     ``commit`` (True, or :class:`~fastpush.CommitOptions` for its timeout, batch and report
     listener) asks the peer for Storage Commitment of the files each association stored: a
     file stored but not committed fails (``failure`` ``commitment``, ``committed`` False).
+
+    ``edits`` (:class:`~fastpush.EditPlan`) rewrites element headers (tag edits, UID maps,
+    de-identification) while each dataset streams out, pixel data untouched; a file that cannot
+    be edited fails and is never sent unedited.
     """
 
     def __init__(
