@@ -5,7 +5,9 @@
   nav; the list of them replaces ``<!-- bench-results -->`` in ``performance/index.md``);
 - ``changelog.md`` from ``CHANGELOG.md``;
 - ``<!-- cli-help: COMMAND -->`` in any page becomes ``python -m fastpush COMMAND --help`` as this
-  tree prints it (the CLI's own reference: every option, its default and help, never stale).
+  tree prints it (the CLI's own reference: every option, its default and help, never stale);
+- ``<!-- readme: HEADING -->`` in any page becomes that section of ``README.md`` (its body, down to
+  the next heading of the same level or above), so the guide and the README say the same.
 
 Nothing is copied into ``docs/``: the site shows whatever the benchmarks and the changelog say.
 """
@@ -26,6 +28,7 @@ RESULTS = ROOT / "benches" / "results"
 SECTION = "Performance"
 MARKER = "<!-- bench-results -->"
 CLI_HELP = re.compile(r"<!-- cli-help: (\w+) -->")
+README_SECTION = re.compile(r"<!-- readme: (.+?) -->")
 
 # Nav titles for the recorded runs (several share the harness's heading); the order they are
 # listed in. A results file not named here is listed after them under its own first heading.
@@ -91,8 +94,25 @@ def _help(command: str) -> str:
     return f"```text\n{shown.stdout.rstrip()}\n```"
 
 
+def _readme_section(heading: str) -> str:
+    """The body of the README section titled ``heading`` (a missing one fails the build)."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    for n, line in enumerate(lines):
+        level = len(line) - len(line.lstrip("#"))
+        if level and line[level:].strip() == heading:
+            body = []
+            for later in lines[n + 1 :]:
+                depth = len(later) - len(later.lstrip("#"))
+                if depth and depth <= level and later[depth : depth + 1] == " ":
+                    break
+                body.append(later)
+            return "\n".join(body).strip("\n")
+    raise ValueError(f"README.md has no section {heading!r}")
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
     markdown = CLI_HELP.sub(lambda match: _help(match.group(1)), markdown)
+    markdown = README_SECTION.sub(lambda match: _readme_section(match.group(1)), markdown)
     if page.file.src_uri != "performance/index.md":
         return markdown
     listing = "\n".join(
