@@ -425,16 +425,10 @@ class Association:
         messages = Reassembler(self.accepted)
         received = 0
         while True:
-            pdu_type, body = transport.recv_pdu(self._recv_limit)
+            body = _pdata_body(transport, self._recv_limit, "P-DATA-TF")
             received += 6 + len(body)
             if received > _MAX_RESPONSE_BYTES:
                 raise ProtocolError(f"response runs past {_MAX_RESPONSE_BYTES} bytes")
-            if pdu_type == pdu.ABORT:
-                ab = pdu.decode_abort(body)
-                raise AssociationAborted(ab.source, ab.reason, ab.describe())
-            if pdu_type != pdu.P_DATA_TF:
-                name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
-                raise ProtocolError(f"expected P-DATA-TF, got {name}")
             for message in messages.feed(body):
                 return message.command
 
@@ -606,18 +600,12 @@ class Association:
                         raise TimeoutError(late)
                     transport.timeout = remaining
                 try:
-                    pdu_type, body = transport.recv_pdu(self._recv_limit)
+                    body = _pdata_body(transport, self._recv_limit, "an N-EVENT-REPORT")
                 except TimeoutError as exc:
                     raise TimeoutError(late or str(exc)) from exc
                 received += 6 + len(body)
                 if received > _MAX_REPORT_BYTES:
                     raise ProtocolError(f"N-EVENT-REPORT runs past {_MAX_REPORT_BYTES} bytes")
-                if pdu_type == pdu.ABORT:
-                    ab = pdu.decode_abort(body)
-                    raise AssociationAborted(ab.source, ab.reason, ab.describe())
-                if pdu_type != pdu.P_DATA_TF:
-                    name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
-                    raise ProtocolError(f"expected an N-EVENT-REPORT, got {name}")
                 for message in messages.feed(body):
                     report = self._answer_report(transport, message, transaction_uid)
                     if report is not None:
@@ -701,3 +689,16 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, AssociationAborted):
         return f"association aborted by the peer ({text})"
     return text
+
+
+def _pdata_body(transport: Transport, limit: int, expected: str) -> bytes:
+    """The body of the next PDU, which must be a P-DATA-TF: an A-ABORT raises
+    ``AssociationAborted``, any other PDU a ``ProtocolError`` saying ``expected`` was not it."""
+    pdu_type, body = transport.recv_pdu(limit)
+    if pdu_type == pdu.ABORT:
+        ab = pdu.decode_abort(body)
+        raise AssociationAborted(ab.source, ab.reason, ab.describe())
+    if pdu_type != pdu.P_DATA_TF:
+        name = pdu.PDU_NAMES.get(pdu_type, f"PDU type 0x{pdu_type:02X}")
+        raise ProtocolError(f"expected {expected}, got {name}")
+    return body
