@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,14 +134,6 @@ def test_route_log_json_lines_parse_and_tell_the_idle_release(
     assert sum(m.startswith("Forwarded ") for m in messages) == 5
     assert any(m.startswith("Stopping:") for m in messages)
     assert {r["level"] for r in records} <= {"DEBUG", "INFO", "WARNING", "ERROR"}
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    started: list[Router] = []
-    yield started
-    for r in started:
-        r.stop(abort=True)
 
 
 def _router(spool: Path, port: int, associations: int = 1) -> Router:

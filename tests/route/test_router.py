@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +40,6 @@ def files(tmp_path: Path) -> list[Path]:
     )
 
 
-@pytest.fixture
-def router() -> Iterator[list[Router]]:
-    """Routers started by a test, stopped at its end."""
-    started: list[Router] = []
-    yield started
-    for r in started:
-        r.stop(abort=True)
-
-
 def _route(
     started: list[Router], spool: Path, *destinations: Destination, **options: Any
 ) -> Router:
@@ -63,11 +53,11 @@ def _queued(spool: Path) -> list[Path]:
 
 
 def test_storescu_through_router_to_storescp_byte_exact(
-    storescp: StoreSCPFactory, router: list[Router], files: list[Path], tmp_path: Path
+    storescp: StoreSCPFactory, routers: list[Router], files: list[Path], tmp_path: Path
 ) -> None:
     scp = storescp("+B", "+uf")
     spool = tmp_path / "spool"
-    r = _route(router, spool, Destination("127.0.0.1", scp.port, "STORESCP"), associations=3)
+    r = _route(routers, spool, Destination("127.0.0.1", scp.port, "STORESCP"), associations=3)
     send_all(r.port, files, tmp_path / "storescu.log")
     assert r.wait_idle(60)
     found = arrived(scp.outdir)
@@ -84,10 +74,10 @@ def test_storescu_through_router_to_storescp_byte_exact(
 
 
 def test_destination_down_for_the_first_half_gets_everything_in_order_per_study(
-    router: list[Router], files: list[Path], tmp_path: Path
+    routers: list[Router], files: list[Path], tmp_path: Path
 ) -> None:
     port = free_port()
-    r = _route(router, tmp_path / "spool", Destination("127.0.0.1", port), associations=2)
+    r = _route(routers, tmp_path / "spool", Destination("127.0.0.1", port), associations=2)
     half = len(files) // 2
     send_all(r.port, files[:half], tmp_path / "first.log")
     assert r.stats().spooled_files == half  # acknowledged while the destination is down
@@ -113,7 +103,7 @@ def test_destination_down_for_the_first_half_gets_everything_in_order_per_study(
 
 
 def test_refusals_go_to_the_failed_folder_and_the_rest_goes_on(
-    pynetdicom_scp: PynetdicomSCPFactory, router: list[Router], files: list[Path], tmp_path: Path
+    pynetdicom_scp: PynetdicomSCPFactory, routers: list[Router], files: list[Path], tmp_path: Path
 ) -> None:
     # SC is refused at negotiation; the 5th store (a CT or MR) is answered 0xC123.
     scp = pynetdicom_scp(
@@ -122,7 +112,7 @@ def test_refusals_go_to_the_failed_folder_and_the_rest_goes_on(
     )
     spool = tmp_path / "spool"
     destination = Destination("127.0.0.1", scp.port, scp.aet, name="PACS")
-    r = _route(router, spool, destination)
+    r = _route(routers, spool, destination)
     send_all(r.port, files, tmp_path / "storescu.log")
     assert r.wait_idle(60)
     sc = {uid_of(f) for f in files[2::3]}
@@ -144,7 +134,7 @@ def test_refusals_go_to_the_failed_folder_and_the_rest_goes_on(
 
 
 def test_two_destinations_one_down_the_other_gets_everything(
-    storescp: StoreSCPFactory, router: list[Router], files: list[Path], tmp_path: Path
+    storescp: StoreSCPFactory, routers: list[Router], files: list[Path], tmp_path: Path
 ) -> None:
     scp = storescp("+B", "+uf")
     down = free_port()
@@ -157,7 +147,7 @@ def test_two_destinations_one_down_the_other_gets_everything(
         if event.step is Step.FORWARDED and event.destination == "good":
             forwarded.release()
 
-    r = _route(router, spool, good, late, on_event=count)
+    r = _route(routers, spool, good, late, on_event=count)
     send_all(r.port, files, tmp_path / "storescu.log")
     assert all(forwarded.acquire(timeout=30) for _ in files)  # "good" does not wait for "late"
     assert_byte_exact(files, arrived(scp.outdir))
@@ -175,12 +165,12 @@ def test_two_destinations_one_down_the_other_gets_everything(
 
 
 def test_spool_over_its_limit_answers_out_of_resources_before_receiving(
-    router: list[Router], tmp_path: Path
+    routers: list[Router], tmp_path: Path
 ) -> None:
     big = write_study(tmp_path / "src", count=8, pixel_bytes=64 << 10)
     port = free_port()
     spool = tmp_path / "spool"
-    r = _route(router, spool, Destination("127.0.0.1", port), max_spool=150_000)
+    r = _route(routers, spool, Destination("127.0.0.1", port), max_spool=150_000)
     results = fastpush.push(big, "127.0.0.1", r.port, retries=0)
     # ~66 kB each, the destination down: three take the spool past 150 kB, then refusals.
     assert [res.outcome for res in results] == [Outcome.STORED] * 3 + [Outcome.FAILED] * 5
@@ -198,7 +188,7 @@ def test_spool_over_its_limit_answers_out_of_resources_before_receiving(
 
 
 def test_on_receive_picks_destinations_or_drops(
-    router: list[Router], files: list[Path], tmp_path: Path
+    routers: list[Router], files: list[Path], tmp_path: Path
 ) -> None:
     ports = {"ct": free_port(), "rest": free_port()}
     events: list[fastpush.RouteEvent] = []
@@ -210,7 +200,7 @@ def test_on_receive_picks_destinations_or_drops(
 
     spool = tmp_path / "spool"
     r = _route(
-        router,
+        routers,
         spool,
         *(Destination("127.0.0.1", p, name=n) for n, p in ports.items()),
         on_receive=pick,
@@ -231,8 +221,10 @@ def test_on_receive_picks_destinations_or_drops(
     assert not [p for p in (spool / "incoming").rglob("*") if p.is_file()]
 
 
-def test_a_second_router_on_the_same_spool_is_refused(router: list[Router], tmp_path: Path) -> None:
+def test_a_second_router_on_the_same_spool_is_refused(
+    routers: list[Router], tmp_path: Path
+) -> None:
     spool = tmp_path / "spool"
-    _route(router, spool, Destination("127.0.0.1", free_port()))
+    _route(routers, spool, Destination("127.0.0.1", free_port()))
     with pytest.raises(fastpush.SpoolBusy):
         Router(0, [Destination("127.0.0.1", free_port())], spool=spool)

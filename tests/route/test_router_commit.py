@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,6 @@ def files(tmp_path: Path) -> list[Path]:
     return write_study(
         tmp_path / "src", count=12, pixel_bytes=2048, transfer_syntaxes=[ExplicitVRLittleEndian]
     )
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    started: list[Router] = []
-    yield started
-    for router in started:
-        router.stop(abort=True)
 
 
 def _uids(files: Sequence[Path]) -> list[str]:

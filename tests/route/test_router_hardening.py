@@ -40,15 +40,6 @@ from support.routing import arrived, assert_byte_exact, journal, uid_of
 FAST_RETRY = RetryPolicy(retries=0, backoff=0.05, max_backoff=0.2)
 
 
-@pytest.fixture
-def router() -> Iterator[list[Router]]:
-    """Routers started by a test, stopped at its end (before any disk it uses is unmounted)."""
-    started: list[Router] = []
-    yield started
-    for r in started:
-        r.stop(abort=True)
-
-
 def _route(
     started: list[Router], spool: Path, *destinations: Destination, **options: Any
 ) -> Router:
@@ -127,7 +118,7 @@ def destinations(tmp_path: Path) -> Iterator[Callable[[str], _Destination]]:
 
 
 def test_a_journal_write_that_fails_after_a_forward_neither_wedges_nor_resends(
-    router: list[Router],
+    routers: list[Router],
     destinations: Callable[[str], _Destination],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -144,7 +135,7 @@ def test_a_journal_write_that_fails_after_a_forward_neither_wedges_nor_resends(
     monkeypatch.setattr(Journal, "write", full_once)
     dest = destinations("dest").start()
     spool = tmp_path / "spool"
-    r = _route(router, spool, Destination("127.0.0.1", dest.port), associations=1)
+    r = _route(routers, spool, Destination("127.0.0.1", dest.port), associations=1)
     files = _files(tmp_path / "src", 6, seed=1)
     assert _stored(fastpush.push(files, "127.0.0.1", r.port, retries=0)) == files
     assert r.wait_idle(10), r.stats()
@@ -189,11 +180,11 @@ def test_the_journal_keeps_the_lines_the_disk_refuses_and_writes_them_in_order_l
 
 
 def test_a_queue_link_removed_by_hand_is_dropped_not_retried_forever(
-    router: list[Router], destinations: Callable[[str], _Destination], tmp_path: Path
+    routers: list[Router], destinations: Callable[[str], _Destination], tmp_path: Path
 ) -> None:
     dest = destinations("dest")  # down while the files queue up
     spool = tmp_path / "spool"
-    r = _route(router, spool, Destination("127.0.0.1", dest.port, name="dest"), associations=1)
+    r = _route(routers, spool, Destination("127.0.0.1", dest.port, name="dest"), associations=1)
     files = _files(tmp_path / "src", 3, seed=2)
     assert _stored(fastpush.push(files, "127.0.0.1", r.port, retries=0)) == files
     queued = sorted(_queued(spool))
@@ -344,14 +335,14 @@ def _fill(path: Path) -> int:
 @pytest.mark.timeout(60)
 def test_a_full_disk_mid_run_wedges_no_destination(
     small_disk: Path,
-    router: list[Router],
+    routers: list[Router],
     destinations: Callable[[str], _Destination],
     tmp_path: Path,
 ) -> None:
     spool = small_disk / "spool"
     a, b = destinations("a"), destinations("b")  # on another disk: they store while ours is full
     r = _route(
-        router,
+        routers,
         spool,
         Destination("127.0.0.1", a.port, name="a"),
         Destination("127.0.0.1", b.port, name="b"),
@@ -408,7 +399,7 @@ def _with_study_uid(source: Path, target: Path, study: str) -> Path:
 
 
 def test_a_hostile_study_uid_stays_inside_the_spool_and_is_forwarded(
-    router: list[Router], destinations: Callable[[str], _Destination], tmp_path: Path
+    routers: list[Router], destinations: Callable[[str], _Destination], tmp_path: Path
 ) -> None:
     sources = _files(tmp_path / "src", len(HOSTILE_STUDY_UIDS), seed=6)
     hostile = tmp_path / "hostile"
@@ -427,7 +418,7 @@ def test_a_hostile_study_uid_stays_inside_the_spool_and_is_forwarded(
         paths.append(received.path)
         return ["dest"]
 
-    r = _route(router, spool, Destination("127.0.0.1", dest.port, name="dest"), on_receive=record)
+    r = _route(routers, spool, Destination("127.0.0.1", dest.port, name="dest"), on_receive=record)
     results = fastpush.push(files, "127.0.0.1", r.port, retries=0)
     assert [res.outcome for res in results] == [Outcome.STORED] * len(files), results
     assert r.wait_idle(10), r.stats()

@@ -6,7 +6,6 @@ pause (the completion itself ends the pause), storescp and pynetdicom receive.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +36,6 @@ def files(tmp_path: Path) -> list[Path]:
         sop_classes=[CTImageStorage],
         transfer_syntaxes=[ExplicitVRLittleEndian],
     )
-
-
-@pytest.fixture
-def routers() -> Iterator[list[Router]]:
-    started: list[Router] = []
-    yield started
-    for r in started:
-        r.stop(abort=True)
 
 
 class Completions:
