@@ -1,6 +1,7 @@
 """The Basic Application Level Confidentiality Profile: every attribute of the generated table
-against a synthetic dataset that carries it (at the top level and in a sequence item), each
-option, private elements, the attributes the profile adds, pseudonyms, burned-in refusal."""
+against a synthetic dataset that carries it (at the top level and in a sequence item), every
+cell of each option's column, private elements, the attributes the profile adds and the codes
+that name the options, pseudonyms, burned-in refusal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 
 from fastpush.dataset.deid import action
+from fastpush.dataset.deid_table import OPTIONS as COLUMNS
 from fastpush.dataset.deid_table import PROFILE
 from fastpush.dataset.edits import Deidentify, EditPlan
 from fastpush.errors import ConversionError
@@ -124,6 +126,7 @@ OPTIONS = {
     "retain_dates": Deidentify(retain_dates=True),
     "retain_patient_characteristics": Deidentify(retain_patient_characteristics=True),
     "retain_device_identity": Deidentify(retain_device_identity=True),
+    "clean_descriptors": Deidentify(clean_descriptors=True),
 }
 
 
@@ -193,8 +196,9 @@ def test_dates_shift_by_one_offset_per_patient(key_file: str) -> None:
 
     shift = days(a.StudyDate) - days("20200102")
     assert -3650 <= shift <= -1
-    assert days(a.PatientBirthDate) - days("19700101") == shift
     assert days(b.StudyDate) - days(a.StudyDate) == 1
+    # Table E.1-1 leaves Patient's Birth Date out of the Modified Dates column.
+    assert a.PatientBirthDate == ""
     assert a.LongitudinalTemporalInformationModified == "MODIFIED"
 
 
@@ -230,3 +234,112 @@ def test_burned_in_annotation(
         _deidentify(ds, Deidentify(allow_burned_in=True), key_file)
     else:
         _deidentify(ds, Deidentify(), key_file)
+
+
+# Each option's column: the option's flag, and the column's name in deid_table.OPTIONS.
+_FLAGS = {
+    "retain_uids": "retain_uids",
+    "retain_device_identity": "retain_device_identity",
+    "retain_patient_characteristics": "retain_patient_characteristics",
+    "retain_longitudinal_modified_dates": "retain_dates",
+    "clean_descriptors": "clean_descriptors",
+}
+
+
+def _cells() -> list[tuple[str, int]]:
+    return [
+        (column, tag)
+        for column in _FLAGS
+        for tag in sorted(COLUMNS[column])
+        if tag >> 16 not in (0x0000, 0x0002) and tag not in _SKIPPED
+    ]
+
+
+def _carrying(tag: int) -> Dataset:
+    ds = _minimal()
+    vr = PROFILE[tag][1]
+    if vr == "SQ":
+        item = Dataset()
+        item.add_new(0x00100010, "PN", "NESTED^NAME")
+        ds.add_new(tag, vr, Sequence([item]))
+    else:
+        ds.add_new(tag, vr, _VALUES.get(vr, b"\x01\x02"))
+    return ds
+
+
+@pytest.mark.parametrize(("column", "tag"), _cells(), ids=[f"{c}-{t:08X}" for c, t in _cells()])
+def test_every_cell_of_each_option_column(column: str, tag: int, key_file: str) -> None:
+    """K keeps; the Modified Dates column shifts DA/DT and keeps TM; C keeps only when the
+    caller states the text is clean (clean_descriptors), else the Basic Profile's action."""
+    code, vr = PROFILE[tag]
+    mark = COLUMNS[column][tag]
+    before = _carrying(tag)
+    basic = action(tag, code, vr, Deidentify())[0]
+    runs: list[tuple[dict[str, bool], str]]
+    if column == "retain_longitudinal_modified_dates":
+        expect = {"DA": "shift_date", "DT": "shift_date", "TM": "keep"}.get(vr, basic)
+        runs = [({"retain_dates": True}, expect)]
+    elif mark == "K":
+        runs = [({_FLAGS[column]: True}, "keep")]
+    else:
+        runs = [
+            ({_FLAGS[column]: True, "clean_descriptors": True}, "keep"),
+            ({_FLAGS[column]: True}, basic) if column != "clean_descriptors" else ({}, basic),
+        ]
+    for flags, kind in runs:
+        options = Deidentify(**flags)
+        plan = EditPlan(deidentify=options, key_file=key_file)
+        _check(tag, kind, before, _deidentify(before, options, key_file), plan)
+
+
+@pytest.mark.parametrize(
+    ("flags", "codes"),
+    [
+        ({}, ["113100"]),
+        ({"clean_descriptors": True}, ["113100", "113105"]),
+        ({"retain_uids": True, "retain_dates": True}, ["113100", "113110", "113107"]),
+        (
+            {
+                "retain_patient_characteristics": True,
+                "retain_device_identity": True,
+                "clean_descriptors": True,
+            },
+            ["113100", "113108", "113109", "113105"],
+        ),
+    ],
+)
+def test_method_code_sequence_names_each_option(
+    flags: dict[str, bool], codes: list[str], key_file: str
+) -> None:
+    out = _deidentify(_minimal(), Deidentify(**flags), key_file)
+    items = out.DeidentificationMethodCodeSequence
+    assert [i.CodeValue for i in items] == codes
+    assert {i.CodingSchemeDesignator for i in items} == {"DCM"}
+    if "113105" in codes:
+        assert items[codes.index("113105")].CodeMeaning == "Clean Descriptors Option"
+    assert out.PatientIdentityRemoved == "YES"
+
+
+def test_descriptors_removed_unless_stated_clean(key_file: str) -> None:
+    ds = _minimal()
+    ds.StudyDescription = "CT CHEST 55F DR SMITH"
+    ds.SeriesDescription = "AXIAL 1MM"
+    ds.ProtocolName = "CHEST ROUTINE"
+    kept = _deidentify(ds, Deidentify(clean_descriptors=True), key_file)
+    assert (kept.StudyDescription, kept.SeriesDescription) == (
+        "CT CHEST 55F DR SMITH",
+        "AXIAL 1MM",
+    )
+    assert kept.ProtocolName == "CHEST ROUTINE"
+    removed = _deidentify(ds, Deidentify(), key_file)
+    assert "StudyDescription" not in removed and "SeriesDescription" not in removed
+    assert "ProtocolName" not in removed
+    # A value known to be safe is written with a Set edit, which wins over the profile.
+    from fastpush.dataset.edits import Set
+
+    plan = EditPlan((Set("StudyDescription", "CT CHEST"),), Deidentify(), key_file)
+    out = plan.compiled.edit_dataset(
+        encode_dataset(ds, EXPLICIT_VR_LE), EXPLICIT_VR_LE, EXPLICIT_VR_LE
+    )
+    read = read_dataset(DicomBytesIO(out), is_implicit_VR=False, is_little_endian=True)
+    assert read.StudyDescription == "CT CHEST"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fastpush.route.config import ConfigError, line_of, parse
+from fastpush.route.config import ConfigError, edit_plan, line_of, parse
 
 from support.peers import free_port
 
@@ -209,7 +209,7 @@ def test_a_key_file_that_cannot_be_used_exits_2_before_the_port_opens(
     assert not _listening(port) and not (tmp_path / "spool").exists()
 
 
-def test_map_uids_needs_a_key_and_clean_descriptors_is_refused() -> None:
+def test_map_uids_needs_a_key_and_clean_descriptors_reaches_the_plan() -> None:
     alone = EXAMPLE.replace(
         'deidentify = { profile = "basic", key_file = "/etc/fastpush/deid.key" }', ""
     )
@@ -221,8 +221,11 @@ def test_map_uids_needs_a_key_and_clean_descriptors_is_refused() -> None:
     cleaned = EXAMPLE.replace(
         'profile = "basic"', 'profile = "basic", options = ["clean_descriptors"]'
     )
-    with pytest.raises(ConfigError, match="clean_descriptors is not applied by this build"):
-        parse(cleaned)
+    (research,) = [d for d in parse(cleaned).destinations if d.name == "research"]
+    assert research.deidentify is not None
+    plan = edit_plan(research.edits, research.deidentify)
+    assert plan is not None and plan.deidentify is not None
+    assert plan.deidentify.clean_descriptors
 
 
 def test_destination_takes_a_plan_or_the_config_data(tmp_path: Path) -> None:

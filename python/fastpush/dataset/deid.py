@@ -10,20 +10,38 @@ know every IOD's attribute types, so the choice keeps any instance valid):
 - X, X/Z, X/D, X/Z/D: removed (any of them may be removed unless the IOD requires them).
 - X/Z/U*: a sequence is kept (the UIDs in its items are mapped by their own rules), a UID is
   mapped, anything else removed.
-- U: mapped with the key (``2.25.`` + HMAC). K: kept. C: a dummy (Clean Descriptors is off).
+- U: mapped with the key (``2.25.`` + HMAC). K: kept.
 
-Options: Retain UIDs keeps U; Retain Longitudinal Temporal Information with Modified Dates shifts
-every DA/DT attribute of the table by the patient's offset and keeps TM; Retain Patient
-Characteristics and Retain Device Identity keep their columns' attributes. Private elements are
-removed but for those kept by name. Patient Identity Removed (YES), De-identification Method and
-its Code Sequence say what was done.
+Each option applies its own column of Table E.1-1 (``deid_table.OPTIONS``), over the Basic
+Profile's action: K keeps the attribute. C ("clean": keep it with any identifying information
+taken out) is applied as follows.
+
+- Retain Longitudinal Temporal Information with Modified Dates: its column's DA and DT values
+  are shifted back by the patient's offset, TM values kept (a whole-day shift leaves the time of
+  day right); its other cells (timestamps in OB/UN, Timezone Offset From UTC) keep the Basic
+  Profile's action. Patient's Birth Date is not in the column: it stays empty.
+- Every other C (the Clean Descriptors column: Study, Series and Protocol descriptions,
+  comments, labels; and the C cells of Retain Patient Characteristics and Retain Device
+  Identity: Allergies, Special Needs, AE titles...) is free text. E.3.5 asks that identifying
+  text be removed from it; a machine cannot do that reliably (its Note 2: keep only values known
+  to be safe), and the header is rewritten in Rust as it streams. So a C cell is kept only with
+  ``clean_descriptors``, by which the caller states that these values are clean (cleaned before
+  they reach us, or the site's own protocol and series names known to be safe), and the code
+  113105 goes out with that statement. A value known to be safe can also be written with a
+  ``Set`` edit, which wins over the profile. Without ``clean_descriptors`` a C cell keeps the
+  Basic Profile's action (removed, emptied or a dummy): nothing is kept that no one vouched for.
+
+When a date is in the Modified Dates column and another option's K, the shift wins (no real
+date goes out with that option). Private elements are removed but for those kept by name.
+Patient Identity Removed (YES), De-identification Method and its Code Sequence (CID 7050: the
+profile's code and each option's) say what was done.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .deid_table import DEVICE_IDENTITY, MASKED, PATIENT_CHARACTERISTICS, PROFILE
+from .deid_table import MASKED, OPTIONS, PROFILE
 
 if TYPE_CHECKING:
     from .edits import Deidentify, RuleTuple
@@ -43,29 +61,36 @@ _OPTION_CODES = {
     "retain_dates": ("113107", "Retain Longitudinal Temporal Information Modified Dates Option"),
     "retain_patient_characteristics": ("113108", "Retain Patient Characteristics Option"),
     "retain_device_identity": ("113109", "Retain Device Identity Option"),
+    "clean_descriptors": ("113105", "Clean Descriptors Option"),
     "keep_private": ("113111", "Retain Safe Private Option"),
 }
+# The options that keep what their column of Table E.1-1 marks K (or C, when cleaned).
+_COLUMNS = (
+    "retain_uids",
+    "retain_patient_characteristics",
+    "retain_device_identity",
+    "clean_descriptors",
+)
+_SHIFTED = OPTIONS["retain_longitudinal_modified_dates"]
 
 
 def action(tag: int, code: str, vr: str, options: Deidentify) -> tuple[str, Any]:
     """The editor's action (and value) for one table entry under ``options``."""
-    if options.retain_patient_characteristics and tag in PATIENT_CHARACTERISTICS:
-        return "keep", None
-    if options.retain_device_identity and tag in DEVICE_IDENTITY:
-        return "keep", None
-    if options.retain_dates and vr in ("DA", "DT"):
-        return "shift_date", None
-    if options.retain_dates and vr == "TM":
+    if options.retain_dates and tag in _SHIFTED:
+        if vr in ("DA", "DT"):
+            return "shift_date", None
+        if vr == "TM":
+            return "keep", None
+    marks = {OPTIONS[name].get(tag) for name in _COLUMNS if getattr(options, name)}
+    if "K" in marks or ("C" in marks and options.clean_descriptors):
         return "keep", None
     if tag in (PATIENT_NAME, PATIENT_ID):
         return "pseudonym", None
     if code == "X/Z/U*":
         code = {"SQ": "K", "UI": "U"}.get(vr, "X")
-    if code == "U":
-        return ("keep", None) if options.retain_uids else ("map_uid", None)
     return {
+        "U": ("map_uid", None),
         "D": ("dummy", None),
-        "C": ("dummy", None),
         "Z/D": ("dummy", None),
         "Z": ("empty", None),
         "K": ("keep", None),

@@ -102,12 +102,16 @@ class Deidentify:
     retain_uids: bool = False
     """Retain UIDs: study, series and instance UIDs go out as they are."""
     retain_dates: bool = False
-    """Retain Longitudinal Temporal Information with Modified Dates: DA and DT values shifted
-    back by a per-patient offset (1-3650 days) from the key."""
+    """Retain Longitudinal Temporal Information with Modified Dates: the dates of its column
+    (DA, DT) shifted back by a per-patient offset (1-3650 days) from the key, times kept."""
     retain_patient_characteristics: bool = False
     """Retain Patient Characteristics: sex, age, size, weight and the like are kept."""
     retain_device_identity: bool = False
     """Retain Device Identity: device serial numbers, station names and the like are kept."""
+    clean_descriptors: bool = False
+    """Clean Descriptors: the caller states that the free text Table E.1-1 marks C (study and
+    series descriptions, protocol names, comments; and the C cells of the options chosen) is
+    clean, so it is kept and the option's code is recorded; removed otherwise."""
     keep_private: tuple[str, ...] = ()
     allow_burned_in: bool = False
 

@@ -440,12 +440,6 @@ class _Reader:
             raise self.fail(key, "needs key_file (the secret key is read from a file)")
         options = self.texts(table.get("options", []), (*key, "options"))
         for option in options:
-            if option == "clean_descriptors":
-                raise self.fail(
-                    (*key, "options"),
-                    "clean_descriptors is not applied by this build (descriptors get dummy "
-                    "values, as the profile without the option says): leave it out",
-                )
             if option not in DEIDENTIFY_OPTIONS:
                 raise self.fail(
                     (*key, "options"),
