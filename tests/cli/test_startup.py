@@ -1,9 +1,11 @@
 """What starting up loads (issue 17), by module list in a fresh interpreter, never by time:
 ``import fastpush`` loads the package alone, the send path leaves pydicom, rich, numpy, the
-receive side and the router unloaded, and building the CLI's parser loads no data path."""
+receive side and the router unloaded, building the CLI's parser loads no data path, and the
+top-level ``--help`` loads no command."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -12,10 +14,18 @@ from pathlib import Path
 
 import pytest
 
+import fastpush
+
 # Heavy on their own, and needed only by what a push may never do: read a dataset with pydicom
 # (conversion, decompression), draw a progress bar, decode pixels.
 _HEAVY = ("pydicom", "rich", "numpy")
 _RECEIVE_SIDE = ("fastpush.receive", "fastpush.route")
+# The PDU and identity codecs (dataclasses, struct, pathlib) and the engine choice (the Rust
+# extension): what a parser needs of them is in wire.limits and transport.engines.
+_CODECS = ("fastpush.wire.pdu", "fastpush.wire.identity", "fastpush.transport.connect")
+# Standard modules that cost milliseconds each on a small VM and that no parser needs. The
+# interpreter runs with -S for these: site-packages' .pth files may load them in any process.
+_SLOW_STDLIB = ("typing", "pathlib", "dataclasses", "inspect", "logging")
 
 # Runs ``python -m fastpush ARGS`` as -m would, then writes the modules it loaded to OUT.
 _RUN_CLI = """
@@ -41,13 +51,20 @@ def _loaded_by(code: str) -> set[str]:
     return set(done.stdout.split())
 
 
-def _loaded_by_cli(tmp_path: Path, *args: str) -> set[str]:
+def _loaded_by_cli(tmp_path: Path, *args: str, site: bool = True) -> set[str]:
+    """The modules ``python -m fastpush ARGS`` loads; without ``site``, in ``python -S`` with
+    fastpush's folder alone on the path."""
     out = tmp_path / "modules.txt"
+    flags, env = [], None
+    if not site:
+        flags = ["-S"]
+        env = {**os.environ, "PYTHONPATH": str(Path(fastpush.__file__).parents[1])}
     subprocess.run(
-        [sys.executable, "-c", _RUN_CLI, str(out), *args],
+        [sys.executable, *flags, "-c", _RUN_CLI, str(out), *args],
         capture_output=True,
         timeout=60,
         check=False,
+        env=env,
     )
     return set(out.read_text().split())
 
@@ -84,19 +101,36 @@ def test_the_send_api_leaves_the_receive_side_and_heavy_packages_unloaded() -> N
 def test_store_help_builds_its_parser_without_a_data_path(tmp_path: Path) -> None:
     loaded = _loaded_by_cli(tmp_path, "store", "--help")
     assert "fastpush.cli.store" in loaded
-    unwanted = [*_HEAVY, *_RECEIVE_SIDE, "fastpush.send", "fastpush.cluster", "fastpush.cli.serve"]
-    assert _under(loaded, unwanted) == []
+    unwanted = [*_HEAVY, *_RECEIVE_SIDE, *_CODECS, "fastpush.send", "fastpush.cluster"]
+    assert _under(loaded, [*unwanted, "fastpush._core", "fastpush.cli.serve"]) == []
 
 
-def test_help_builds_every_parser_without_a_data_path(tmp_path: Path) -> None:
+def test_help_names_the_commands_without_loading_one(tmp_path: Path) -> None:
     loaded = _loaded_by_cli(tmp_path, "--help")
-    assert "fastpush.cli.serve" in loaded
-    assert "fastpush.cli.route" in loaded
+    commands = ["fastpush.cli.store", "fastpush.cli.serve", "fastpush.cli.route"]
+    unwanted = [*_HEAVY, *_RECEIVE_SIDE, *_CODECS, "fastpush.send", "fastpush.cluster"]
+    assert _under(loaded, [*commands, *unwanted, "fastpush._core"]) == []
+
+
+@pytest.mark.parametrize("args", [["--help"], ["store", "--help"]])
+def test_help_loads_no_slow_standard_module(tmp_path: Path, args: list[str]) -> None:
+    loaded = _loaded_by_cli(tmp_path, *args, site=False)
+    assert "fastpush.cli.main" in loaded
+    assert _under(loaded, _SLOW_STDLIB) == []
+
+
+@pytest.mark.parametrize("command", ["echo", "demo", "serve", "route"])
+def test_each_command_builds_its_parser_without_a_data_path(tmp_path: Path, command: str) -> None:
+    loaded = _loaded_by_cli(tmp_path, command, "--help")
+    assert f"fastpush.cli.{'store' if command in ('echo', 'demo') else command}" in loaded
     unwanted = [*_HEAVY, "fastpush.route", "fastpush.send", "fastpush.cluster"]
     assert _under(loaded, unwanted) == []
     # serve's --layout offers the names of receive.storage's Layout: that module, nothing more
     # of the receive side.
-    assert _under(loaded, ["fastpush.receive"]) == ["fastpush.receive", "fastpush.receive.storage"]
+    assert set(_under(loaded, ["fastpush.receive"])) <= {
+        "fastpush.receive",
+        "fastpush.receive.storage",
+    }
 
 
 @pytest.fixture
@@ -116,3 +150,5 @@ def test_a_store_run_loads_the_send_path_only(
     assert "fastpush.send.association" in loaded
     assert "fastpush.dataset.scan" in loaded
     assert _under(loaded, [*_HEAVY, *_RECEIVE_SIDE, "fastpush.cluster"]) == []
+    # No edit was asked for: the edit plan and de-identification stay unloaded.
+    assert _under(loaded, ["fastpush.dataset.edits", "fastpush.dataset.deid"]) == []

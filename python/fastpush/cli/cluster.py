@@ -5,9 +5,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from . import options as arguments
+
+# typing.TYPE_CHECKING without importing typing, which building the parser does not need.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

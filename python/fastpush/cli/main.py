@@ -9,29 +9,64 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
 
 from . import options as arguments
-from . import route_ops
 from .options import EXIT_FAILURE, EXIT_INTERRUPTED
 
-# command -> its module in fastpush.cli, the function adding its parser, the function running it.
-# A command's module loads only when its parser is built: a run builds only its own (``store``
-# starts without the receive side's option types), the top-level help and a mistyped command
-# build them all.
-_COMMANDS = {
-    "store": ("store", "add_store", "run_store"),
-    "echo": ("store", "add_echo", "run_echo"),
-    "demo": ("store", "add_demo", "run_demo"),
-    "serve": ("serve", "add_parser", "run"),
-    "route": ("route", "add_parser", "run"),
+# typing.TYPE_CHECKING without importing typing, which no command needs to build its parser.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+# command -> its module in fastpush.cli, the function adding its options to its parser, the
+# function running it, and its parser's own arguments (the help line is the top-level help's).
+# A command's module loads only when that command runs or shows its help: the top-level
+# --help and a mistyped or missing command need no more than this table.
+_COMMANDS: dict[str, tuple[str, str, str, dict[str, Any]]] = {
+    "store": (
+        "store",
+        "add_store",
+        "run_store",
+        {"help": "C-STORE files and folders to a storage SCP"},
+    ),
+    "echo": ("store", "add_echo", "run_echo", {"help": "C-ECHO a DICOM peer"}),
+    "demo": (
+        "store",
+        "add_demo",
+        "run_demo",
+        {"help": "push a synthetic CT study to an embedded SCP"},
+    ),
+    "serve": (
+        "serve",
+        "add_options",
+        "run",
+        {
+            "help": "receive C-STORE as a storage SCP (like storescp)",
+            "description": "Receive C-STORE as a storage SCP, like DCMTK's storescp.",
+            "prefix_chars": "-+",
+        },
+    ),
+    "route": (
+        "route",
+        "add_options",
+        "run",
+        {
+            "help": "receive C-STORE, spool durably, forward to one or more SCPs",
+            "description": "A store-and-forward router: every file received is spooled "
+            "durably, then forwarded to every --to; nothing leaves the spool until each "
+            "stored it.",
+        },
+    ),
 }
 
 
-def _function(command: str, which: int) -> Callable[..., Any]:
-    module = importlib.import_module(f".{_COMMANDS[command][0]}", __package__)
-    function: Callable[..., Any] = getattr(module, _COMMANDS[command][which])
+def _function(command: str, *, adding: bool) -> Callable[..., Any]:
+    """The function adding ``command``'s options, or (not ``adding``) the one running it."""
+    module, add, run, _ = _COMMANDS[command]
+    functions = importlib.import_module(f".{module}", __package__)
+    function: Callable[..., Any] = getattr(functions, add if adding else run)
     return function
 
 
@@ -66,26 +101,33 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def _parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The CLI's parser; with ``command``, only that command's subparser."""
+def _parser(commands: Collection[str] = tuple(_COMMANDS)) -> argparse.ArgumentParser:
+    """The CLI's parser with the options of ``commands`` (by default, every command's). With
+    none, every command has its name and help line only: all that the top-level ``--help`` and
+    a usage error show."""
     parser = argparse.ArgumentParser(prog="fastpush", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--version", action=_Version, help="show the version, engine and build, and exit"
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name in _COMMANDS if command is None else (command,):
-        _function(name, 1)(commands)
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in commands or _COMMANDS:
+        command = subparsers.add_parser(name, **_COMMANDS[name][3])
+        if commands:
+            _function(name, adding=True)(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if route_ops.is_control(argv):  # `route status|hold|release|retry|remove --spool DIR`
-        return route_ops.control(argv[1:])
-    args = _parser(argv[0] if argv and argv[0] in _COMMANDS else None).parse_args(argv)
+    if argv[:1] == ["route"]:  # route_ops loads for route alone
+        from . import route_ops
+
+        if route_ops.is_control(argv):  # `route status|hold|release|retry|remove --spool DIR`
+            return route_ops.control(argv[1:])
+    args = _parser([argv[0]] if argv and argv[0] in _COMMANDS else []).parse_args(argv)
     arguments.configure_logging(args)
     try:
-        code: int = _function(args.command, 2)(args)
+        code: int = _function(args.command, adding=False)(args)
         return code
     except (ValueError, OSError) as exc:  # an option the parser could not check (engine, files)
         print(f"fastpush: {exc}", file=sys.stderr)

@@ -9,24 +9,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
-from ..transport.connect import ENGINES
-from ..wire.identity import TOKEN_TYPES, UserIdentity, read_secret
-from ..wire.pdu import encode_ae_title
+from ..transport.engines import ENGINES
+from ..wire.limits import TOKEN_NAMES, encode_ae_title
 
+# typing.TYPE_CHECKING without importing typing: building a parser needs nothing of typing,
+# pathlib, the identity codec or the data path (issue 17); they load with the values they make.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
+    from pathlib import Path
+    from typing import Any, TypeAlias
 
     from ..transport.tls import TLSOptions
+    from ..wire.identity import UserIdentity
+
+    # argparse's add_argument_group / add_mutually_exclusive_group return private classes.
+    Group: TypeAlias = Any
 
 # 0: every file stored (warnings included), or a server stopped by one Ctrl-C; 1: some file
 # failed or was skipped; 2: usage, connection or association failure; 130: interrupted.
 EXIT_OK, EXIT_INCOMPLETE, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-# argparse's add_argument_group / add_mutually_exclusive_group return private classes.
-Group = Any
 
 
 def ae_title(text: str) -> str:
@@ -68,6 +72,13 @@ def amount(unit: str) -> Callable[[str], float]:
         return value
 
     return check
+
+
+def path(text: str) -> Path:
+    """An argparse type: a ``Path``, pathlib loading when an option gives one."""
+    from pathlib import Path
+
+    return Path(text)
 
 
 seconds = amount("seconds")
@@ -253,7 +264,7 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--identity-type",
-        choices=sorted(TOKEN_TYPES),
+        choices=sorted(TOKEN_NAMES),
         default="jwt",
         help="what --identity-token-file holds (default: jwt)",
     )
@@ -265,6 +276,8 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
 
 
 def _identity(args: argparse.Namespace) -> UserIdentity | None:
+    from ..wire.identity import TOKEN_TYPES, UserIdentity, read_secret
+
     positive = args.identity_response
     if args.identity_token_file is not None:
         if args.username is not None:

@@ -47,14 +47,8 @@ class _Aec(argparse.Action):
             raise argparse.ArgumentError(self, str(exc)) from None
 
 
-def add_parser(commands: Any) -> None:
-    """Add the ``route`` subcommand to the CLI's subparsers."""
-    route = commands.add_parser(
-        "route",
-        help="receive C-STORE, spool durably, forward to one or more SCPs",
-        description="A store-and-forward router: every file received is spooled durably, "
-        "then forwarded to every --to; nothing leaves the spool until each stored it.",
-    )
+def add_options(route: argparse.ArgumentParser) -> None:
+    """Add the options of ``route`` to its parser."""
     route.add_argument(
         "port",
         nargs="?",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..receive.storage import Layout
-from ..wire.pdu import ACCEPTOR_MAX_PDU
+from ..wire.limits import ACCEPTOR_MAX_PDU
 from . import options as arguments
 
 if TYPE_CHECKING:
@@ -33,14 +33,9 @@ _SYNTAX_OPTIONS = (
 )
 
 
-def add_parser(commands: Any) -> None:
-    """Add the ``serve`` subcommand to the CLI's subparsers."""
-    serve = commands.add_parser(
-        "serve",
-        help="receive C-STORE as a storage SCP (like storescp)",
-        description="Receive C-STORE as a storage SCP, like DCMTK's storescp.",
-        prefix_chars="-+",
-    )
+def add_options(serve: argparse.ArgumentParser) -> None:
+    """Add the options of ``serve`` to its parser (made with ``prefix_chars="-+"`` for
+    storescp's ``+x`` options)."""
     serve.add_argument("port", type=arguments.port, help="TCP port to listen on (1-65535)")
     serve.add_argument("--host", default="", help="address to listen on (default: all)")
     serve.add_argument(

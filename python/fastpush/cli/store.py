@@ -12,15 +12,18 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from ..wire.pdu import REQUESTOR_MAX_PDU
+from ..wire.limits import REQUESTOR_MAX_PDU
 from . import cluster
 from . import options as arguments
 from .options import EXIT_FAILURE, EXIT_INCOMPLETE, EXIT_OK
 
+# typing.TYPE_CHECKING without importing typing, which building the parser does not need.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from ..dataset.edits import EditPlan
     from ..send.push import PathLike
     from .live import Pushing
@@ -29,9 +32,8 @@ if TYPE_CHECKING:
 # the parser (each run of these commands, the top-level --help) needs only the option groups.
 
 
-def add_store(commands: Any) -> None:
-    """Add the ``store`` subcommand to the CLI's subparsers."""
-    store = commands.add_parser("store", help="C-STORE files and folders to a storage SCP")
+def add_store(store: argparse.ArgumentParser) -> None:
+    """Add the options of ``store`` to its parser."""
     arguments.add_connection(store, "storage SCP")
     arguments.add_engine(store)
     arguments.add_talk(store)
@@ -42,17 +44,15 @@ def add_store(commands: Any) -> None:
     cluster.add_arguments(store)
 
 
-def add_echo(commands: Any) -> None:
-    """Add the ``echo`` subcommand to the CLI's subparsers."""
-    echo_command = commands.add_parser("echo", help="C-ECHO a DICOM peer")
+def add_echo(echo_command: argparse.ArgumentParser) -> None:
+    """Add the options of ``echo`` to its parser."""
     arguments.add_connection(echo_command, "SCP")
     arguments.add_engine(echo_command)
     arguments.add_talk(echo_command, quiet=None)
 
 
-def add_demo(commands: Any) -> None:
-    """Add the ``demo`` subcommand to the CLI's subparsers."""
-    demo = commands.add_parser("demo", help="push a synthetic CT study to an embedded SCP")
+def add_demo(demo: argparse.ArgumentParser) -> None:
+    """Add the options of ``demo`` to its parser."""
     arguments.add_engine(demo)
     arguments.add_talk(demo)
     demo.add_argument("--count", type=int, default=24, help="number of images (default 24)")
@@ -84,11 +84,14 @@ def _add_sending(parser: argparse.ArgumentParser) -> None:
     )
     report = parser.add_mutually_exclusive_group()
     report.add_argument(
-        "--report", type=Path, metavar="FILE.jsonl", help="write one JSON line per input path"
+        "--report",
+        type=arguments.path,
+        metavar="FILE.jsonl",
+        help="write one JSON line per input path",
     )
     report.add_argument(
         "--resume",
-        type=Path,
+        type=arguments.path,
         metavar="FILE.jsonl",
         help="skip what this report shows stored, and append to it (a FILE that does not "
         "exist yet starts a fresh report)",
@@ -191,6 +194,9 @@ def _add_edits(parser: argparse.ArgumentParser) -> None:
 
 def edit_plan(args: argparse.Namespace) -> EditPlan | None:
     """The edits the options ask for, or None; ``ValueError`` for a bad one."""
+    asked = (args.set_tags, args.remove, args.map_uids, args.deidentify, args.deidentify_key)
+    if not any(asked):  # a push without edits starts without dataset.edits
+        return None
     from ..dataset.edits import Deidentify, Edit, EditPlan, MapUids, Remove, Set
 
     edits: list[Edit] = []
@@ -361,6 +367,7 @@ def run_echo(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     import tempfile
+    from pathlib import Path
 
     from ..receive.server import StorageServer
     from ..send.push import Push

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol
 
+from .engines import ENGINES as ENGINES
+
 if TYPE_CHECKING:
     from .tls import TLSOptions
 
@@ -17,8 +19,6 @@ try:
     from .. import _core
 except ImportError:  # pragma: no cover - exercised only on installs without the extension
     _core = None  # type: ignore[assignment]
-
-ENGINES = ("rust", "python")
 
 
 class Transport(Protocol):
@@ -75,7 +75,7 @@ def connect(
     With ``tls``, the TLS handshake runs here, bounded by ``timeout``, with ``host`` as the name
     the server's certificate must match; a failure raises ``fastpush.errors.TLSError``.
     """
-    # Here rather than at import: the CLI reads ENGINES to build its parser.
+    # Here rather than at import: `--version` reads default_engine, and needs no socket.
     import socket
 
     from .tls import describe_ssl_error, rust_config, ssl_context

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ProtocolError
+from .limits import TOKEN_NAMES
 
 RQ_ITEM = 0x58
 AC_ITEM = 0x59
@@ -35,11 +36,7 @@ class IdentityType(enum.IntEnum):
     JWT = 5
 
 
-TOKEN_TYPES = {
-    "kerberos": IdentityType.KERBEROS,
-    "saml": IdentityType.SAML,
-    "jwt": IdentityType.JWT,
-}
+TOKEN_TYPES = {name: IdentityType[name.upper()] for name in TOKEN_NAMES}
 
 
 @dataclass(frozen=True)

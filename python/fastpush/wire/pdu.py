@@ -17,6 +17,13 @@ from ..uids import APPLICATION_CONTEXT
 from . import identity
 from .identity import UserIdentity
 
+# Re-exported: each role's default PDU length and the AE title rule live in ``limits``, which the
+# command line's parser reads without loading this module.
+from .limits import ACCEPTOR_MAX_PDU as ACCEPTOR_MAX_PDU
+from .limits import REQUESTOR_MAX_PDU as REQUESTOR_MAX_PDU
+from .limits import encode_ae_title as encode_ae_title
+from .limits import valid_ae_title as valid_ae_title
+
 ASSOCIATE_RQ = 0x01
 ASSOCIATE_AC = 0x02
 ASSOCIATE_RJ = 0x03
@@ -34,12 +41,6 @@ PDU_NAMES = {
     RELEASE_RP: "A-RELEASE-RP",
     ABORT: "A-ABORT",
 }
-
-# Our Maximum Length Received by default (PS3.8 D.1), one for each role. As the requestor we
-# receive only short responses: storescu's 16 KiB. As the acceptor we receive whole datasets:
-# 128 KiB PDUs, as storescp offers, cost fewer PDV headers and system calls.
-REQUESTOR_MAX_PDU = 16384
-ACCEPTOR_MAX_PDU = 131072
 
 # Item types inside A-ASSOCIATE-RQ/AC.
 _APP_CONTEXT = 0x10
@@ -196,19 +197,6 @@ def _item(item_type: int, value: bytes) -> bytes:
     if len(value) > 0xFFFF:
         raise ValueError(f"item of {len(value)} bytes does not fit a 16-bit length")
     return _ITEM.pack(item_type, len(value)) + value
-
-
-def valid_ae_title(title: str) -> bool:
-    """Whether the standard allows ``title``: 1 to 16 ASCII characters, not all spaces, no
-    backslash."""
-    return title.isascii() and bool(title.strip()) and len(title) <= 16 and "\\" not in title
-
-
-def encode_ae_title(title: str) -> bytes:
-    """The 16-byte field of an AE title; ValueError for a title the standard does not allow."""
-    if not valid_ae_title(title):
-        raise ValueError(f"AE title {title!r} must be 1 to 16 ASCII characters")
-    return title.encode("ascii").ljust(16, b" ")
 
 
 def _uid(uid: str) -> bytes:
