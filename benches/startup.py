@@ -1,6 +1,7 @@
 """Start-up: how long a fresh interpreter takes to ``pass``, ``import fastpush``, print
-``python -m fastpush --help`` and ``store --help``, and to run ``store`` up to its first file
-(an empty folder: the parser, the send path, the scan; issue 17's targets: 40 and 60 ms).
+``python -m fastpush --help`` and ``store --help``, to load the send path
+(``from fastpush import Push``), and to run ``store`` up to its first file (an empty folder: the
+parser, the send path, the scan; issue 17's targets: 40 and 60 ms).
 
     python benches/startup.py [--runs 10] [TREE ...]
 
@@ -34,6 +35,8 @@ CASES = {
     "import fastpush": (["-c", "import fastpush"], 0),
     "python -m fastpush --help": (["-m", "fastpush", "--help"], 0),
     "python -m fastpush store --help": (["-m", "fastpush", "store", "--help"], 0),
+    # What every push loads before its first byte, CLI or not.
+    "from fastpush import Push": (["-c", "from fastpush import Push"], 0),
     # EMPTY, an empty folder: no file to send, exit 1 before connecting (9 is never dialled).
     "python -m fastpush store 127.0.0.1 9 EMPTY": (
         ["-m", "fastpush", "store", "127.0.0.1", "9", "EMPTY"],

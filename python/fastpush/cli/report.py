@@ -7,7 +7,6 @@ Loaded by ``import fastpush`` on first use of ``stored_paths``: no argparse, no 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import IO
@@ -24,6 +23,8 @@ class ReportError(ValueError):
 
 def write(report: IO[str], result: Result) -> None:
     """Append ``result``'s line to ``report``, its path resolved as ``Push(skip=...)`` matches."""
+    import json  # here: a push without a report starts without it
+
     line = result.to_json()
     if result.path is not None:
         line["path"] = resolved(result.path)
@@ -38,6 +39,8 @@ def stored_paths(report: Path) -> tuple[set[str], int | None]:
     The last line for a path wins. Raises ``ReportError`` naming the line when one is not a
     report line, and ``OSError`` when the file cannot be read.
     """
+    import json
+
     outcomes: dict[str, str] = {}
     data = report.read_bytes()
     lines = data.split(b"\n")
