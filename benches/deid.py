@@ -35,21 +35,15 @@ def _cpu() -> float:
 
 
 def fastpush_deid(paths: list[Path], out: Path, key_file: str) -> float:
-    from fastpush.dataset.edits import Deidentify, EditPlan
-    from fastpush.dataset.meta import file_meta
+    from fastpush.dataset.edits import Deidentify, EditPlan, write_edited
     from fastpush.dataset.scan import read_file
 
-    plan = EditPlan(deidentify=Deidentify(), key_file=key_file).compiled
+    plan = EditPlan(deidentify=Deidentify(), key_file=key_file)
     started = time.perf_counter()
     for path in paths:
         item = read_file(path)
         assert not hasattr(item, "reason"), item
-        ts = item.transfer_syntax  # type: ignore[union-attr]
-        data = plan.edit_dataset(item.source, ts, ts)  # type: ignore[union-attr]
-        meta = file_meta(item.sop_class_uid, plan.instance_uid(item.sop_instance_uid), ts)  # type: ignore[union-attr]
-        with open(out / path.name, "wb") as f:
-            f.write(meta)
-            f.write(data)
+        write_edited(item, plan, out / path.name)  # type: ignore[arg-type]
     return time.perf_counter() - started
 
 

@@ -4,6 +4,7 @@ It knows PDUs and PDVs, nothing of DICOM semantics. Python negotiates the associ
 the DIMSE command bytes; this module puts them, and the dataset, on the wire.
 """
 
+import os
 from typing import Final, final
 
 __version__: Final[str]
@@ -93,6 +94,18 @@ class EditPlan:
     def edit_dataset(self, dataset: bytes | FileRegion, from_syntax: str, to_syntax: str) -> bytes:
         """Edit (and convert) a whole dataset (GIL released): ``ConversionError`` saying why it
         cannot. A compressed syntax can only be edited into itself (pixel fragments copied)."""
+    def write_edited(
+        self,
+        dataset: bytes | FileRegion,
+        from_syntax: str,
+        to_syntax: str,
+        path: str | os.PathLike[str],
+        prefix: bytes | None = None,
+    ) -> int:
+        """Write ``prefix`` (the file meta), then the dataset edited (and converted), to a new file
+        at ``path`` (GIL released); values the edits leave alone (the pixel data) are copied file
+        to file by the kernel. Returns the bytes written. ``ConversionError`` saying why a dataset
+        cannot be edited, ``SourceError`` for the output file; either way no file is left."""
 
 @final
 class TlsConfig:

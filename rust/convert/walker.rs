@@ -1,6 +1,8 @@
 //! The resumable walk: one element header (or one chunk of a value) per step, an explicit stack
 //! of open sequences and items instead of recursion, so output can stop at any bound and go on.
 
+use std::ops::Range;
+
 use flate2::{Compress, Compression, FlushCompress, Status};
 
 use super::edit::{self, Action, Derived, Gathered, Plan, Value};
@@ -114,6 +116,10 @@ pub struct Converter<'a> {
     gathering: Option<Gathering>,
     /// Encapsulated pixel data is copied as it is (a compressed dataset edited in its syntax).
     encapsulated: bool,
+    /// Values of at least this many bytes that go out unchanged are left to the caller as
+    /// source ranges ([`Converter::passing`]).
+    pass_min: Option<usize>,
+    passed: Option<Range<usize>>,
 }
 
 impl<'a> Converter<'a> {
@@ -145,7 +151,27 @@ impl<'a> Converter<'a> {
             editing: None,
             gathering: None,
             encapsulated: from == Syntax::Encapsulated && to == Syntax::Encapsulated,
+            pass_min: None,
+            passed: None,
         }
+    }
+
+    /// Leave every value of at least `min` bytes that would be copied unchanged (no byte swap,
+    /// no padding) to the caller: [`Converter::fill`] stops before it, and
+    /// [`Converter::take_passed`] names its range of the source, which the caller writes itself
+    /// (from the file mapping, without copying it through the output). Only a source read in
+    /// place and an output that is not deflated have such values.
+    pub fn passing(mut self, min: usize) -> Self {
+        if self.deflate.is_none() && matches!(self.input, Input::Slice { .. }) {
+            self.pass_min = Some(min.max(1));
+        }
+        self
+    }
+
+    /// The source range the output continues with, before what the next [`Converter::fill`]
+    /// produces; at most one at a time.
+    pub fn take_passed(&mut self) -> Option<Range<usize>> {
+        self.passed.take()
     }
 
     /// Apply `plan` while converting; `gathered` holds the top-level values it needs
@@ -198,7 +224,7 @@ impl<'a> Converter<'a> {
     /// Append output to `out` until it holds at least `limit` bytes (one step may go up to about
     /// 1 MiB past) or the dataset is done; returns whether it is done.
     pub fn fill(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<bool, ConvertError> {
-        while !self.done && out.len() < limit {
+        while !self.done && out.len() < limit && self.passed.is_none() {
             if self.deflate.is_none() {
                 self.done = self.step(out)?;
                 continue;
@@ -1011,11 +1037,29 @@ impl<'a> Converter<'a> {
         }
     }
 
+    /// The source range of a value the caller may write itself ([`Converter::passing`]); a
+    /// truncated one is copied the usual way, which reports it.
+    fn pass_range(&mut self, c: &Copying) -> Option<Range<usize>> {
+        let min = self.pass_min?;
+        if self.dry || c.swap != 1 || c.pad.is_some() || c.remaining < min as u64 {
+            return None;
+        }
+        let len = usize::try_from(c.remaining).ok()?;
+        let start = self.input.pos() as usize;
+        (self.input.peek(len).ok()?.len() == len).then(|| start..start + len)
+    }
+
     fn copy_value(&mut self, out: &mut Vec<u8>) -> Result<(), ConvertError> {
         let Some(mut c) = self.copying else {
             return Ok(());
         };
         let dry = self.dry;
+        if let Some(range) = self.pass_range(&c) {
+            self.input.consume(range.len());
+            self.copying = None;
+            self.passed = Some(range);
+            return Ok(());
+        }
         loop {
             let n = (c.remaining.min(CHUNK as u64)) as usize;
             let pos = self.input.pos();

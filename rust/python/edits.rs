@@ -1,15 +1,17 @@
 //! `EditPlan`: a compiled edit list (see `_core.pyi`), built from the plain tuples Python's
 //! `fastpush.dataset.edits` compiles, shared by every send that applies it.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::args::{conversion, dataset};
+use super::args::{conversion, dataset, Dataset};
 use crate::convert::edit::{self, Action, Rule, Scope, Selector, Value};
 use crate::convert::{self, Gathered, Plan, Syntax};
 use crate::error::{Error, Result};
+use crate::send::file;
 
 /// One rule as Python gives it: `(selector, scope, action, value, vr)`.
 type RuleTuple<'py> = (
@@ -173,6 +175,31 @@ impl EditPlan {
             .detach(|| convert::edit_to_vec(data, from, to, plan))
             .map_err(|e| Error::Edit(e.to_string()))?;
         Ok(PyBytes::new(py, &out))
+    }
+
+    /// Write `prefix` (the file meta), then the dataset edited (and converted), to a new file
+    /// at `path` (GIL released); the values the edits leave alone are copied file to file by the
+    /// kernel. Returns the bytes written; on an error no file is left.
+    #[pyo3(signature = (dataset, from_syntax, to_syntax, path, prefix=None))]
+    fn write_edited(
+        &self,
+        py: Python<'_>,
+        dataset: &Bound<'_, PyAny>,
+        from_syntax: String,
+        to_syntax: String,
+        path: PathBuf,
+        prefix: Option<&Bound<'_, PyBytes>>,
+    ) -> PyResult<u64> {
+        let source = self::dataset(py, Some(dataset))?.expect("a dataset was given");
+        let file = match &source {
+            Dataset::Region(region) => Some(region.file()),
+            Dataset::Bytes(_) => None,
+        };
+        let data = (source.as_slice(), file);
+        let conversion = conversion(Some((from_syntax, to_syntax)))?.expect("a conversion");
+        let prefix = prefix.map_or(&[][..], |p| p.as_bytes());
+        let plan = &*self.plan;
+        Ok(py.detach(|| file::write_edited(&path, prefix, data, conversion, plan))?)
     }
 
     fn __repr__(&self) -> String {

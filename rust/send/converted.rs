@@ -5,7 +5,9 @@
 //! fragments that are surely full, and the last fragment is known only once the converter is
 //! done. Memory stays at one batch (about [`BATCH_BYTES`]) plus one converter step.
 
+use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::ops::Range;
 
 use super::message::{MessageWriter, RELEASE_BYTES};
 use super::source;
@@ -14,10 +16,39 @@ use crate::error::Result;
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
 use crate::step::{try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
 
+/// Values at least this long that the converter would copy unchanged (the pixel data above all)
+/// are written from the source itself, as the unconverted path writes a whole dataset: one
+/// more iovec costs less than copying them through the buffer.
+pub const PASS_MIN: usize = 16 << 10;
+
 /// The fragment size for converted datasets: the peer's, capped so that a batch always holds
 /// at least one full fragment (a peer may announce a 4 GB maximum; we need not use it all).
 pub fn converted_fragment(frag: usize) -> usize {
     frag.min(UNLIMITED_FRAGMENT)
+}
+
+/// A run of the output not yet framed: the next bytes of the buffer, or a range of the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Run {
+    Buf(usize),
+    Source(Range<usize>),
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        match self {
+            Run::Buf(len) => *len,
+            Run::Source(range) => range.len(),
+        }
+    }
+}
+
+/// One iovec of a batch.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Header(usize),
+    Buf { offset: usize, len: usize },
+    Source { offset: usize, len: usize },
 }
 
 pub struct ConvertingWriter<'a> {
@@ -31,13 +62,16 @@ pub struct ConvertingWriter<'a> {
     /// Whether `dataset` lies in a read-only file mapping, whose read pages are released.
     mapped: bool,
     released: usize,
-    /// Converted bytes not yet sent; the current batch covers `buf[..batch_len]`.
+    /// Converted bytes not yet sent; the current batch covers `buf[..buf_framed]`.
     buf: Vec<u8>,
+    buf_framed: usize,
+    /// The output after the current batch, in order, and its length.
+    runs: VecDeque<Run>,
+    queued: usize,
     headers: Vec<[u8; PDU_OVERHEAD]>,
-    frags: Vec<(usize, usize)>,
-    batch_len: usize,
-    batch_total: usize,
-    sent: usize,
+    pieces: Vec<Piece>,
+    cursor: usize,
+    cursor_offset: usize,
     last_queued: bool,
     written: u64,
 }
@@ -55,7 +89,7 @@ impl<'a> ConvertingWriter<'a> {
         frag: usize,
         edits: Option<(&'a Plan, Gathered)>,
     ) -> Self {
-        let converter = Converter::new(dataset, from, to);
+        let converter = Converter::new(dataset, from, to).passing(PASS_MIN);
         let converter = match edits {
             Some((plan, gathered)) => converter.with_edits(plan, gathered),
             None => converter,
@@ -71,11 +105,13 @@ impl<'a> ConvertingWriter<'a> {
             mapped,
             released: 0,
             buf: Vec::new(),
+            buf_framed: 0,
+            runs: VecDeque::new(),
+            queued: 0,
             headers: Vec::new(),
-            frags: Vec::new(),
-            batch_len: 0,
-            batch_total: 0,
-            sent: 0,
+            pieces: Vec::new(),
+            cursor: 0,
+            cursor_offset: 0,
             last_queued: false,
             written: 0,
         }
@@ -85,32 +121,69 @@ impl<'a> ConvertingWriter<'a> {
         self.written
     }
 
-    fn plan_batch(&mut self) -> Result<()> {
-        while !self.converted_all && self.buf.len() <= BATCH_BYTES {
-            self.converted_all = self.converter.fill(&mut self.buf, BATCH_BYTES + 1)?;
+    fn queue(&mut self, run: Run) {
+        let len = run.len();
+        if len == 0 {
+            return;
         }
-        // Pages of the mapped file already converted would otherwise stay resident until
-        // unmapped: a 1 GB file would cost 1 GB of RSS.
-        let consumed = self.converter.source_consumed();
-        if self.mapped && (consumed - self.released >= RELEASE_BYTES || self.converted_all) {
+        self.queued += len;
+        match (self.runs.back_mut(), run) {
+            (Some(Run::Buf(last)), Run::Buf(more)) => *last += more,
+            (_, run) => self.runs.push_back(run),
+        }
+    }
+
+    /// Pages of the mapped file already converted, or sent from the mapping, would otherwise
+    /// stay resident until unmapped: a 1 GB file would cost 1 GB of RSS. Called between
+    /// batches, when every framed piece is written.
+    fn release(&mut self) {
+        if !self.mapped {
+            return;
+        }
+        let pending = self.runs.iter().find_map(|run| match run {
+            Run::Source(range) => Some(range.start),
+            Run::Buf(_) => None,
+        });
+        let done = self
+            .converter
+            .source_consumed()
+            .min(pending.unwrap_or(usize::MAX));
+        let finished = self.last_queued && done > self.released;
+        if done >= self.released + RELEASE_BYTES || finished {
             // SAFETY: `mapped` promises a read-only file mapping.
-            unsafe { source::release_pages(self.dataset, self.released, consumed) };
-            self.released = consumed;
+            unsafe { source::release_pages(self.dataset, self.released, done) };
+            self.released = done;
         }
-        let mut offset = 0;
+    }
+
+    fn plan_batch(&mut self) -> Result<()> {
+        self.buf.drain(..self.buf_framed);
+        self.buf_framed = 0;
+        while !self.converted_all && self.queued <= BATCH_BYTES {
+            let before = self.buf.len();
+            let limit = before + BATCH_BYTES + 1 - self.queued;
+            self.converted_all = self.converter.fill(&mut self.buf, limit)?;
+            self.queue(Run::Buf(self.buf.len() - before));
+            if let Some(range) = self.converter.take_passed() {
+                self.queue(Run::Source(range));
+            }
+        }
         self.headers.clear();
-        self.frags.clear();
-        while self.frags.len() < MAX_IOVECS / 2 {
-            let rest = self.buf.len() - offset;
+        self.pieces.clear();
+        self.cursor = 0;
+        self.cursor_offset = 0;
+        let mut offset = 0;
+        let mut bytes = 0;
+        while self.pieces.len() + 2 <= MAX_IOVECS && bytes < BATCH_BYTES {
             // A fragment is surely not the last while more bytes follow it.
-            let len = if rest > self.frag {
+            let len = if self.queued > self.frag {
                 self.frag
             } else if self.converted_all {
-                rest
+                self.queued
             } else {
                 break;
             };
-            let last = len == rest;
+            let last = len == self.queued;
             let fragment = Fragment {
                 part: Part::Dataset,
                 offset,
@@ -118,17 +191,69 @@ impl<'a> ConvertingWriter<'a> {
                 last,
             };
             self.headers.push(fragment.header(self.context_id));
-            self.frags.push((offset, len));
+            self.pieces.push(Piece::Header(self.headers.len() - 1));
+            self.frame(len);
             offset += len;
+            bytes += len + PDU_OVERHEAD;
             if last {
                 self.last_queued = true;
                 break;
             }
         }
-        self.batch_len = offset;
-        self.batch_total = offset + self.frags.len() * PDU_OVERHEAD;
-        self.sent = 0;
         Ok(())
+    }
+
+    /// Take the next `len` bytes of the queued runs into the batch.
+    fn frame(&mut self, mut len: usize) {
+        self.queued -= len;
+        while len > 0 {
+            let run = self.runs.front_mut().expect("queued bytes are in runs");
+            let take = run.len().min(len);
+            self.pieces.push(match run {
+                Run::Buf(left) => {
+                    *left -= take;
+                    self.buf_framed += take;
+                    Piece::Buf {
+                        offset: self.buf_framed - take,
+                        len: take,
+                    }
+                }
+                Run::Source(range) => {
+                    range.start += take;
+                    Piece::Source {
+                        offset: range.start - take,
+                        len: take,
+                    }
+                }
+            });
+            if run.len() == 0 {
+                self.runs.pop_front();
+            }
+            len -= take;
+        }
+    }
+
+    fn piece_bytes(&self, piece: Piece) -> &[u8] {
+        match piece {
+            Piece::Header(i) => &self.headers[i],
+            Piece::Buf { offset, len } => &self.buf[offset..offset + len],
+            Piece::Source { offset, len } => &self.dataset[offset..offset + len],
+        }
+    }
+
+    /// Move the cursor over `n` written bytes, across as many iovecs as they cover.
+    fn advance(&mut self, mut n: usize) {
+        self.written += n as u64;
+        while n > 0 {
+            let left = self.piece_bytes(self.pieces[self.cursor]).len() - self.cursor_offset;
+            let take = left.min(n);
+            n -= take;
+            self.cursor_offset += take;
+            if take == left {
+                self.cursor += 1;
+                self.cursor_offset = 0;
+            }
+        }
     }
 
     /// Write the command, then batches of converted PDUs, as far as the stream takes them.
@@ -144,7 +269,8 @@ impl<'a> ConvertingWriter<'a> {
             self.command_done = true;
             self.written += self.command.written();
         }
-        if self.frags.is_empty() {
+        if self.cursor == self.pieces.len() {
+            self.release();
             if self.last_queued {
                 return Ok(Progress::Done);
             }
@@ -152,27 +278,25 @@ impl<'a> ConvertingWriter<'a> {
         }
         loop {
             let attempt = {
-                let mut iov = Vec::with_capacity(self.frags.len() * 2);
-                let mut skip = self.sent;
-                for (header, &(offset, len)) in self.headers.iter().zip(&self.frags) {
-                    for piece in [&header[..], &self.buf[offset..offset + len]] {
-                        if skip >= piece.len() {
-                            skip -= piece.len();
-                        } else {
-                            iov.push(IoSlice::new(&piece[skip..]));
-                            skip = 0;
-                        }
-                    }
+                let mut iov = Vec::with_capacity((self.pieces.len() - self.cursor).min(MAX_IOVECS));
+                for (i, piece) in self.pieces[self.cursor..]
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .enumerate()
+                {
+                    let bytes = self.piece_bytes(*piece);
+                    iov.push(IoSlice::new(if i == 0 {
+                        &bytes[self.cursor_offset..]
+                    } else {
+                        bytes
+                    }));
                 }
                 try_write(stream, &iov, pacer)?
             };
             match attempt {
                 Attempt::Wrote(n) => {
-                    self.sent += n;
-                    self.written += n as u64;
-                    if self.sent == self.batch_total {
-                        self.buf.drain(..self.batch_len);
-                        self.frags.clear();
+                    self.advance(n);
+                    if self.cursor == self.pieces.len() {
                         return Ok(Progress::Pending);
                     }
                 }

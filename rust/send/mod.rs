@@ -5,6 +5,7 @@
 //! [`crate::step`], [`crate::pdu`] and [`crate::convert`]; independent of `receive`.
 
 pub mod converted;
+pub mod file;
 pub mod message;
 pub mod source;
 

@@ -7,10 +7,13 @@ use memmap2::{Advice, Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 
-/// `length` bytes at `offset` of a file, mapped read-only.
+/// `length` bytes at `offset` of a file, mapped read-only; the file stays open, for the kernel
+/// to copy ranges of it ([`MappedRegion::file`]).
 #[derive(Debug)]
 pub struct MappedRegion {
     map: Option<Mmap>,
+    file: File,
+    offset: u64,
 }
 
 impl MappedRegion {
@@ -32,7 +35,11 @@ impl MappedRegion {
             )));
         }
         if length == 0 {
-            return Ok(MappedRegion { map: None });
+            return Ok(MappedRegion {
+                map: None,
+                file,
+                offset,
+            });
         }
         let len = usize::try_from(length)
             .map_err(|_| Error::InvalidArgument(format!("length {length} too large")))?;
@@ -41,11 +48,20 @@ impl MappedRegion {
         let map =
             unsafe { MmapOptions::new().offset(offset).len(len).map(&file) }.map_err(file_err)?;
         let _ = map.advise(Advice::Sequential);
-        Ok(MappedRegion { map: Some(map) })
+        Ok(MappedRegion {
+            map: Some(map),
+            file,
+            offset,
+        })
     }
 
     pub fn as_slice(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
+    }
+
+    /// The mapped file and the offset of the region in it.
+    pub fn file(&self) -> (&File, u64) {
+        (&self.file, self.offset)
     }
 }
 

@@ -1,8 +1,8 @@
 """Tag edits and de-identification as data: the edit kinds, an ``EditPlan`` (parsed from plain
 data such as a router config's ``edits = [...]`` and ``deidentify = {...}``), and its
 compilation into the instruction list the Rust converter applies while a dataset streams out
-(``fastpush._core.EditPlan``). The profile's rules live in ``deid``; sending an edited dataset is
-``send``'s business.
+(``fastpush._core.EditPlan``), and ``write_edited``: one file edited into a new Part-10 file. The
+profile's rules live in ``deid``; sending an edited dataset is ``send``'s business.
 
 A tag is a keyword (``InstitutionName``), ``(gggg,eeee)``, or a path into sequences
 (``ReferencedSeriesSequence.SeriesInstanceUID``: that element in every item of the sequence).
@@ -11,6 +11,7 @@ Keys (for UID maps, pseudonyms and date offsets) are read from files, never give
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .meta import file_meta
+
 if TYPE_CHECKING:
     from .._core import EditPlan as CompiledPlan
+    from .item import Item
 
 _TAG = re.compile(r"^\(?\s*([0-9A-Fa-f]{4})\s*,\s*([0-9A-Fa-f]{4})\s*\)?$")
 
@@ -242,3 +246,16 @@ class EditPlan:
             map_uids=map_uids,
             refuse_burned_in=deid is not None and not deid.allow_burned_in,
         )
+
+
+def write_edited(item: Item, plan: EditPlan, path: str | os.PathLike[str]) -> str:
+    """Write ``item`` edited with ``plan`` as a new Part-10 file at ``path``, in its transfer
+    syntax, its file meta naming the edited SOP Instance UID (returned). The edited header comes
+    from the Rust editor and the pixel data is copied file to file by the kernel, never through
+    Python. ``ConversionError`` when the plan cannot apply; no file is left then."""
+    compiled = plan.compiled
+    uid = compiled.instance_uid(item.sop_instance_uid)
+    syntax = item.transfer_syntax
+    meta = file_meta(item.sop_class_uid, uid, syntax)
+    compiled.write_edited(item.source, syntax, syntax, path, meta)
+    return uid
