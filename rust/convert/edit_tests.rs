@@ -153,6 +153,55 @@ fn every_edit_kind_in_every_syntax() {
 }
 
 #[test]
+fn passed_values_spliced_give_the_edited_bytes() {
+    // source() ends with 4 bytes of pixel data (16 bytes in all): replaced by 300 kB.
+    let mut ds = source();
+    ds.truncate(ds.len() - 16);
+    let pixels: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    ds.extend_from_slice(&el(0x7FE0_0010, b"OW", &pixels));
+    // An element after the pixel data; the plan inserts one before it and one at the end.
+    ds.extend_from_slice(&el(0xFFFA_FFFA, b"SQ", &[]));
+    let insert = |tag, vr: &[u8; 2], text: &str| Rule {
+        selector: Selector::Tag(tag),
+        scope: Scope::Top,
+        action: Action::Set {
+            value: Value::Text(text.into()),
+            vr: Some(*vr),
+            insert: true,
+        },
+    };
+    let mut plan = Plan::new(vec![
+        rule(0x0008_0080, Scope::Top, set("SITE A")),
+        rule(0x0010_0010, Scope::Top, Action::Prefix("X^".into())),
+        insert(0x7FE1_0010, b"LO", "FASTPUSH"),
+        insert(0xFFFC_FFFC, b"OB", ""),
+    ]);
+    plan.map_uids = true;
+    plan.key = b"key".to_vec();
+    for from in [
+        Syntax::ExplicitLittle,
+        Syntax::ImplicitLittle,
+        Syntax::ExplicitBig,
+        Syntax::DeflatedExplicitLittle,
+    ] {
+        let input = convert_to_vec(&ds, Syntax::ExplicitLittle, from).unwrap();
+        for to in [
+            Syntax::ExplicitLittle,
+            Syntax::ImplicitLittle,
+            Syntax::ExplicitBig,
+        ] {
+            let want = edit_to_vec(&input, from, to, &plan).unwrap();
+            let gathered = gather(&input, from, &plan).unwrap();
+            let conv = Converter::new(&input, from, to)
+                .passing(1024)
+                .with_edits(&plan, gathered);
+            let got = super::tests::spliced(conv, &input, 1024);
+            assert!(got == want, "{from:?} -> {to:?}");
+        }
+    }
+}
+
+#[test]
 fn empty_and_dummy_keep_the_dataset_valid() {
     let ds = source();
     let plan = Plan::new(vec![

@@ -258,6 +258,44 @@ fn bounded_fill_gives_the_same_bytes() {
 
 const CHUNK_BOUND: usize = (1 << 20) + 64;
 
+/// The output of `conv` with every value it passes ([`Converter::passing`]) taken from `src`,
+/// as a writer does; checks each passed range is what a copy would have written (a whole value
+/// of at least `min` bytes, `src` unchanged).
+pub(super) fn spliced(mut conv: Converter<'_>, src: &[u8], min: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let limit = out.len() + 1000;
+        let done = conv.fill(&mut out, limit).unwrap();
+        if let Some(range) = conv.take_passed() {
+            assert!(range.len() >= min && range.end <= src.len());
+            out.extend_from_slice(&src[range]);
+        }
+        if done {
+            return out;
+        }
+    }
+}
+
+#[test]
+fn passed_values_spliced_give_the_same_bytes() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for _ in 0..100 {
+        let elems = random_elems(&mut rng, 3);
+        for from in PLAIN {
+            for defined in [true, false] {
+                let src = encode(&elems, from.encoding(), defined);
+                for to in [PLAIN.as_slice(), &[Syntax::DeflatedExplicitLittle]].concat() {
+                    let want = convert_to_vec(&src, from, to).unwrap();
+                    for min in [1, 4, 1000] {
+                        let conv = Converter::new(&src, from, to).passing(min);
+                        assert_eq!(spliced(conv, &src, min), want, "{from:?} -> {to:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn implicit_vr_choices() {
     // Unknown private element: UN; a long value under a short VR: UN; group length: dropped;

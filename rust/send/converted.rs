@@ -309,12 +309,38 @@ impl<'a> ConvertingWriter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::convert_to_vec;
+    use crate::convert::edit::{Action, Rule, Scope, Selector, Value};
+    use crate::convert::{convert_to_vec, edit_to_vec, gather};
     use crate::net::FdStream;
     use crate::pdu::framing::{fragment_size, frame_message};
+    use crate::send::MappedRegion;
     use crate::step::run_to_end;
-    use std::os::fd::{FromRawFd, OwnedFd};
+    use crate::testing::socketpair;
     use std::time::Duration;
+
+    /// What a [`ConvertingWriter`] puts on a socket, and the bytes it says it wrote.
+    fn sent(
+        ds: (&[u8], bool),
+        syntaxes: (Syntax, Syntax),
+        max_pdu: u64,
+        edits: Option<&Plan>,
+    ) -> (u64, Vec<u8>) {
+        let (a, b) = socketpair();
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut out = Vec::new();
+            std::fs::File::from(b).read_to_end(&mut out).unwrap();
+            out
+        });
+        let frag = fragment_size(max_pdu).unwrap();
+        let mut stream = FdStream::new(a, true).unwrap();
+        let edits = edits.map(|plan| (plan, gather(ds.0, syntaxes.0, plan).unwrap()));
+        let mut w = ConvertingWriter::new(3, b"command!", ds, syntaxes, frag, edits);
+        let mut pacer = Pacer::new(Some(Duration::from_secs(20)));
+        run_to_end(|| w.step(&mut stream, &mut pacer), || Ok(())).unwrap();
+        drop(stream);
+        (w.written(), reader.join().unwrap())
+    }
 
     #[test]
     fn converted_message_frames_like_the_converted_bytes() {
@@ -329,28 +355,56 @@ mod tests {
         let (from, to) = (Syntax::ImplicitLittle, Syntax::ExplicitBig);
         let converted = convert_to_vec(&ds, from, to).unwrap();
         for max_pdu in [0u64, 16384, 8] {
-            let mut fds = [0; 2];
-            let r =
-                unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, fds.as_mut_ptr()) };
-            assert_eq!(r, 0);
-            let (a, b) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-            let reader = std::thread::spawn(move || {
-                use std::io::Read;
-                let mut out = Vec::new();
-                std::fs::File::from(b).read_to_end(&mut out).unwrap();
-                out
-            });
-            let frag = fragment_size(max_pdu).unwrap();
-            let mut stream = FdStream::new(a, true).unwrap();
-            let mut w = ConvertingWriter::new(3, b"command!", (&ds, false), (from, to), frag, None);
-            let mut pacer = Pacer::new(Some(Duration::from_secs(20)));
-            run_to_end(|| w.step(&mut stream, &mut pacer), || Ok(())).unwrap();
-            let written = w.written();
-            drop(stream);
-            let got = reader.join().unwrap();
+            let (written, got) = sent((&ds, false), (from, to), max_pdu, None);
             let expected = frame_message(3, b"command!", Some(&converted), max_pdu).unwrap();
             assert_eq!(written as usize, expected.len());
             assert!(got == expected, "max_pdu {max_pdu}: framing differs");
         }
+    }
+
+    /// Explicit VR LE: two header elements, `pixels` bytes of pixel data, one element after.
+    fn dataset(pixels: usize) -> Vec<u8> {
+        let mut ds = Vec::new();
+        ds.extend_from_slice(b"\x08\0\x80\0LO\x04\0OLD ");
+        ds.extend_from_slice(b"\x10\0\x10\0PN\x08\0DOE^JOHN");
+        ds.extend_from_slice(b"\xe0\x7f\x10\0OW\0\0");
+        ds.extend_from_slice(&(pixels as u32).to_le_bytes());
+        ds.extend((0..pixels).map(|i| (i % 251) as u8));
+        ds.extend_from_slice(b"\xfc\xff\xfc\xffOB\0\0\x02\0\0\0\0\0");
+        ds
+    }
+
+    #[test]
+    fn edited_message_sends_unchanged_values_from_the_source_as_the_converter_writes_them() {
+        let plan = Plan::new(vec![Rule {
+            selector: Selector::Tag(0x0008_0080),
+            scope: Scope::Top,
+            action: Action::Set {
+                value: Value::Text("A LONGER NAME".into()),
+                vr: None,
+                insert: true,
+            },
+        }]);
+        let path = std::env::temp_dir().join(format!("fastpush-{}-edited", std::process::id()));
+        let syntaxes = (Syntax::ExplicitLittle, Syntax::ExplicitLittle);
+        // Smaller than the batch, and spread over three batches (released as they go).
+        for pixels in [300_000, 9_000_000] {
+            let ds = dataset(pixels);
+            std::fs::write(&path, &ds).unwrap();
+            let region = MappedRegion::open(&path, 0, ds.len() as u64).unwrap();
+            let edited = edit_to_vec(&ds, syntaxes.0, syntaxes.1, &plan).unwrap();
+            assert_eq!(edited.len(), ds.len() + 10);
+            for (max_pdu, mapped) in [(0u64, true), (16384, false), (100_000, true), (8, true)] {
+                let source = if mapped { region.as_slice() } else { &ds };
+                let (written, got) = sent((source, mapped), syntaxes, max_pdu, Some(&plan));
+                let expected = frame_message(3, b"command!", Some(&edited), max_pdu).unwrap();
+                assert_eq!(written as usize, expected.len());
+                assert!(
+                    got == expected,
+                    "{pixels} bytes, max_pdu {max_pdu}: differs"
+                );
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }

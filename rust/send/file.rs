@@ -112,3 +112,55 @@ fn send_range(
     }
     out.write_all(&mapped[done..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::edit::{Action, Rule, Scope, Selector, Value};
+    use crate::convert::edit_to_vec;
+    use crate::send::MappedRegion;
+
+    #[test]
+    fn the_file_holds_the_prefix_and_the_edited_bytes_or_nothing() {
+        let mut ds = Vec::new();
+        ds.extend_from_slice(b"\x08\0\x80\0LO\x04\0OLD ");
+        ds.extend_from_slice(b"\xe0\x7f\x10\0OW\0\0");
+        ds.extend_from_slice(&200_000u32.to_le_bytes());
+        ds.extend((0..200_000u32).map(|i| (i % 251) as u8));
+        let set = |text: &str| {
+            Plan::new(vec![Rule {
+                selector: Selector::Tag(0x0008_0080),
+                scope: Scope::Top,
+                action: Action::Set {
+                    value: Value::Text(text.into()),
+                    vr: None,
+                    insert: true,
+                },
+            }])
+        };
+        let dir = std::env::temp_dir();
+        let src = dir.join(format!("fastpush-{}-file-src", std::process::id()));
+        let out = dir.join(format!("fastpush-{}-file-out", std::process::id()));
+        std::fs::write(&src, [&b"meta"[..], &ds].concat()).unwrap();
+        let region = MappedRegion::open(&src, 4, ds.len() as u64).unwrap();
+        let syntaxes = (Syntax::ExplicitLittle, Syntax::ExplicitLittle);
+        let plan = set("A LONGER NAME");
+        let want = [
+            &b"PREFIX"[..],
+            &edit_to_vec(&ds, syntaxes.0, syntaxes.1, &plan).unwrap(),
+        ]
+        .concat();
+        for source in [Some(region.file()), None] {
+            let data = (region.as_slice(), source);
+            let n = write_edited(&out, b"PREFIX", data, syntaxes, &plan).unwrap();
+            assert_eq!(n as usize, want.len());
+            assert!(std::fs::read(&out).unwrap() == want);
+        }
+        // 65 characters do not fit a LO: an error, and no file.
+        let data = (region.as_slice(), Some(region.file()));
+        let err = write_edited(&out, b"", data, syntaxes, &set(&"X".repeat(65)));
+        assert!(matches!(err, Err(Error::Edit(_))), "{err:?}");
+        assert!(!out.exists());
+        std::fs::remove_file(&src).unwrap();
+    }
+}
