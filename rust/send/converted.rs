@@ -1,5 +1,8 @@
-//! Writing one DIMSE message whose dataset is converted while it is sent: the command as
-//! [`MessageWriter`] writes it, then the converter's output framed into PDVs as it is produced.
+//! Writing one DIMSE message whose dataset is converted (or edited) while it is sent: the command
+//! as [`MessageWriter`] writes it, then the converter's output framed into PDVs as it is produced.
+//! The values the converter passes unchanged ([`PASS_MIN`] bytes or more: the pixel data) are
+//! not copied: their iovecs point into the source, as the unconverted writer's do, so an edited
+//! dataset costs a copy of its header only.
 //!
 //! The converted length is not known in advance, which PDVs do not need: each batch holds the
 //! fragments that are surely full, and the last fragment is known only once the converter is

@@ -1,6 +1,7 @@
 //! The sending side: DIMSE messages written as P-DATA-TF PDUs straight from their sources —
 //! [`MessageWriter`] for a dataset sent as it is, [`ConvertingWriter`] for one converted to the
 //! accepted transfer syntax on the way — and the mapped file regions they read ([`source`]).
+//! [`file`] writes an edited dataset to a file the same way (de-identifying file to file).
 //! The storage SCP writes its responses with [`MessageWriter`] too. Plain Rust over
 //! [`crate::step`], [`crate::pdu`] and [`crate::convert`]; independent of `receive`.
 
