@@ -1,7 +1,8 @@
 """One destination of the router: its queue pushed with a ``StoreClient``.
 
 The queue is split into ``lanes`` (as many as the client's associations), a study always in the
-same lane, and each lane sends one file at a time, in arrival order, waiting for its result:
+same lane, and each lane's thread sends one file at a time on an association of its own
+(``StoreClient.store_here``), in arrival order, waiting for its result:
 the files of a study reach the destination in the order they arrived, while the lanes keep up to
 ``lanes`` associations busy. A transient failure (the destination down, Out of Resources, a
 lost connection, after the client's own retries) keeps the file at the head of its lane, which
@@ -309,16 +310,21 @@ class Forwarder:
     # -- lanes -------------------------------------------------------------------------------
 
     def _next(self, lane: _Lane) -> Entry | None:
-        with self._cond:
-            lane.busy = None
-            while not lane.entries or self.held or self._incomplete(lane.entries[0]):
-                if self._stopping.is_set():
-                    return None
-                self._cond.wait()
-            if self._stopping.is_set():
-                return None
-            lane.busy = lane.entries[0]
-            return lane.busy
+        while True:
+            with self._cond:
+                lane.busy = None
+                while not lane.entries or self.held or self._incomplete(lane.entries[0]):
+                    if self._stopping.is_set():
+                        return None
+                    # The lanes' own associations idle out while the lanes wait (issue 19).
+                    if not self._cond.wait(self._client.idle_due()):
+                        break
+                else:
+                    if self._stopping.is_set():
+                        return None
+                    lane.busy = lane.entries[0]
+                    return lane.busy
+            self._client.release_idle()
 
     def _run(self, lane: _Lane) -> None:
         while True:
@@ -355,8 +361,9 @@ class Forwarder:
         except FileNotFoundError:
             return self._vanished(lane, entry)
         started = time.monotonic()
-        # A file received by this run is sent as the receive loop found it, without a scan.
-        result = self._client.store(entry.item() or str(entry.path))
+        # A file received by this run is sent as the receive loop found it, without a scan; on
+        # the lane's thread, with no hand-off to a worker thread and back.
+        result = self._client.store_here(entry.item() or str(entry.path))
         if self.timing is not None:  # ops (issue 19)
             self.timing(time.monotonic() - started)
         return self._settle(lane, entry, result)

@@ -8,9 +8,13 @@ reached or refuses us for good, every waiting item fails at once with that reaso
 association works, one the peer does not accept (a peer that serves one association at a time)
 is simply left.
 
+A caller with threads of its own (the router's lanes) may instead store on the calling thread
+with ``store_here``: the thread takes an open association from the client's pool (or opens one,
+up to ``associations``), stores, and puts it back, with no hand-off to a worker and back.
+
 Thread-safety: every public method of ``StoreClient`` may be called from any thread; each
-``Association`` belongs to one worker. Which failures are transient is ``retry``'s business; the
-protocol is ``association``'s.
+``Association`` is used by one thread at a time (a worker's, or a ``store_here`` caller's).
+Which failures are transient is ``retry``'s business; the protocol is ``association``'s.
 """
 
 from __future__ import annotations
@@ -164,12 +168,85 @@ class StoreClient:
         self._open: set[Association] = set()
         self._opening: set[Association] = set()
         self._busy: set[Association] = set()
+        # store_here's pool: open associations no thread uses now, the longest unused first.
+        self._parked: list[_Member] = []
+        # How many associations store_here opens: ``associations``, or fewer once the peer took
+        # no more than were open (until none is).
+        self._ceiling = associations
+        self._first = False  # a store_here caller opens the first association itself
+        self._spares = 0  # threads opening an association for the pool
 
     # -- public ------------------------------------------------------------------------------
 
     def store(self, item: Storable) -> Result:
         """Store one item, retrying transient failures; always returns its result."""
         return self.submit(item).result()
+
+    def store_here(self, item: Storable) -> Result:
+        """Store one item on the calling thread, retrying transient failures; always returns
+        its result. The thread uses an association of the client's pool (a parked one that
+        fits, or a new one while fewer than ``associations`` are open, or the next one parked)
+        and parks it again: no worker thread is involved. Without ``commit`` (with it, as
+        ``store``). Parked associations are released by ``release_idle`` and ``close``."""
+        if self.commit is not None:
+            return self.store(item)
+        described = to_item(item)
+        if isinstance(described, Skip):
+            return Result.skipped(described)
+        job = _Job(described, self._group(described.pair))
+        with self._cond:
+            if self._cancelled.is_set():
+                return _not_sent(Result.of(described))
+            self._running += 1
+        member: _Member | None = None
+        try:
+            while True:
+                member = self._checkout(job)
+                try:
+                    member, result = self._attempts(member, job)
+                finally:
+                    with self._cond:
+                        self._first = False
+                        self._cond.notify_all()
+                if result is not None:
+                    return result
+                # Not cancelled: the peer took no more associations than are open.
+                with self._cond:
+                    self._ceiling = max(1, len(self._open))
+        finally:
+            if member is not None and not self._keep(member):
+                self._release(member)
+                member = None
+            with self._cond:
+                self._running -= 1
+                if member is not None:
+                    member.used = time.monotonic()
+                    self._parked.append(member)
+                self._cond.notify_all()
+
+    def idle_due(self) -> float | None:
+        """Seconds until a parked association has been idle for ``idle_release`` (None: none
+        will be); ``release_idle`` then releases it."""
+        with self._cond:
+            if self.idle_release is None or not self._parked:
+                return None
+            return max(0.0, self._parked[0].used + self.idle_release - time.monotonic())
+
+    def release_idle(self) -> None:
+        """Release the parked associations idle for ``idle_release`` or longer."""
+        if self.idle_release is None:
+            return
+        stale = time.monotonic() - self.idle_release
+        with self._cond:
+            idle = [m for m in self._parked if m.used <= stale]
+            self._parked = [m for m in self._parked if m.used > stale]
+        for member in idle:
+            log.info(
+                "Releasing association %d: no file for %g s",
+                member.association.number,
+                self.idle_release,
+            )
+            self._release(member)
 
     def submit(self, item: Storable) -> Future[Result]:
         """Queue one item for the workers; returns a future of its result."""
@@ -222,11 +299,14 @@ class StoreClient:
             # Whatever is still being negotiated now holds no item: it is not needed.
             idle_openers = set(self._opening)
             workers = list(self._workers)
+            parked, self._parked = self._parked, []
             self._cond.notify_all()
         for association in idle_openers:
             association.interrupt()
         for worker in workers:
             worker.join()
+        for member in parked:
+            self._release(member)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -315,6 +395,50 @@ class StoreClient:
                 self._cond.wait(idle)
                 self._waiting -= 1
 
+    def _checkout(self, job: _Job) -> _Member | None:
+        """For ``store_here``: a parked association that carries the job's pair (taken), or
+        None when the caller is to open the first one itself. While others are open, a new
+        one is opened by a spare thread and parked (as a worker opens before it takes an item:
+        an association the peer is slow to accept holds no file), and the caller takes
+        whichever association is parked first."""
+        pair = job.item.pair
+        while True:
+            with self._cond:
+                while True:
+                    for n in range(len(self._parked) - 1, -1, -1):
+                        if pair in self._parked[n].contexts:
+                            return self._parked.pop(n)
+                    if self._cancelled.is_set() or self._closing:
+                        return None
+                    opening = len(self._open) + len(self._opening) + self._spares
+                    if not opening and not self._first:
+                        self._first = True
+                        return None
+                    if self._parked:
+                        # None fits, and one idle may be all the peer takes: make room.
+                        unfit = self._parked.pop(0)
+                        break
+                    if opening < self._ceiling and not self._spares:
+                        self._spares += 1
+                        threading.Thread(
+                            target=self._open_spare, args=(job.group,), daemon=True
+                        ).start()
+                    self._cond.wait()
+            self._release(unfit)
+
+    def _open_spare(self, group: Group) -> None:
+        opened = None
+        try:
+            opened = self._connect(group)
+        finally:
+            with self._cond:
+                self._spares -= 1
+                if isinstance(opened, _Member):
+                    self._parked.append(opened)
+                elif self._open:  # the peer took no more than are open
+                    self._ceiling = len(self._open)
+                self._cond.notify_all()
+
     def _idle_left(self, member: _Member | None) -> float | None:
         """Seconds until ``member`` has been idle for ``idle_release`` (None: no limit)."""
         if member is None or self.idle_release is None:
@@ -401,6 +525,9 @@ class StoreClient:
             return
         with self._cond:
             self._open.discard(member.association)
+            if not self._open:
+                self._ceiling = self.size
+            self._cond.notify_all()
         with member.lease:
             if member.uncommitted:
                 self._commit(member)
