@@ -97,6 +97,8 @@ def test_committed_files_leave_the_spool(
         router = _route(routers, spool, dest.port)
         _send(router, files)
         assert router.wait_idle(60)
+        # Its idle association would hold the destination's shutdown until released.
+        router.stop()
     uids = _uids(files)
     assert sorted(e["sop_instance_uid"] for e in _steps(spool, "committed")) == sorted(uids)
     assert len(_steps(spool, "forwarded")) == len(files)
