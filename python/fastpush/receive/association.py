@@ -380,8 +380,9 @@ def _store(context: _Context, command: dimse.Command, context_id: int, syntax: s
             size = transport.receive_dataset(max_pdu)[0]
             log.warning("Refusing %s: 0x%04X", uid, refusal)
             return _Outcome(refusal, size)
-    # The identity check reads only up to (0008,0018); the study layout reads on to (0020,000D).
-    head_size = STUDY_HEAD if check else 0
+    # The identity check reads only up to (0008,0018); the study layout and on_store (a router's
+    # rules and study) read on to (0020,000D) and beyond.
+    head_size = STUDY_HEAD if check or server.on_store is not None else 0
     placement: Placement | None = None
     if storage is None:
         size, data, head, error = transport.receive_dataset(

@@ -117,6 +117,13 @@ def study_instance_uid(head: bytes, transfer_syntax: str) -> str | None:
     return found.get(_STUDY_INSTANCE_UID) or None
 
 
+def study_folder(head: bytes, transfer_syntax: str) -> str:
+    """The folder name of a dataset's study (``--layout study``): its Study Instance UID through
+    :func:`path_component`, or ``unknown-study``."""
+    uid = study_instance_uid(head, transfer_syntax)
+    return UNKNOWN_STUDY if uid is None else path_component(uid)
+
+
 _UID = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 MAX_UID = 64
 # Names path_component makes for values it does not take as they are: never a UID (a letter),
@@ -248,8 +255,7 @@ class Storage:
         if self.layout is Layout.CALLING_AE:
             return self.directory / path_component(calling_ae, ae_title=True)
         if self.layout is Layout.STUDY:
-            uid = study_instance_uid(head, transfer_syntax)
-            return self.directory / (UNKNOWN_STUDY if uid is None else path_component(uid))
+            return self.directory / study_folder(head, transfer_syntax)
         return self.directory
 
     def name(self, sop_class_uid: str, sop_instance_uid: str) -> str:

@@ -25,7 +25,7 @@ from ..receive.negotiation import AcceptPolicy, known_transfer_syntaxes
 from ..receive.received import Received
 from ..receive.report_listener import ReportListener
 from ..receive.server import StorageServer
-from ..receive.storage import Layout
+from ..receive.storage import Layout, study_folder
 from ..send.commit import CommitOptions
 from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
@@ -240,7 +240,8 @@ class Router:
             accept=accept,
             max_associations=max_associations,
             tls=tls,
-            layout=Layout.STUDY,
+            # Flat: a folder per study would stay behind, empty, for every study of a run.
+            layout=Layout.FLAT,
             unique_filenames=True,
             fsync=self.durability is Durability.FSYNC,
             durable_names=False,  # the queue links are: spool.enqueue
@@ -489,8 +490,10 @@ class Router:
                 received.transfer_syntax,
                 received.size,
             )
+        # The study's spool name: it keeps a study in one lane, and names its queue entries.
+        folder = study_folder(received.head, received.transfer_syntax)
         try:
-            entries = self.spool.enqueue(path, path.parent.name, names, identity)
+            entries = self.spool.enqueue(path, folder, names, identity)
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.OUT_OF_RESOURCES
@@ -499,7 +502,7 @@ class Router:
             return dimse.CANNOT_UNDERSTAND
         if self.studies is not None:  # before the files reach a lane that waits for it
             study, series = study_and_series(received.head, received.transfer_syntax)
-            self.studies.arrived(path.parent.name, study, series, received.calling_ae)
+            self.studies.arrived(folder, study, series, received.calling_ae)
         for entry in entries:
             rule = picked[entry.destination]
             self._tell(

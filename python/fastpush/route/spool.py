@@ -2,8 +2,8 @@
 
 Layout under the spool folder::
 
-    incoming/<study>/<modality>.<UID>        written by the storage server (temporary name,
-                                             fsync'd, renamed, folder fsync'd)
+    incoming/<modality>.<UID>                written by the storage server (temporary name,
+                                             data fdatasync'd, linked, never folder fsync'd)
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
                                              ``.sending`` appended while it is being sent; in
                                              <study>, ``%`` and ``_`` are written %25 and %5F
