@@ -299,12 +299,16 @@ class StoreClient:
             # Whatever is still being negotiated now holds no item: it is not needed.
             idle_openers = set(self._opening)
             workers = list(self._workers)
-            parked, self._parked = self._parked, []
             self._cond.notify_all()
         for association in idle_openers:
             association.interrupt()
         for worker in workers:
             worker.join()
+        with self._cond:
+            # A spare that opened its association as we closed parks it: released here too.
+            while self._spares:
+                self._cond.wait()
+            parked, self._parked = self._parked, []
         for member in parked:
             self._release(member)
 
