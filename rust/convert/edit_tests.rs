@@ -122,33 +122,39 @@ fn expected() -> Vec<u8> {
     .concat()
 }
 
+/// Every syntax the editor reads, to every syntax it writes.
+fn syntax_pairs() -> impl Iterator<Item = (Syntax, Syntax)> {
+    let from = [
+        Syntax::ExplicitLittle,
+        Syntax::ImplicitLittle,
+        Syntax::ExplicitBig,
+        Syntax::DeflatedExplicitLittle,
+    ];
+    let to = [
+        Syntax::ExplicitLittle,
+        Syntax::ImplicitLittle,
+        Syntax::ExplicitBig,
+    ];
+    from.into_iter()
+        .flat_map(move |f| to.into_iter().map(move |t| (f, t)))
+}
+
 #[test]
 fn every_edit_kind_in_every_syntax() {
     let ds = source();
     let plan = plan();
     let want = expected();
-    for from in [
-        Syntax::ExplicitLittle,
-        Syntax::ImplicitLittle,
-        Syntax::ExplicitBig,
-        Syntax::DeflatedExplicitLittle,
-    ] {
+    for (from, to) in syntax_pairs() {
         let input = convert_to_vec(&ds, Syntax::ExplicitLittle, from).unwrap();
-        for to in [
-            Syntax::ExplicitLittle,
-            Syntax::ImplicitLittle,
-            Syntax::ExplicitBig,
-        ] {
-            let edited = edit_to_vec(&input, from, to, &plan).unwrap();
-            check(&edited, to, to).unwrap();
-            let back = convert_to_vec(&edited, to, Syntax::ExplicitLittle).unwrap();
-            assert!(
-                back == want,
-                "{from:?} -> {to:?}\n{:?}\n{:?}",
-                String::from_utf8_lossy(&back),
-                String::from_utf8_lossy(&want)
-            );
-        }
+        let edited = edit_to_vec(&input, from, to, &plan).unwrap();
+        check(&edited, to, to).unwrap();
+        let back = convert_to_vec(&edited, to, Syntax::ExplicitLittle).unwrap();
+        assert!(
+            back == want,
+            "{from:?} -> {to:?}\n{:?}\n{:?}",
+            String::from_utf8_lossy(&back),
+            String::from_utf8_lossy(&want)
+        );
     }
 }
 
@@ -178,26 +184,15 @@ fn passed_values_spliced_give_the_edited_bytes() {
     ]);
     plan.map_uids = true;
     plan.key = b"key".to_vec();
-    for from in [
-        Syntax::ExplicitLittle,
-        Syntax::ImplicitLittle,
-        Syntax::ExplicitBig,
-        Syntax::DeflatedExplicitLittle,
-    ] {
+    for (from, to) in syntax_pairs() {
         let input = convert_to_vec(&ds, Syntax::ExplicitLittle, from).unwrap();
-        for to in [
-            Syntax::ExplicitLittle,
-            Syntax::ImplicitLittle,
-            Syntax::ExplicitBig,
-        ] {
-            let want = edit_to_vec(&input, from, to, &plan).unwrap();
-            let gathered = gather(&input, from, &plan).unwrap();
-            let conv = Converter::new(&input, from, to)
-                .passing(1024)
-                .with_edits(&plan, gathered);
-            let got = super::tests::spliced(conv, &input, 1024);
-            assert!(got == want, "{from:?} -> {to:?}");
-        }
+        let want = edit_to_vec(&input, from, to, &plan).unwrap();
+        let gathered = gather(&input, from, &plan).unwrap();
+        let conv = Converter::new(&input, from, to)
+            .passing(1024)
+            .with_edits(&plan, gathered);
+        let got = super::tests::spliced(conv, &input, 1024);
+        assert!(got == want, "{from:?} -> {to:?}");
     }
 }
 
