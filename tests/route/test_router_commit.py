@@ -25,11 +25,14 @@ from fastpush import Destination, Router
 from fastpush.receive.commit import Commitment
 from fastpush.receive.server import StorageServer
 from fastpush.route.config import ConfigError, parse
+from fastpush.route.metrics import Metrics
+from fastpush.route.ops import RouterOps
 from fastpush.send.push import push
 from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
 from fastpush.wire.commitment import NO_SUCH_INSTANCE, WELL_KNOWN_INSTANCE, Reference
 
+from support.ops import parse_metrics
 from support.peers import Orthanc, free_port
 from support.routing import RouteProcess, journal, start_route
 
@@ -97,8 +100,12 @@ def test_committed_files_leave_the_spool(
         router = _route(routers, spool, dest.port)
         _send(router, files)
         assert router.wait_idle(60)
+        scraped = parse_metrics(Metrics(RouterOps(router)).render())
         # Its idle association would hold the destination's shutdown until released.
         router.stop()
+    dest_label = (("destination", "dest"),)
+    assert scraped[("fastpush_committed_files_total", dest_label)] == len(files)
+    assert scraped[("fastpush_commit_pending_files", dest_label)] == 0
     uids = _uids(files)
     assert sorted(e["sop_instance_uid"] for e in _steps(spool, "committed")) == sorted(uids)
     assert len(_steps(spool, "forwarded")) == len(files)

@@ -14,10 +14,13 @@ import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from fastpush import Destination, Router
+from fastpush.route.metrics import Metrics
+from fastpush.route.ops import RouterOps
 from fastpush.route.studies import Study
 from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
 
+from support.ops import parse_metrics
 from support.peers import PynetdicomSCP, PynetdicomSCPFactory, StoreSCPFactory
 from support.routing import journal, send_all, uid_of
 
@@ -60,6 +63,12 @@ def _router(spool: Path, destinations: list[Destination], **options: Any) -> Rou
     return Router(0, destinations, spool=spool, host="127.0.0.1", retry=FAST_RETRY, **options)
 
 
+def _studies(text: bytes) -> tuple[float, float]:
+    """The completed and open studies the metrics show."""
+    samples = parse_metrics(text)
+    return samples[("fastpush_studies_completed_total", ())], samples[("fastpush_studies_open", ())]
+
+
 def test_paused_sender_completes_the_study_once_per_pause(
     storescp: StoreSCPFactory,
     pynetdicom_scp: PynetdicomSCPFactory,
@@ -79,6 +88,7 @@ def test_paused_sender_completes_the_study_once_per_pause(
         study_stable=1.5,
         on_study_complete=done,
     )
+    scrape = Metrics(RouterOps(router)).render
     routers.append(router.start())
     study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
 
@@ -86,10 +96,12 @@ def test_paused_sender_completes_the_study_once_per_pause(
     assert done.wait(1)  # the pause: longer than study_stable, ended by the completion
     assert router.wait_idle(60)
     assert sorted(whole.received_uids) == sorted(uid_of(p) for p in files[:6])
+    assert _studies(scrape()) == (1, 0)
 
     send_all(router.port, files[6:], tmp_path / "second.log")
     assert done.wait(2)
     assert router.wait_idle(60)
+    assert _studies(scrape()) == (2, 0)
     router.stop()
 
     (first, held_first), (second, held_second) = done.seen

@@ -48,10 +48,18 @@ def post(url: str, body: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     return json.loads(answer)
 
 
-def metrics(url: str, **kwargs: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metrics(url: str, **kwargs: Any) -> Samples:
     """``/metrics`` as {(sample name, sorted labels): value}."""
     status, body = call(url + "/metrics", **kwargs)
     assert status == 200, (status, body)
+    return parse_metrics(body)
+
+
+def parse_metrics(body: bytes) -> Samples:
+    """Metrics in the text format as {(sample name, sorted labels): value}."""
     samples = {}
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:

@@ -84,6 +84,8 @@ class Commitments:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._pending: list[_Pending] = []
+        self.committed = 0
+        """Files the destination committed to (they left the spool)."""
         self._first = 0.0  # when the oldest pending entry arrived
         self._in_flight = 0
         self._resent: dict[str, int] = {}
@@ -317,6 +319,7 @@ class Commitments:
         entry = pending.entry
         forwarder = self._forwarder
         if result.committed:
+            self.committed += 1
             self._spool.done(entry)
             log.info("%s committed to %s", forwarder.name, result.sop_instance_uid)
             self._report(_event(Step.COMMITTED, forwarder.name, entry, result, entry.path))

@@ -20,6 +20,11 @@ counters the router keeps anyway). Names follow Prometheus conventions: counters
   ``fastpush_associations_out``: associations open to it;
 - ``fastpush_spool_files``, ``fastpush_spool_bytes``: what some destination still waits for;
   ``fastpush_disk_free_bytes``: free space on the spool's file system;
+- ``fastpush_committed_files_total``, ``fastpush_commit_pending_files`` {destination}: with
+  Storage Commitment (``commit = true``), files committed (they left the spool) and files stored
+  awaiting their commitment; only for those destinations;
+- ``fastpush_studies_completed_total``, ``fastpush_studies_open``: with ``study_stable``, studies
+  completed (again when they complete again) and studies waiting for their stable time;
 - ``fastpush_associations_in``; ``fastpush_receiving`` and ``fastpush_refusing`` (0/1);
   ``fastpush_journal_lines_lost_total``.
 """
@@ -33,6 +38,8 @@ from .ops import RouterOps
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
+
+    from .router import Router
 
 
 def _collector(ops: RouterOps) -> Collector:
@@ -125,6 +132,8 @@ def _collector(ops: RouterOps) -> Collector:
                 latency.add_metric(label, buckets, seconds)
             yield from families.values()
             yield latency
+            yield from _commitments(router)
+            yield from _studies(router)
             gauges = (
                 ("spool_files", "Files some destination still waits for.", stats.spooled_files),
                 ("spool_bytes", "Bytes of those files.", stats.spooled_bytes),
@@ -146,6 +155,45 @@ def _collector(ops: RouterOps) -> Collector:
             )
 
     return RouterCollector()
+
+
+def _commitments(router: Router) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    committing = {n: f.commitments for n, f in router.forwarders.items() if f.commitments}
+    if not committing:
+        return
+    committed = CounterMetricFamily(
+        "fastpush_committed_files",
+        "Files the destination committed to (Storage Commitment); they left the spool.",
+        labels=["destination"],
+    )
+    pending = GaugeMetricFamily(
+        "fastpush_commit_pending_files",
+        "Files stored at the destination, awaiting its commitment.",
+        labels=["destination"],
+    )
+    for name, commitments in committing.items():
+        committed.add_metric([name], commitments.committed)
+        pending.add_metric([name], commitments.pending)
+    yield from (committed, pending)
+
+
+def _studies(router: Router) -> Iterator[Any]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    if router.studies is None:
+        return
+    yield CounterMetricFamily(
+        "fastpush_studies_completed",
+        "Studies completed (no new file for study_stable seconds).",
+        value=router.studies.completed,
+    )
+    yield GaugeMetricFamily(
+        "fastpush_studies_open",
+        "Studies waiting for their stable time.",
+        value=router.studies.waiting,
+    )
 
 
 class Metrics:

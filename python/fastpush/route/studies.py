@@ -98,6 +98,8 @@ class Studies:
         self._cond = threading.Condition()
         self._open: dict[str, _Open] = {}
         self._completing: set[str] = set()
+        self.completed = 0
+        """Studies completed so far (a study that completes again counts again)."""
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="fastpush-studies", daemon=True)
 
@@ -159,6 +161,7 @@ class Studies:
                     log.exception("Completing study %s failed", study.uid)
             with self._cond:
                 self._completing.difference_update(study.key for study in due)
+                self.completed += len(due)
             self._on_ready()
 
     def _due(self) -> list[_Open] | None:
