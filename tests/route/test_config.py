@@ -247,3 +247,18 @@ def test_destination_takes_a_plan_or_the_config_data(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         Router(port, [missing], spool=tmp_path / "spool", host="127.0.0.1")
     assert not _listening(port)
+
+
+def test_whole_studies_marks_the_to_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "router.toml"
+    path.write_text("")
+    to = ("--to", "pacs", "104", "-aec", "PACS", "--to", "ai", "11112", "--whole-studies")
+    done = _route("--check-config", str(path), "11112", *to, "--study-stable", "30")
+    assert done.returncode == 0, done.stderr
+    assert "  PACS@pacs_104: PACS@pacs:104\n" in done.stdout
+    assert "  ANY-SCP@ai_11112: ANY-SCP@ai:11112 (whole studies)\n" in done.stdout
+    done = _route("--check-config", str(path), "11112", *to)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == ["fastpush: --whole-studies needs --study-stable S"]
+    done = _route("--check-config", str(path), "11112", "--whole-studies", *to)
+    assert done.returncode == 2 and "give --whole-studies after the --to it names" in done.stderr

@@ -32,7 +32,7 @@ class _To(argparse.Action):
             number = arguments.port(port)
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
-        namespace.to = [*(namespace.to or []), [host, number, "ANY-SCP"]]
+        namespace.to = [*(namespace.to or []), [host, number, "ANY-SCP", False]]
 
 
 class _Aec(argparse.Action):
@@ -45,6 +45,18 @@ class _Aec(argparse.Action):
             namespace.to[-1][2] = arguments.ae_title(values)
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentError(self, str(exc)) from None
+
+
+class _WholeStudies(argparse.Action):
+    """``--whole-studies``: the ``--to`` before it gets only complete studies."""
+
+    def __init__(self, option_strings: Any, dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option: Any = None) -> None:
+        if not namespace.to:
+            raise argparse.ArgumentError(self, "give --whole-studies after the --to it names")
+        namespace.to[-1][3] = True
 
 
 def add_options(route: argparse.ArgumentParser) -> None:
@@ -66,6 +78,12 @@ def add_options(route: argparse.ArgumentParser) -> None:
     )
     route.add_argument(
         "-aec", "--called-ae", action=_Aec, metavar="AE", help="AE title of the --to before it"
+    )
+    route.add_argument(
+        "--whole-studies",
+        action=_WholeStudies,
+        help="the --to before it gets a study's files only once the study is complete "
+        "(needs --study-stable)",
     )
     route.add_argument(
         "-aet", "--aetitle", default="FASTPUSH", type=arguments.ae_title, help="our AE title"
@@ -161,7 +179,8 @@ def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
         type=arguments.seconds,
         metavar="S",
         help="a study is complete after S seconds without a new file of it: a study_complete "
-        "line in the journal (destinations with study_complete in --config wait for it)",
+        "line in the journal (a --to with --whole-studies, or study_complete in --config, "
+        "waits for it)",
     )
 
 

@@ -106,7 +106,12 @@ def settle(args: argparse.Namespace) -> Settled:
         raise ValueError("give the port to listen on (PORT, or port in the config's [receive])")
     cli_tls = TLSOptions(ca_file=args.to_tls_ca) if args.to_tls or args.to_tls_ca else None
     if args.to:
-        destinations = [Destination(host, port, ae, tls=cli_tls) for host, port, ae in args.to]
+        destinations = [
+            Destination(host, port, ae, tls=cli_tls, study_complete=whole)
+            for host, port, ae, whole in args.to
+        ]
+        if args.study_stable is None and any(d.study_complete for d in destinations):
+            raise ValueError("--whole-studies needs --study-stable S")
         return Settled(destinations, None, config.forward.calling_ae, config)
     if not config.destinations:
         raise ValueError("give destinations: --to HOST PORT, or [destinations.NAME] in --config")
@@ -202,6 +207,8 @@ def table(args: argparse.Namespace, settled: Settled) -> list[str]:
             extras.append(f"{d.associations} associations")
         if d.retry is not None:
             extras.append(f"{d.retry.retries} retries")
+        if d.study_complete:
+            extras.append("whole studies")
         if d.proposal is not None:
             extras.append(
                 "no conversion"
