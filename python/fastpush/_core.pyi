@@ -302,10 +302,12 @@ class ServerTransport:
         memory: bool = False,
         fsync: bool = False,
         head: int = 0,
+        reuse: bool = False,
     ) -> DatasetReceipt:
         """Receive the dataset the last command set announced.
 
-        With ``path``: a new file there (``O_EXCL``; an existing file is never written into),
+        With ``path``: a new file there (``O_EXCL``; an existing file is never written into;
+        with ``reuse``, the file the caller put at ``path`` is overwritten and cut to length),
         ``header`` first, then the dataset bytes as received, in large vectored writes;
         ``fsync`` syncs it before returning. A file that cannot be created or written (full
         disk, unwritable folder) is removed, the rest of the dataset is read and dropped, and the

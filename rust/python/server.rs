@@ -266,7 +266,7 @@ impl ServerTransport {
 
     /// Receive the dataset the last command announced: into a new file at `path` (after
     /// `header`), into memory (`memory`), or nowhere.
-    #[pyo3(signature = (max_pdu, path=None, header=None, *, memory=false, fsync=false, head=0))]
+    #[pyo3(signature = (max_pdu, path=None, header=None, *, memory=false, fsync=false, head=0, reuse=false))]
     #[allow(clippy::too_many_arguments)]
     fn receive_dataset<'py>(
         &self,
@@ -277,6 +277,7 @@ impl ServerTransport {
         memory: bool,
         fsync: bool,
         head: usize,
+        reuse: bool,
     ) -> PyResult<Receipt<'py>> {
         let max_pdata = limit(max_pdu)?;
         let header = header.map_or(&[][..], |h| h.as_bytes());
@@ -289,7 +290,9 @@ impl ServerTransport {
                     Error::InvalidArgument("path and memory exclude each other".into()).into(),
                 )
             }
-            (Some(path), false) => py.detach(|| DatasetSink::file(path, header, fsync, head)),
+            (Some(path), false) => {
+                py.detach(|| DatasetSink::file(path, header, fsync, reuse, head))
+            }
             (None, true) => DatasetSink::memory(head),
             (None, false) => DatasetSink::discard(head),
         };

@@ -32,21 +32,28 @@ struct FileSink {
     fsync: bool,
     error: Option<io::Error>,
     keep: bool,
+    /// Bytes written; a reused file is cut to this length at the end.
+    written: u64,
+    reuse: bool,
 }
 
 impl FileSink {
-    fn create(path: PathBuf, header: &[u8], fsync: bool) -> Self {
+    fn create(path: PathBuf, header: &[u8], fsync: bool, reuse: bool) -> Self {
         let mut sink = FileSink {
             path,
             file: None,
             fsync,
             error: None,
             keep: false,
+            written: 0,
+            reuse,
         };
-        // create_new: never write into a file someone else made under that name.
+        // create_new: never write into a file someone else made under that name. A reused
+        // file is one the caller just renamed to `path`: overwriting its pages costs a copy,
+        // allocating and later freeing new ones (tmpfs, the page cache) costs four times that.
         match OpenOptions::new()
             .write(true)
-            .create_new(true)
+            .create_new(!reuse)
             .open(&sink.path)
         {
             Ok(file) => {
@@ -69,13 +76,20 @@ impl FileSink {
         let Some(file) = self.file.as_mut() else {
             return;
         };
-        if let Err(err) = write_all_vectored(file, slices) {
-            self.fail(err);
+        match write_all_vectored(file, slices) {
+            Ok(()) => self.written += slices.iter().map(|s| s.len() as u64).sum::<u64>(),
+            Err(err) => self.fail(err),
         }
     }
 
     fn finish(&mut self) {
         if let Some(file) = self.file.as_mut() {
+            if self.reuse {
+                if let Err(err) = file.set_len(self.written) {
+                    self.fail(err);
+                    return;
+                }
+            }
             if self.fsync {
                 // fdatasync: the data and the size, what reading the file back needs; the
                 // name is made durable by its folder's fsync, the caller's business.
@@ -166,11 +180,12 @@ impl DatasetSink {
         Self::new(Kind::Memory(Vec::new()), head_limit)
     }
 
-    /// Create `path` (it must not exist), write `header`, then the dataset; `fsync` makes
+    /// Create `path` (it must not exist; with `reuse`, overwrite the file there, cut to what
+    /// was written at the end), write `header`, then the dataset; `fsync` makes
     /// [`DatasetSink::finish`] wait until the file is on disk.
-    pub fn file(path: PathBuf, header: &[u8], fsync: bool, head_limit: usize) -> Self {
+    pub fn file(path: PathBuf, header: &[u8], fsync: bool, reuse: bool, head_limit: usize) -> Self {
         Self::new(
-            Kind::File(FileSink::create(path, header, fsync)),
+            Kind::File(FileSink::create(path, header, fsync, reuse)),
             head_limit,
         )
     }
@@ -240,7 +255,7 @@ mod tests {
         let dir = temp_dir("ok");
         let path = dir.join("a.part");
         let buf: Vec<u8> = (0..100u8).collect();
-        let mut t = DatasetSink::file(path.clone(), b"HEAD", true, 5);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", true, false, 5);
         t.write(&buf, &[0..10, 10..10, 50..100]);
         t.write(&buf, &[20..21]);
         let done = t.finish();
@@ -259,7 +274,7 @@ mod tests {
     fn unwritable_place_is_recorded_and_the_bytes_still_counted() {
         let dir = temp_dir("missing");
         let path = dir.join("no-such-folder").join("a.part");
-        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, false, 0);
         t.write(&[1, 2, 3], &[0..3]);
         let done = t.finish();
         assert_eq!(done.size, 3);
@@ -273,7 +288,7 @@ mod tests {
         let dir = temp_dir("exists");
         let path = dir.join("a.part");
         fs::write(&path, b"theirs").unwrap();
-        let t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
+        let t = DatasetSink::file(path.clone(), b"HEAD", false, false, 0);
         let done = t.finish();
         assert_eq!(
             done.error.map(|e| e.kind()),
@@ -284,10 +299,28 @@ mod tests {
     }
 
     #[test]
+    fn reused_file_is_overwritten_and_cut_to_what_was_written() {
+        let dir = temp_dir("reuse");
+        let path = dir.join("a.part");
+        fs::write(&path, [7u8; 1000]).unwrap();
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", true, true, 0);
+        t.write(&[1, 2, 3], &[0..3]);
+        let done = t.finish();
+        assert!(done.error.is_none());
+        assert_eq!(fs::read(&path).unwrap(), b"HEAD\x01\x02\x03");
+        // Longer than the file it reuses: it grows.
+        let mut t = DatasetSink::file(path.clone(), b"H", false, true, 0);
+        t.write(&[5; 2000], &[0..2000]);
+        assert!(t.finish().error.is_none());
+        assert_eq!(fs::read(&path).unwrap(), [&b"H"[..], &[5; 2000]].concat());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn dropped_before_finish_leaves_no_file() {
         let dir = temp_dir("dropped");
         let path = dir.join("a.part");
-        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, 0);
+        let mut t = DatasetSink::file(path.clone(), b"HEAD", false, false, 0);
         t.write(&[9; 10], &[0..10]);
         assert!(path.exists());
         drop(t);
@@ -307,6 +340,8 @@ mod tests {
             fsync: false,
             error: None,
             keep: false,
+            written: 0,
+            reuse: false,
         };
         fs::write(&path, b"partial").unwrap();
         sink.write(&[IoSlice::new(b"data")]);

@@ -6,6 +6,7 @@ back-pressure, filters, and the spool left empty."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,37 @@ def test_a_second_router_on_the_same_spool_is_refused(
     _route(routers, spool, Destination("127.0.0.1", free_port()))
     with pytest.raises(fastpush.SpoolBusy):
         Router(0, [Destination("127.0.0.1", free_port())], spool=spool)
+
+
+def test_spent_files_are_written_over_and_every_copy_is_exact(
+    routers: list[Router], storescp: StoreSCPFactory, tmp_path: Path
+) -> None:
+    # Large files, then smaller ones, then large again, one at a time: each is received into
+    # the file the last one was sent from, cut or grown to its own length.
+    sizes = [64 << 10, 16 << 10, 48 << 10, 2 << 10, 64 << 10]
+    files = [
+        path
+        for n, size in enumerate(sizes)
+        for path in write_study(tmp_path / f"src{n}", count=2, pixel_bytes=size, seed=n)
+    ]
+    scp = storescp("+B", "+uf")
+    inodes: list[int] = []
+
+    def record(event: fastpush.RouteEvent) -> None:
+        if event.step is Step.RECEIVED and event.path is not None:
+            inodes.append(os.stat(event.path).st_ino)
+
+    r = _route(
+        routers,
+        tmp_path / "spool",
+        Destination("127.0.0.1", scp.port, scp.aet),
+        on_event=record,
+    )
+    for path in files:
+        (result,) = fastpush.push([path], "127.0.0.1", r.port)
+        assert result.ok, result.reason
+        assert r.wait_idle(60)
+    r.stop()
+    assert len(set(inodes)) < len(files), "no spent file was written over"
+    assert_byte_exact(files, arrived(scp.outdir))
+    assert [p.name for p in (tmp_path / "spool" / "incoming").iterdir()] == []

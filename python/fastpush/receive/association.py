@@ -398,6 +398,7 @@ def _store(context: _Context, command: dimse.Command, context_id: int, syntax: s
             placement.header,
             fsync=storage.fsync,
             head=max(head_size, storage.head_bytes),
+            reuse=placement.reuse,
         )
         if error is not None:
             error = _with_path(error, placement.temporary)

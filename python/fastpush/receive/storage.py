@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,6 +205,8 @@ class Placement:
 
     temporary: Path
     header: bytes
+    reuse: bool = False
+    """``temporary`` is a file to write over (``Storage.recycle`` put it there)."""
 
 
 def fsync_folder(folder: Path) -> None:
@@ -235,6 +238,9 @@ class Storage:
         self.durable_names = durable_names
         self._counter = itertools.count()
         self._folders_lock = threading.Lock()
+        self.recycle: Callable[[Path], bool] | None = None
+        """``recycle(temporary)`` puts a spent file at ``temporary`` for the next dataset to be
+        written over, when it has one (the router's spool); None: every file is new."""
         self.directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -249,7 +255,9 @@ class Storage:
         # into a subfolder stays on one file system. No name from the wire is a dot name.
         name = f".{next(self._counter)}-{os.getpid()}.part"
         header = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
-        return Placement(self.directory / name, header)
+        temporary = self.directory / name
+        reuse = self.recycle is not None and self.recycle(temporary)
+        return Placement(temporary, header, reuse)
 
     def _folder(self, transfer_syntax: str, calling_ae: str, head: bytes) -> Path:
         if self.layout is Layout.CALLING_AE:

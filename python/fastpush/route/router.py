@@ -35,7 +35,7 @@ from .durability import Durability
 from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
 from .journal import MAX_BYTES, Journal, RouteEvent, Step
 from .rules import Rule, Rules
-from .spool import JOURNAL, Spool
+from .spool import FREE_BYTES, JOURNAL, Spool
 from .studies import Studies, Study, study_and_series
 
 if TYPE_CHECKING:
@@ -250,6 +250,10 @@ class Router:
             max_connections=max_connections,
             acse_timeout=acse_timeout,
         )
+        assert self.server.storage is not None
+        self.server.storage.recycle = self.spool.recycle
+        if min_free is not None:  # spent files kept to write over never eat into it
+            self.spool.free_floor = max(self.spool.free_floor, min_free + FREE_BYTES)
         self.host, self.port = self.server.host, self.server.port
         self._serving: threading.Thread | None = None
 
@@ -410,6 +414,7 @@ class Router:
             disk = os.statvfs(self.spool.directory)
             free = disk.f_bavail * disk.f_frsize
             if free < self.min_free:
+                self.spool.drop_free()
                 return f"free disk {free} bytes, under the minimum {self.min_free}"
         return None
 

@@ -4,6 +4,7 @@ Layout under the spool folder::
 
     incoming/<modality>.<UID>                written by the storage server (temporary name,
                                              data fdatasync'd, linked, never folder fsync'd)
+    incoming/.free-<n>                       files sent, kept to be written over (``recycle``)
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
                                              ``.sending`` appended while it is being sent; in
                                              <study>, ``%`` and ``_`` are written %25 and %5F
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -64,6 +66,13 @@ HTTP_ADDRESS = "http.json"
 _KEEP = (JOURNAL, LOCK, HELD, HTTP_ADDRESS)
 COMMITMENTS = "commit"
 _PART = ".*.part"
+# Sent files kept to be written over by the next ones received (``Spool.recycle``): in
+# ``incoming/`` (a rename away from a temporary name), at most this many and these bytes, none
+# larger than the last bound.
+_FREE = ".free-"
+FREE_FILES = 16
+FREE_BYTES = 32 << 20
+FREE_LARGEST = 4 << 20
 # The study is escaped (no "_" in it), so the name after it may hold anything.
 _ENTRY = re.compile(r"(\d{12})_([^_/]*)_([^/]+?)(\.sending)?", re.DOTALL)
 
@@ -145,6 +154,12 @@ class Spool:
         self._pending: dict[int, list[int]] = {}
         self._bytes = 0
         self._unlink_later: list[Path] = []
+        self._free: list[tuple[Path, int]] = []  # (path, size), the most recent last
+        self._free_bytes = 0
+        self._free_names = itertools.count()
+        self.free_floor = 4 * FREE_BYTES
+        """Spent files are kept to be written over only while the file system has this many
+        bytes free besides (a small disk never holds them)."""
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -165,21 +180,74 @@ class Spool:
         else:
             held[1] += links
 
-    def _drop(self, entry: Entry) -> None:
+    def _drop(self, entry: Entry) -> bool:
+        """Count one queue link of ``entry``'s file gone; whether it was the file's last."""
         with self._lock:
             held = self._pending.get(entry.inode)
             if held is None:
-                return
+                return False
             held[1] -= 1
-            if held[1] <= 0:
-                del self._pending[entry.inode]
-                self._bytes -= held[0]
+            if held[1] > 0:
+                return False
+            del self._pending[entry.inode]
+            self._bytes -= held[0]
+            return True
+
+    # -- spent files written over (issue 17) -------------------------------------------------
+
+    def _keep_free(self, path: Path, size: int) -> bool:
+        """Keep the spent file at ``path`` (its last link) to be written over, when the pool
+        has room; whether it was kept."""
+        with self._lock:
+            if (
+                size > FREE_LARGEST
+                or len(self._free) >= FREE_FILES
+                or self._free_bytes + size > FREE_BYTES
+            ):
+                return False
+            disk = os.statvfs(self.incoming)
+            if disk.f_bavail * disk.f_frsize < self.free_floor:
+                return False
+            target = self.incoming / f"{_FREE}{next(self._free_names)}"
+            try:
+                os.rename(path, target)
+            except OSError:
+                return False
+            self._free.append((target, size))
+            self._free_bytes += size
+            return True
+
+    def drop_free(self) -> None:
+        """Remove the spent files kept to be written over (the disk is short of space)."""
+        with self._lock:
+            spent, self._free, self._free_bytes = self._free, [], 0
+        for path, _ in spent:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def recycle(self, temporary: Path) -> bool:
+        """Put a spent file at ``temporary`` for the receive loop to write over (storage's
+        ``recycle``); whether there was one. Writing over a file's pages costs a copy;
+        allocating new ones, and freeing them once the file is sent, cost three times that
+        again (tmpfs, the page cache)."""
+        with self._lock:
+            while self._free:
+                path, size = self._free.pop()
+                self._free_bytes -= size
+                try:
+                    os.rename(path, temporary)
+                except OSError:
+                    continue
+                return True
+        return False
 
     # -- recovery ----------------------------------------------------------------------------
 
     def recover(self, destinations: list[str]) -> list[Entry]:
         """Clean up after a previous run and return the entries waiting for ``destinations``,
         in arrival order."""
+        for spent in self.incoming.glob(_FREE + "*"):
+            spent.unlink()  # sent files an earlier run kept to write over
         for partial in self.directory.rglob(_PART):
             if partial.is_file():
                 log.warning("Removing %s: left half-written by an earlier run", partial)
@@ -326,6 +394,8 @@ class Spool:
         raises: the file is at its destination whatever the disk does now, so a link that
         cannot be removed is tried again by ``tidy`` (or sent again as a maybe-duplicate
         after a restart), never sent again by this run."""
+        if self._drop(entry) and self._keep_free(entry.path, entry.size):
+            return
         try:
             entry.path.unlink()
         except FileNotFoundError:
@@ -334,7 +404,6 @@ class Spool:
             log.error("Cannot remove %s (stored): %s; trying again later", entry.path, exc)
             with self._lock:
                 self._unlink_later.append(entry.path)
-        self._drop(entry)
 
     def forget(self, entry: Entry) -> None:
         """Its queue link went behind the router's back: it no longer waits."""
@@ -426,4 +495,5 @@ class Spool:
         return entry
 
     def close(self) -> None:
+        self.drop_free()
         self._lock_file.close()

@@ -1,0 +1,78 @@
+"""The spool keeps spent files to be written over by the next ones received (issue 17): only
+the last link of a file, within its bounds (count, bytes, largest file, free disk), never when
+the disk is short, and none left behind by a stop or a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fastpush.route import spool as spool_module
+from fastpush.route.spool import FREE_LARGEST, Spool
+
+
+def _spent(spool: Spool) -> list[Path]:
+    return sorted(spool.incoming.glob(".free-*"))
+
+
+def test_the_last_link_is_kept_and_given_to_the_next_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.free_floor = 0
+    path = spool.incoming / "CT.1.2.3"
+    path.write_bytes(b"x" * 1000)
+    first, second = spool.enqueue(path, "1.2", ["a", "b"])
+    spool.done(first)
+    assert _spent(spool) == []  # "b" still has it
+    spool.done(second)
+    (spent,) = _spent(spool)
+    inode = spent.stat().st_ino
+    temporary = spool.incoming / ".7-1.part"
+    assert spool.recycle(temporary)
+    assert temporary.stat().st_ino == inode and _spent(spool) == []
+    assert not spool.recycle(spool.incoming / ".8-1.part")  # none left
+    spool.close()
+
+
+def test_bounds_a_small_disk_and_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.free_floor = 0
+    path = spool.incoming / "big"
+    path.write_bytes(b"x" * (FREE_LARGEST + 1))
+    (entry,) = spool.enqueue(path, "1.2", ["a"])
+    spool.done(entry)
+    assert _spent(spool) == []  # larger than any kept
+    monkeypatch.setattr(spool_module, "FREE_FILES", 2)
+    for n in range(3):
+        path = spool.incoming / f"f{n}"
+        path.write_bytes(b"x" * 10)
+        (entry,) = spool.enqueue(path, "1.2", ["a"])
+        spool.done(entry)
+    assert len(_spent(spool)) == 2
+    spool.drop_free()  # the disk got short
+    assert _spent(spool) == []
+    spool.free_floor = 1 << 62  # more than any disk has free: nothing is kept
+    path = spool.incoming / "g"
+    path.write_bytes(b"x")
+    (entry,) = spool.enqueue(path, "1.2", ["a"])
+    spool.done(entry)
+    assert _spent(spool) == []
+    spool.free_floor = 0
+    path = spool.incoming / "h"
+    path.write_bytes(b"x")
+    (entry,) = spool.enqueue(path, "1.2", ["a"])
+    spool.done(entry)
+    assert len(_spent(spool)) == 1
+    spool.close()  # a stop leaves none
+    assert _spent(spool) == []
+
+
+def test_recovery_removes_what_a_crash_left(tmp_path: Path) -> None:
+    root = tmp_path / "spool"
+    spool = Spool(root)
+    (root / "incoming" / ".free-3").write_bytes(b"spent")
+    spool.close()
+    again = Spool(root)
+    assert again.recover([]) == []
+    assert list((root / "incoming").iterdir()) == []
+    again.close()
