@@ -157,9 +157,9 @@ class Spool:
         self._free: list[tuple[Path, int]] = []  # (path, size), the most recent last
         self._free_bytes = 0
         self._free_names = itertools.count()
-        self.free_floor = 4 * FREE_BYTES
-        """Spent files are kept to be written over only while the file system has this many
-        bytes free besides (a small disk never holds them)."""
+        self._disk_checked = -1.0
+        self._disk_room = False
+        self._free_floor = 4 * FREE_BYTES
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -205,8 +205,12 @@ class Spool:
                 or self._free_bytes + size > FREE_BYTES
             ):
                 return False
-            disk = os.statvfs(self.incoming)
-            if disk.f_bavail * disk.f_frsize < self.free_floor:
+            now = time.monotonic()
+            if now - self._disk_checked >= 1.0:  # a statvfs a second, not a file
+                disk = os.statvfs(self.incoming)
+                self._disk_room = disk.f_bavail * disk.f_frsize >= self._free_floor
+                self._disk_checked = now
+            if not self._disk_room:
                 return False
             target = self.incoming / f"{_FREE}{next(self._free_names)}"
             try:
@@ -217,10 +221,23 @@ class Spool:
             self._free_bytes += size
             return True
 
+    @property
+    def free_floor(self) -> int:
+        """Spent files are kept to be written over only while the file system has this many
+        bytes free besides (a small disk never holds them)."""
+        return self._free_floor
+
+    @free_floor.setter
+    def free_floor(self, value: int) -> None:
+        with self._lock:
+            self._free_floor = value
+            self._disk_checked = -1.0
+
     def drop_free(self) -> None:
         """Remove the spent files kept to be written over (the disk is short of space)."""
         with self._lock:
             spent, self._free, self._free_bytes = self._free, [], 0
+            self._disk_checked = -1.0  # look at the disk again before keeping more
         for path, _ in spent:
             with contextlib.suppress(OSError):
                 path.unlink()

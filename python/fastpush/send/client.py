@@ -157,6 +157,7 @@ class StoreClient:
         self.edits = edits
         self._groups = [frozenset(g) for g in groups] if groups is not None else None
         self._seen: dict[Pair, None] = {}
+        self._last: tuple[Pair, Group] | None = None  # the last pair seen, and its group
         self._numbers = itertools.count(1)
         self._cond = threading.Condition()
         self._cancelled = threading.Event()
@@ -562,10 +563,14 @@ class StoreClient:
                     return group
             return frozenset({pair})
         with self._cond:
+            if self._last is not None and self._last[0] == pair:
+                return self._last[1]  # the pair of the item before: nothing has moved
             self._seen.pop(pair, None)
             self._seen[pair] = None
             recent = list(reversed(self._seen))  # this pair first, then the most recent
-        return frozenset(recent[: fitting(recent, self.proposal)])
+            group = frozenset(recent[: fitting(recent, self.proposal)])
+            self._last = (pair, group)
+        return group
 
     def _connect(self, group: Group) -> _Member | BaseException | None:
         """Open an association for ``group``, retrying as the policy allows. Returns it; or the
