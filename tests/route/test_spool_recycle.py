@@ -10,6 +10,8 @@ import pytest
 
 from fastpush.route import spool as spool_module
 from fastpush.route.spool import FREE_LARGEST, Spool
+from fastpush.send.failure import Failure
+from fastpush.send.results import Outcome, Result
 
 
 def _spent(spool: Spool) -> list[Path]:
@@ -76,3 +78,22 @@ def test_recovery_removes_what_a_crash_left(tmp_path: Path) -> None:
     assert again.recover([]) == []
     assert list((root / "incoming").iterdir()) == []
     again.close()
+
+
+def test_a_file_also_in_failed_is_never_written_over(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    spool.free_floor = 0
+    path = spool.incoming / "CT.1.2.3"
+    path.write_bytes(b"the refused instance")
+    refused, stored = spool.enqueue(path, "1.2", ["deid", "plain"])
+    kept = spool.fail(refused, _refusal())
+    spool.done(stored)  # the queues' last link, not the file's last name
+    assert _spent(spool) == []
+    assert not spool.recycle(spool.incoming / ".1-1.part")
+    assert kept.read_bytes() == b"the refused instance"
+    spool.close()
+
+
+def _refusal() -> Result:
+    result = Result("1.2.3", Outcome.FAILED, sop_instance_uid="1.2.3")
+    return result.fail(Failure.SOURCE, "burned-in annotation")

@@ -212,6 +212,13 @@ class Spool:
                 self._disk_checked = now
             if not self._disk_room:
                 return False
+            try:
+                # The queues' last link is not always the file's last name: a destination that
+                # refused it keeps it in failed/, which writing over would change.
+                if os.lstat(path).st_nlink != 1:
+                    return False
+            except OSError:
+                return False
             target = self.incoming / f"{_FREE}{next(self._free_names)}"
             try:
                 os.rename(path, target)
