@@ -446,18 +446,28 @@ class Association:
         """Send a C-ECHO; return its status. Raises on a connection or protocol failure."""
         ctx = self._routes.any(VERIFICATION)
         message_id = self._next_message_id()
+        return self._status_of("Echo", ctx, dimse.echo_rq(message_id), None, message_id)
+
+    def _status_of(
+        self,
+        name: str,
+        ctx: AcceptedContext,
+        command: bytes,
+        payload: Payload | None,
+        message_id: int,
+    ) -> int:
+        """Exchange a request whose answer is a status alone, tell it and return it; a lost
+        connection ends the association first."""
         try:
-            response = self._exchange(ctx, dimse.echo_rq(message_id), None, message_id)
+            response = self._exchange(ctx, command, payload, message_id)
         except _LOST as exc:
             self._fail_connection(exc)
             raise
-        assert response.status is not None
-        self._emit(
-            EventKind.RESPONSE,
-            f"Received Echo Response ({dimse.describe(response.status)})",
-            status=response.status,
-        )
-        return response.status
+        status = response.status
+        assert status is not None
+        described = dimse.describe(status)
+        self._emit(EventKind.RESPONSE, f"Received {name} Response ({described})", status=status)
+        return status
 
     def store(self, item: Storable) -> Result:
         """C-STORE one input: a path, Part-10 bytes, a pydicom Dataset or a described ``Item``.
@@ -565,17 +575,9 @@ class Association:
             f"(transaction {transaction_uid})",
             transaction_uid=transaction_uid,
         )
-        try:
-            response = self._exchange(
-                ctx, commitment.action_rq(message_id), Payload(data), message_id
-            )
-        except _LOST as exc:
-            self._fail_connection(exc)
-            raise
-        status = response.status
-        assert status is not None
+        command = commitment.action_rq(message_id)
+        status = self._status_of("N-ACTION", ctx, command, Payload(data), message_id)
         described = dimse.describe(status)
-        self._emit(EventKind.RESPONSE, f"Received N-ACTION Response ({described})", status=status)
         if dimse.category(status) is dimse.StatusCategory.FAILURE:
             raise commitment.CommitmentError(
                 f"the peer refused the commitment request: {described}"
@@ -622,18 +624,7 @@ class Association:
         message_id = self._next_message_id()
         data = commitment.encode_report(report, ctx.transfer_syntax)
         command = commitment.event_report_rq(message_id, report.event_type)
-        try:
-            response = self._exchange(ctx, command, Payload(data), message_id)
-        except _LOST as exc:
-            self._fail_connection(exc)
-            raise
-        assert response.status is not None
-        self._emit(
-            EventKind.RESPONSE,
-            f"Received N-EVENT-REPORT Response ({dimse.describe(response.status)})",
-            status=response.status,
-        )
-        return response.status
+        return self._status_of("N-EVENT-REPORT", ctx, command, Payload(data), message_id)
 
     def _commitment_context(self) -> AcceptedContext:
         for ctx in self.accepted.values():
