@@ -197,13 +197,19 @@ class Spool:
 
     def _keep_free(self, path: Path, size: int) -> bool:
         """Keep the spent file at ``path`` (its last link) to be written over, when the pool
-        has room; whether it was kept."""
+        has room; whether it was kept. The file system is touched outside the lock: enqueue
+        takes it for every file received."""
+        if size > FREE_LARGEST:
+            return False
+        try:
+            # The queues' last link is not always the file's last name: a destination that
+            # refused it keeps it in failed/, which writing over would change.
+            if os.lstat(path).st_nlink != 1:
+                return False
+        except OSError:
+            return False
         with self._lock:
-            if (
-                size > FREE_LARGEST
-                or len(self._free) >= FREE_FILES
-                or self._free_bytes + size > FREE_BYTES
-            ):
+            if len(self._free) >= FREE_FILES or self._free_bytes + size > FREE_BYTES:
                 return False
             now = time.monotonic()
             if now - self._disk_checked >= 1.0:  # a statvfs a second, not a file
@@ -212,21 +218,17 @@ class Spool:
                 self._disk_checked = now
             if not self._disk_room:
                 return False
-            try:
-                # The queues' last link is not always the file's last name: a destination that
-                # refused it keeps it in failed/, which writing over would change.
-                if os.lstat(path).st_nlink != 1:
-                    return False
-            except OSError:
-                return False
+            self._free_bytes += size  # its room, taken before the rename
             target = self.incoming / f"{_FREE}{next(self._free_names)}"
-            try:
-                os.rename(path, target)
-            except OSError:
-                return False
+        try:
+            os.rename(path, target)
+        except OSError:
+            with self._lock:
+                self._free_bytes -= size
+            return False
+        with self._lock:
             self._free.append((target, size))
-            self._free_bytes += size
-            return True
+        return True
 
     @property
     def free_floor(self) -> int:
@@ -243,7 +245,8 @@ class Spool:
     def drop_free(self) -> None:
         """Remove the spent files kept to be written over (the disk is short of space)."""
         with self._lock:
-            spent, self._free, self._free_bytes = self._free, [], 0
+            spent, self._free = self._free, []
+            self._free_bytes -= sum(size for _, size in spent)  # not a rename in flight's
             self._disk_checked = -1.0  # look at the disk again before keeping more
         for path, _ in spent:
             with contextlib.suppress(OSError):
@@ -254,16 +257,17 @@ class Spool:
         ``recycle``); whether there was one. Writing over a file's pages costs a copy;
         allocating new ones, and freeing them once the file is sent, cost three times that
         again (tmpfs, the page cache)."""
-        with self._lock:
-            while self._free:
+        while True:
+            with self._lock:
+                if not self._free:
+                    return False
                 path, size = self._free.pop()
                 self._free_bytes -= size
-                try:
-                    os.rename(path, temporary)
-                except OSError:
-                    continue
-                return True
-        return False
+            try:
+                os.rename(path, temporary)
+            except OSError:
+                continue  # gone behind our back: the next one
+            return True
 
     # -- recovery ----------------------------------------------------------------------------
 
