@@ -155,3 +155,9 @@ def test_folder_that_links_out_is_refused(tmp_path: Path) -> None:
         assert sender.store("1.2.3", dataset("1.2.3", pixels=256)) == 0xC000
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([SENTINEL, "out"])
     assert [p.name for p in out.iterdir()] == ["EVIL"]
+
+
+def test_files_named_by_the_handler_need_a_handler(tmp_path: Path) -> None:
+    # Without on_store every file would stay at its temporary name.
+    with pytest.raises(ValueError, match="on_store"):
+        StorageServer("127.0.0.1", 0, directory=tmp_path, named_by_handler=True)

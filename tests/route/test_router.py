@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pydicom
 import pytest
 from pydicom.uid import (
     CTImageStorage,
@@ -21,6 +22,7 @@ from pydicom.uid import (
 
 import fastpush
 from fastpush import Destination, Outcome, Received, Router, Step
+from fastpush.receive.storage import prefix
 from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
 
@@ -47,6 +49,10 @@ def _route(
     r = Router(0, list(destinations), spool=spool, host="127.0.0.1", retry=FAST_RETRY, **options)
     started.append(r.start())
     return r
+
+
+def class_of(path: Path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID)
 
 
 def _queued(spool: Path) -> list[Path]:
@@ -157,7 +163,10 @@ def test_two_destinations_one_down_the_other_gets_everything(
     assert stats.destinations["late"].waiting == len(files)
     assert stats.destinations["late"].retrying
     assert stats.spooled_files == len(files)  # still held for "late"
-    assert len(_queued(spool)) == len(files)
+    # Queued under the name storage gives each file, no name of theirs left in incoming/.
+    names = {p.name.split("_", 2)[2].removesuffix(".sending") for p in _queued(spool)}
+    assert names == {f"{prefix(class_of(f))}.{uid_of(f)}" for f in files}
+    assert [p for p in (spool / "incoming").iterdir() if not p.name.startswith(".free-")] == []
     with fastpush.StorageServer("127.0.0.1", down, directory=tmp_path / "late"):
         assert r.wait_idle(60)
         r.stop()

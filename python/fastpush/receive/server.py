@@ -73,8 +73,9 @@ class StorageServer:
     +B``: the received bytes untouched after a file meta header) under a temporary name and
     renamed when complete, named ``<modality>.<SOP Instance UID>`` (``unique_filenames``: never
     overwrite, add ``.1``, ``.2``...) in the folder ``layout`` says; ``fsync`` answers success only
-    once the file and its folder are durable (``durable_names=False``: the file's data only, for
-    a caller that links it into a folder it fsyncs itself, as the router does). Without
+    once the file and its folder are durable (``named_by_handler``: the file's data only, and it
+    stays at its temporary name for ``on_store``, which links it under names of its own in
+    folders it fsyncs itself and removes that name, as the router does). Without
     ``directory``, ``on_store`` gets the bytes in memory; with neither, datasets are received
     and dropped (a benchmark sink).
 
@@ -140,13 +141,15 @@ class StorageServer:
         max_connections: int | None = None,
         acse_timeout: float | None = 30.0,
         commitment: Commitment | None = None,
-        durable_names: bool = True,
+        named_by_handler: bool = False,
     ) -> None:
         from ..wire import pdu
 
         pdu.encode_ae_title(ae_title)  # ValueError now rather than at the first association
         if max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {max_associations}")
+        if named_by_handler and on_store is None:
+            raise ValueError("named_by_handler needs an on_store to name the files")
         if max_connections is None:
             max_connections = 2 * max_associations + 8
         if max_connections < 1:
@@ -173,7 +176,7 @@ class StorageServer:
                 layout=Layout(layout),
                 unique_filenames=unique_filenames,
                 fsync=fsync,
-                durable_names=durable_names,
+                named_by_handler=named_by_handler,
             )
         )
         # The UID tables the first association would load (pydicom's dictionary): at start-up,

@@ -227,15 +227,16 @@ class Storage:
         layout: Layout = Layout.FLAT,
         unique_filenames: bool = False,
         fsync: bool = False,
-        durable_names: bool = True,
+        named_by_handler: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.layout = layout
         self.unique_filenames = unique_filenames
         self.fsync = fsync
-        # False: the caller makes the name durable where it links the file next (the router's
-        # queue), so the folder fsync here would be paid for a name about to go.
-        self.durable_names = durable_names
+        # True: commit leaves the file at its temporary name; on_store links it under names of
+        # its own (the router's queue entries, fsync'd there) and removes that name. A final
+        # name made here would cost a link, an unlink and a folder fsync for a name never used.
+        self.named_by_handler = named_by_handler
         self._counter = itertools.count()
         self._folders_lock = threading.Lock()
         self.recycle: Callable[[Path], bool] | None = None
@@ -281,7 +282,9 @@ class Storage:
     ) -> Path:
         """Move a complete file to its final name (durably with ``fsync``); OSError (or
         :class:`UnsafeName`, which no name from :func:`path_component` earns) leaves nothing
-        behind."""
+        behind. ``named_by_handler``: the file stays at its temporary name, returned."""
+        if self.named_by_handler:
+            return placement.temporary
         try:
             folder = self._folder(transfer_syntax, calling_ae, head)
             # Checked as a whole: a study or AE folder that is a link out is refused too.
@@ -295,7 +298,7 @@ class Storage:
                     created = not folder.is_dir()
                     folder.mkdir(exist_ok=True)
             target = self._move(placement.temporary, target)
-            if self.fsync and self.durable_names:
+            if self.fsync:
                 fsync_folder(folder)
                 if created:
                     fsync_folder(self.directory)
@@ -312,7 +315,7 @@ class Storage:
         """Take back a file :meth:`commit` made (its success could not be told to the sender)."""
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        if self.fsync and self.durable_names:
+        if self.fsync and not self.named_by_handler:
             fsync_folder(path.parent)
 
     def _move(self, temporary: Path, target: Path) -> Path:

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+# One encoder for every line: json.dumps with separators builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 MAX_PENDING = 100_000
 """Lines kept in memory while the journal cannot be written (~30 MB at most)."""
@@ -170,7 +172,7 @@ class Journal:
         return len(self._pending)
 
     def write(self, event: RouteEvent) -> None:
-        line = (json.dumps(event.to_json(), separators=(",", ":")) + "\n").encode()
+        line = (_ENCODE(event.to_json()) + "\n").encode()
         with self._lock:
             if self._fd < 0:
                 return

@@ -244,14 +244,15 @@ class Router:
             layout=Layout.FLAT,
             unique_filenames=True,
             fsync=self.durability is Durability.FSYNC,
-            durable_names=False,  # the queue links are: spool.enqueue
+            named_by_handler=True,  # the queue links: spool.enqueue
             timeout=timeout,
             dataset_check=dataset_check,
             max_connections=max_connections,
             acse_timeout=acse_timeout,
         )
         assert self.server.storage is not None
-        self.server.storage.recycle = self.spool.recycle
+        self.storage = self.server.storage
+        self.storage.recycle = self.spool.recycle
         if min_free is not None:  # spent files kept to write over never eat into it
             self.spool.free_floor = max(self.spool.free_floor, min_free + FREE_BYTES)
         self.host, self.port = self.server.host, self.server.port
@@ -498,7 +499,10 @@ class Router:
         # The study's spool name: it keeps a study in one lane, and names its queue entries.
         folder = study_folder(received.head, received.transfer_syntax)
         try:
-            entries = self.spool.enqueue(path, folder, names, identity)
+            # The file is still at its temporary name (named_by_handler): its entries are named
+            # as storage would have named it.
+            name = self.storage.name(received.sop_class_uid, received.sop_instance_uid)
+            entries = self.spool.enqueue(path, folder, names, identity, name)
         except OSError as exc:
             log.error("Cannot spool %s: %s", received.sop_instance_uid, exc)
             return dimse.OUT_OF_RESOURCES

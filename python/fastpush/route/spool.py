@@ -2,8 +2,9 @@
 
 Layout under the spool folder::
 
-    incoming/<modality>.<UID>                written by the storage server (temporary name,
-                                             data fdatasync'd, linked, never folder fsync'd)
+    incoming/.<n>-<pid>.part                 written by the storage server (data fdatasync'd),
+                                             linked into the queues, then removed; never
+                                             folder fsync'd
     incoming/.free-<n>                       files sent, kept to be written over (``recycle``)
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
                                              ``.sending`` appended while it is being sent; in
@@ -15,11 +16,12 @@ Layout under the spool folder::
     journal.jsonl, lock
 
 A received file's data are fsync'd by the receive loop (``fdatasync``), then it is linked into
-each destination's queue and the queue folders are fsync'd (shared by the associations storing
-at once: ``durability.FolderSync``) before the sender is answered; its ``incoming`` name, never
-fsync'd, is then removed. With ``Durability.OS`` nothing is fsync'd. The data leave the disk
-with the last link. ``seq`` numbers the files in arrival order across restarts, so a queue read
-back in name order is the arrival order. Recovery after a crash (``recover``): temporary files
+each destination's queue under ``<modality>.<UID>`` (storage's name for it) and the queue
+folders are fsync'd (shared by the associations storing at once: ``durability.FolderSync``)
+before the sender is answered; its ``incoming`` name, never fsync'd, is then removed. With
+``Durability.OS`` nothing is fsync'd. The data leave the disk with the last link. ``seq``
+numbers the files in arrival order across restarts, so a queue read back in name order is the
+arrival order. Recovery after a crash (``recover``): temporary files
 are removed wherever they are; every file in ``incoming`` or the spool folder itself (other than
 the journal and the lock) goes: one with no queue link was never acknowledged (its sender sends
 it again), one with links is already queued; a queue entry still named ``.sending`` may have
@@ -354,12 +356,14 @@ class Spool:
         study: str,
         destinations: list[str],
         identity: tuple[str, str, str, int] | None = None,
+        name: str | None = None,
     ) -> list[Entry]:
         """Queue the received file at ``path`` (its data already durable) for each
-        destination, durably; its incoming name is then removed. On an error nothing is queued
-        and the file is removed; a file storage could not have put there (``..`` in its path)
-        is refused with ``UnsafeName`` (a ValueError). ``study`` and the file's name may hold
-        any character but ``/``. ``identity``: see ``Entry.identity``."""
+        destination, durably; its incoming name is then removed. The queue entries carry
+        ``name`` (storage's, from ``path_component``), else the file's own. On an error
+        nothing is queued and the file is removed; a file storage could not have put there
+        (``..`` in its path) is refused with ``UnsafeName`` (a ValueError). ``study`` and the
+        name may hold any character but ``/``. ``identity``: see ``Entry.identity``."""
         try:
             if not _received(self.incoming, path):
                 raise UnsafeName(f"{path} is not a received file in {self.incoming}")
@@ -369,7 +373,14 @@ class Spool:
                 seq = self._seq
             entries = [
                 Entry(
-                    seq, study, path.name, d, Path(), info.st_size, info.st_ino, identity=identity
+                    seq,
+                    study,
+                    name or path.name,
+                    d,
+                    Path(),
+                    info.st_size,
+                    info.st_ino,
+                    identity=identity,
                 )
                 for d in destinations
             ]
