@@ -63,6 +63,15 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     the same bytes (``Transport.send_message(..., convert=...)``); this is for tests and tools.
     """
 
+def top_uids(
+    data: bytes, pos: int, wanted: list[int], implicit: bool, little: bool, strict: bool
+) -> list[tuple[int, str]] | None:
+    """The top-level elements ``wanted`` (tags) walking element headers from ``pos``, as (tag,
+    value stripped of NUL and space) in the order met, stopping past the largest; None when the
+    plain walk cannot tell (a sequence of undefined length, data ending inside an element, tags
+    out of order with ``strict``, a value over 256 bytes or not ASCII): the Python walker
+    (``fastpush.dataset.header``) then reads it and says why."""
+
 @final
 class EditPlan:
     """A compiled edit list, applied by :meth:`Transport.send_message` (``edits=``) while the

@@ -22,6 +22,7 @@
 //! (every step consumes input or finishes).
 
 pub mod edit;
+pub mod head;
 mod input;
 mod vr;
 mod vr_table;

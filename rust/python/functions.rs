@@ -1,5 +1,5 @@
 //! The module's functions: `frame_message` (the bytes `Transport.send_message` writes, for
-//! tests and the pure-Python path's reference) and `convert_dataset`.
+//! tests and the pure-Python path's reference), `convert_dataset` and `top_uids`.
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -60,4 +60,20 @@ pub fn convert_dataset_py<'py>(
         .detach(|| convert::convert_to_vec(data, from, to))
         .map_err(Error::from)?;
     Ok(PyBytes::new(py, &out))
+}
+
+/// The top-level UIDs `wanted` at the start of a dataset in memory, as (tag, value) pairs, or
+/// None when the plain walk cannot tell (`convert::head`). The GIL is kept: a walk of a head
+/// costs less than handing it over.
+#[pyfunction]
+#[pyo3(name = "top_uids")]
+pub fn top_uids_py(
+    data: &Bound<'_, PyBytes>,
+    pos: usize,
+    wanted: Vec<u32>,
+    implicit: bool,
+    little: bool,
+    strict: bool,
+) -> Option<Vec<(u32, String)>> {
+    convert::head::top_uids(data.as_bytes(), pos, &wanted, implicit, little, strict)
 }

@@ -28,6 +28,8 @@ pub mod _core {
     #[pymodule_export]
     use super::functions::frame_message_py;
     #[pymodule_export]
+    use super::functions::top_uids_py;
+    #[pymodule_export]
     use super::server::ServerTlsConfig;
     #[pymodule_export]
     use super::server::ServerTransport;

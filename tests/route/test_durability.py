@@ -8,10 +8,12 @@ acknowledged."""
 from __future__ import annotations
 
 import signal
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian
@@ -49,8 +51,16 @@ def folder_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
             calls.append(folder)
         real(folder)
 
+    held = durability.FolderSync._fsync  # the queue folders, fsync'd through a held descriptor
+
+    def counting_held(self: durability.FolderSync, folder: Path, state: Any) -> None:
+        with lock:
+            calls.append(folder)
+        held(self, folder, state)
+
     monkeypatch.setattr(durability, "fsync_folder", counting)
     monkeypatch.setattr(storage, "fsync_folder", counting)
+    monkeypatch.setattr(durability.FolderSync, "_fsync", counting_held)
     return calls
 
 
@@ -113,7 +123,7 @@ def test_a_shared_fsync_covers_only_links_made_before_it_started(
         if first:
             release.wait(30)
 
-    monkeypatch.setattr(durability, "fsync_folder", fake_fsync)
+    monkeypatch.setattr(FolderSync, "_fsync", lambda self, folder, state: fake_fsync(folder))
     sync = FolderSync()
     returned: list[tuple[int, int]] = []  # (link number, fsyncs started when it returned)
 
@@ -196,3 +206,24 @@ def test_sigkill_under_concurrent_senders_loses_nothing_acknowledged(
         assert_byte_exact(files, arrived(scp.outdir))
     finally:
         scp.stop()
+
+
+def test_a_folder_made_anew_is_opened_again_before_its_next_fsync(tmp_path: Path) -> None:
+    """The folders stay open between fsyncs; after ``reopen`` (a failed enqueue: one may have
+    been removed and made again) the next fsync is of the folder that is there now."""
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    sync = FolderSync()
+    sync.sync(folder)
+    (state,) = sync._folders.values()
+    first = state.fd
+    assert os.fstat(first).st_ino == folder.stat().st_ino
+    sync.sync(folder)
+    assert state.fd == first  # no open and close per file
+    folder.rmdir()
+    folder.mkdir()
+    sync.reopen()
+    sync.sync(folder)
+    assert os.fstat(state.fd).st_ino == folder.stat().st_ino
+    sync.close()
+    assert state.fd == -1

@@ -242,6 +242,12 @@ def read_top_uids(
 ) -> dict[int, str]:
     """The values of the top-level UI elements ``wanted`` (tag: name for messages) that the
     dataset has, walking element headers from ``pos`` and stopping past the last of them."""
+    if type(src) is BufferSource:  # a received head: every file the router takes in
+        from .._core import top_uids
+
+        fast = top_uids(src.data, pos, list(wanted), implicit, little, strict_order)
+        if fast is not None:
+            return dict(fast)
     found: dict[int, str] = {}
     last_name = wanted[max(wanted)]
     walk = walk_top(src, pos, wanted, last_name, implicit, little, strict_order)

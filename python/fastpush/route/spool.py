@@ -162,6 +162,9 @@ class Spool:
         self._disk_checked = -1.0
         self._disk_room = False
         self._free_floor = 4 * FREE_BYTES
+        # Queue folders known to exist: a stat a file saved. Forgotten on a failed enqueue,
+        # in case one was removed behind the router's back.
+        self._queue_folders: set[str] = set()
 
     # -- sizes -------------------------------------------------------------------------------
 
@@ -343,9 +346,11 @@ class Spool:
 
     def queue(self, destination: str) -> Path:
         folder = self.queues / destination
-        if not folder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
-            fsync_folder(self.queues)
+        if destination not in self._queue_folders:
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+                fsync_folder(self.queues)
+            self._queue_folders.add(destination)
         return folder
 
     # -- the life of an entry ----------------------------------------------------------------
@@ -396,6 +401,9 @@ class Spool:
             except OSError:
                 for link in linked:
                     link.unlink()
+                self._queue_folders.clear()
+                if self._sync is not None:
+                    self._sync.reopen()
                 raise
             with self._lock:
                 self._hold(info.st_ino, info.st_size, len(entries))
@@ -535,4 +543,6 @@ class Spool:
 
     def close(self) -> None:
         self.drop_free()
+        if self._sync is not None:
+            self._sync.close()
         self._lock_file.close()
