@@ -7,8 +7,8 @@ acknowledged."""
 
 from __future__ import annotations
 
-import signal
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
