@@ -49,10 +49,12 @@ impl FileSink {
             reuse,
         };
         // create_new: never write into a file someone else made under that name. A reused
-        // file is one the caller just renamed to `path`: overwriting its pages costs a copy,
-        // allocating and later freeing new ones (tmpfs, the page cache) costs four times that.
+        // file is a spent one the caller kept at `path` (made anew if it went meanwhile):
+        // overwriting its pages costs a copy, allocating and later freeing new ones (tmpfs, the
+        // page cache) costs four times that.
         match OpenOptions::new()
             .write(true)
+            .create(reuse)
             .create_new(!reuse)
             .open(&sink.path)
         {
@@ -313,6 +315,12 @@ mod tests {
         t.write(&[5; 2000], &[0..2000]);
         assert!(t.finish().error.is_none());
         assert_eq!(fs::read(&path).unwrap(), [&b"H"[..], &[5; 2000]].concat());
+        // Gone meanwhile: made anew.
+        fs::remove_file(&path).unwrap();
+        let mut t = DatasetSink::file(path.clone(), b"H", false, true, 0);
+        t.write(&[6; 4], &[0..4]);
+        assert!(t.finish().error.is_none());
+        assert_eq!(fs::read(&path).unwrap(), b"H\x06\x06\x06\x06");
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -28,11 +28,9 @@ def test_the_last_link_is_kept_and_given_to_the_next_file(tmp_path: Path) -> Non
     assert _spent(spool) == []  # "b" still has it
     spool.done(second)
     (spent,) = _spent(spool)
-    inode = spent.stat().st_ino
-    temporary = spool.incoming / ".7-1.part"
-    assert spool.recycle(temporary)
-    assert temporary.stat().st_ino == inode and _spent(spool) == []
-    assert not spool.recycle(spool.incoming / ".8-1.part")  # none left
+    assert spool.recycle() == spent  # no longer kept: the next file is written over it
+    assert spool.recycle() is None  # none left
+    assert _spent(spool) == [spent]  # until it is queued under its new names
     spool.close()
 
 
@@ -89,7 +87,7 @@ def test_a_file_also_in_failed_is_never_written_over(tmp_path: Path) -> None:
     kept = spool.fail(refused, _refusal())
     spool.done(stored)  # the queues' last link, not the file's last name
     assert _spent(spool) == []
-    assert not spool.recycle(spool.incoming / ".1-1.part")
+    assert spool.recycle() is None
     assert kept.read_bytes() == b"the refused instance"
     spool.close()
 

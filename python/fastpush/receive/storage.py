@@ -206,7 +206,7 @@ class Placement:
     temporary: Path
     header: bytes
     reuse: bool = False
-    """``temporary`` is a file to write over (``Storage.recycle`` put it there)."""
+    """``temporary`` is a file to write over (``Storage.recycle`` gave it)."""
 
 
 def fsync_folder(folder: Path) -> None:
@@ -239,9 +239,10 @@ class Storage:
         self.named_by_handler = named_by_handler
         self._counter = itertools.count()
         self._folders_lock = threading.Lock()
-        self.recycle: Callable[[Path], bool] | None = None
-        """``recycle(temporary)`` puts a spent file at ``temporary`` for the next dataset to be
-        written over, when it has one (the router's spool); None: every file is new."""
+        self.recycle: Callable[[], Path | None] | None = None
+        """``recycle()`` gives a spent file in ``directory`` for the next dataset to be written
+        over, when it has one (the router's spool): its name is the temporary one. None: every
+        file is new."""
         self.directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -252,13 +253,14 @@ class Storage:
     def place(
         self, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, calling_ae: str
     ) -> Placement:
+        header = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
+        spent = None if self.recycle is None else self.recycle()
+        if spent is not None:
+            return Placement(spent, header, reuse=True)
         # A dot name in the output folder itself: invisible to most watchers, and the rename
         # into a subfolder stays on one file system. No name from the wire is a dot name.
         name = f".{next(self._counter)}-{os.getpid()}.part"
-        header = file_meta(sop_class_uid, sop_instance_uid, transfer_syntax, calling_ae)
-        temporary = self.directory / name
-        reuse = self.recycle is not None and self.recycle(temporary)
-        return Placement(temporary, header, reuse)
+        return Placement(self.directory / name, header)
 
     def _folder(self, transfer_syntax: str, calling_ae: str, head: bytes) -> Path:
         if self.layout is Layout.CALLING_AE:

@@ -5,7 +5,8 @@ Layout under the spool folder::
     incoming/.<n>-<pid>.part                 written by the storage server (data fdatasync'd),
                                              linked into the queues, then removed; never
                                              folder fsync'd
-    incoming/.free-<n>                       files sent, kept to be written over (``recycle``)
+    incoming/.free-<n>                       files sent, kept to be written over (``recycle``),
+                                             then a file received into one, until queued
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
                                              ``.sending`` appended while it is being sent; in
                                              <study>, ``%`` and ``_`` are written %25 and %5F
@@ -257,22 +258,18 @@ class Spool:
             with contextlib.suppress(OSError):
                 path.unlink()
 
-    def recycle(self, temporary: Path) -> bool:
-        """Put a spent file at ``temporary`` for the receive loop to write over (storage's
-        ``recycle``); whether there was one. Writing over a file's pages costs a copy;
+    def recycle(self) -> Path | None:
+        """A spent file for the receive loop to write over (storage's ``recycle``), now no
+        longer kept; None when there is none. Writing over a file's pages costs a copy;
         allocating new ones, and freeing them once the file is sent, cost three times that
-        again (tmpfs, the page cache)."""
-        while True:
-            with self._lock:
-                if not self._free:
-                    return False
-                path, size = self._free.pop()
-                self._free_bytes -= size
-            try:
-                os.rename(path, temporary)
-            except OSError:
-                continue  # gone behind our back: the next one
-            return True
+        again (tmpfs, the page cache). Its ``.free-<n>`` name is the received file's temporary
+        name, removed once it is queued (and by recovery after a crash)."""
+        with self._lock:
+            if not self._free:
+                return None
+            path, size = self._free.pop()
+            self._free_bytes -= size
+        return path
 
     # -- recovery ----------------------------------------------------------------------------
 
