@@ -58,7 +58,11 @@ def bars(
     last = {(str(r[group]), str(r[series])): r for r in rows}
     # Panels stacked, so that a chart stays readable at the README's width.
     wide = min(12.0, max(6.5, 3.5 + 0.45 * len(last)))
-    figure, axes = plt.subplots(len(panels), 1, figsize=(wide, 3.0 * len(panels) + 0.6))
+    # The legend goes under the panels, where it hides no bar.
+    columns = 3
+    legend = 0.25 * -(-len(names) // columns) + 0.2
+    height = 3.0 * len(panels) + 0.6 + legend
+    figure, axes = plt.subplots(len(panels), 1, figsize=(wide, height))
     axes = [axes] if len(panels) == 1 else list(axes)
     others = iter(_OTHERS * 4)
     colours = {n: _COLOURS.get(n) or next(others) for n in names}
@@ -81,9 +85,10 @@ def bars(
         axis.margins(y=0.12)
         axis.grid(axis="y", alpha=0.3)
         axis.set_axisbelow(True)
-    axes[0].legend(fontsize=8, loc="best", framealpha=0.9)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=columns, fontsize=8, frameon=False)
     figure.suptitle(title, fontsize=10)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, legend / height, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -277,6 +282,8 @@ def route_charts(sources: Sequence[Path], out: Path) -> list[Path]:
     source = sources[0]
     # The first tables (issue 11) had no sink column: storescp --ignore.
     rows = [{"sink": "ignore", **r} for r in _read(sources, _route_rows)]
+    # "before: ..." rows ran an older tree once, for one comparison: not a router of today.
+    rows = [r for r in rows if not str(r.get("router", "")).startswith("before:")]
     rows = _latest(rows, ("dataset", "sink", "router"))
     return _per_dataset(
         source,
@@ -309,12 +316,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--route", type=Path, action="append")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    # The recorded results: the headline's study into storescp-nodelay was re-run apart.
     for sources, default, chart in (
-        (args.e2e, "e2e.json", e2e_charts),
-        (args.receive, "receive.md", receive_charts),
-        (args.route, "route.md", route_charts),
+        (args.e2e, ["e2e.json", "e2e-study-nodelay.json"], e2e_charts),
+        (args.receive, ["receive.md"], receive_charts),
+        (args.route, ["route.md"], route_charts),
     ):
-        sources = sources or [RESULTS / default]
+        sources = sources or [RESULTS / name for name in default]
         if all(source.exists() for source in sources):
             for made in chart(sources, args.out):
                 print(made, file=sys.stderr)
