@@ -4,6 +4,7 @@ the Python walker give the same answers: the same UIDs, or the same reason they 
 from __future__ import annotations
 
 import random
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 from pydicom.filereader import _read_file_meta_info, read_preamble
 
 from fastpush import _core
+from fastpush.dataset import header
 from fastpush.dataset.header import BufferSource, Unreadable, read_top_uids
 
 TEST_FILES = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent  # type: ignore[arg-type]
@@ -106,3 +108,19 @@ def test_the_fast_walk_answers_the_plain_case() -> None:
         (0x0008_0016, "1.2"),
         (0x0008_0018, "1.3"),
     ]
+
+
+def test_without_the_rust_core_the_python_walker_answers_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = _element(0x0008_0016, b"UI", b"1.2\0") + _element(0x0008_0018, b"UI", b"1.3")
+    monkeypatch.setitem(sys.modules, "fastpush._core", None)  # an install without it
+    header._fast_walk.cache_clear()
+    try:
+        assert header._fast_walk() is None
+        assert read_top_uids(BufferSource(data), 0, IDENTITY, False, True, True) == {
+            0x0008_0016: "1.2",
+            0x0008_0018: "1.3",
+        }
+    finally:
+        header._fast_walk.cache_clear()

@@ -11,11 +11,12 @@ is an ``Unreadable`` with a reason.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import zlib
-from collections.abc import Collection, Iterator
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, Protocol
 
 from ..uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, EXPLICIT_VR_LE, IMPLICIT_VR_LE
 
@@ -232,6 +233,16 @@ def read_uids(
 _IDENTITY = {SOP_CLASS: "SOP Class UID (0008,0016)", SOP_INSTANCE: "SOP Instance UID (0008,0018)"}
 
 
+@functools.cache
+def _fast_walk() -> Callable[[bytes, int, list[int], bool, bool, bool], Any] | None:
+    """``_core.top_uids``, or None in an install without the Rust core (``--engine python``)."""
+    try:
+        from .._core import top_uids
+    except ImportError:
+        return None
+    return top_uids
+
+
 def read_top_uids(
     src: Source,
     pos: int,
@@ -242,10 +253,9 @@ def read_top_uids(
 ) -> dict[int, str]:
     """The values of the top-level UI elements ``wanted`` (tag: name for messages) that the
     dataset has, walking element headers from ``pos`` and stopping past the last of them."""
-    if type(src) is BufferSource:  # a received head: every file the router takes in
-        from .._core import top_uids
-
-        fast = top_uids(src.data, pos, list(wanted), implicit, little, strict_order)
+    fast_walk = _fast_walk()
+    if fast_walk is not None and type(src) is BufferSource:  # every file the router takes in
+        fast = fast_walk(src.data, pos, list(wanted), implicit, little, strict_order)
         if fast is not None:
             return dict(fast)
     found: dict[int, str] = {}
