@@ -140,6 +140,8 @@ class DestinationStats:
 
 @dataclass(eq=False)
 class _Lane:
+    wakeup: threading.Condition
+    """Notified when the lane may have work: a file put, a release, a stop."""
     entries: deque[Entry] = field(default_factory=deque)
     attempts: int = 0
     refused: Result | None = None
@@ -208,16 +210,18 @@ class Forwarder:
             if destination.commit
             else None
         )
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._stopping = threading.Event()
-        # ops (issue 19): a held destination's lanes wait on _cond; timing(seconds) gets the
-        # time of each store call.
+        # ops (issue 19): a held destination's lanes wait on their wakeup; timing(seconds) gets
+        # the time of each store call.
         self.held = False
         self.timing: Callable[[float], None] | None = None
         # Study completion (issue 19): with ``study_complete``, whether a study (its spool
         # folder name) is complete; a lane's head waits until it is.
         self.complete: Callable[[str], bool] | None = None
-        self._lanes = [_Lane() for _ in range(lanes)]
+        # A condition per lane on the one lock: a file put wakes its lane alone, not every
+        # idle lane to find nothing (a study goes through one lane).
+        self._lanes = [_Lane(threading.Condition(self._lock)) for _ in range(lanes)]
         self._threads = [
             threading.Thread(
                 target=self._run, args=(lane,), name=f"fastpush-route-{self.name}-{n}", daemon=True
@@ -235,10 +239,10 @@ class Forwarder:
         if self.commitments is not None and self.commitments.adopt(entry):
             return
         lane = self._lanes[zlib.crc32(entry.study.encode()) % len(self._lanes)]
-        with self._cond:
+        with self._lock:
             lane.entries.append(entry)
             self.stats.waiting += 1
-            self._cond.notify_all()
+            lane.wakeup.notify()
 
     @property
     def waiting(self) -> int:
@@ -249,8 +253,8 @@ class Forwarder:
     def stop(self, abort: bool = False) -> None:
         """Stop after the files being sent (``abort``: cut them); waiting files stay queued."""
         self._stopping.set()
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._wake_lanes()
         self._client.cancel(abort=abort)
         for thread in self._threads:
             if thread.is_alive():
@@ -264,21 +268,26 @@ class Forwarder:
     def hold(self, held: bool = True) -> None:
         """Hold (files keep queueing, nothing more is sent; a file in flight finishes) or
         release the destination."""
-        with self._cond:
+        with self._lock:
             self.held = held
-            self._cond.notify_all()
+            self._wake_lanes()
 
     def wake(self) -> None:
         """Look at the lanes' heads again (a study completed)."""
-        with self._cond:
-            self._cond.notify_all()
+        with self._lock:
+            self._wake_lanes()
+
+    def _wake_lanes(self) -> None:
+        """Every lane looks at its head again (``self._lock`` held)."""
+        for lane in self._lanes:
+            lane.wakeup.notify_all()
 
     def _incomplete(self, entry: Entry) -> bool:
         return self.complete is not None and not self.complete(entry.study)
 
     def oldest(self) -> Entry | None:
         """The entry waiting longest (the smallest sequence number among the lanes' heads)."""
-        with self._cond:
+        with self._lock:
             heads = [lane.entries[0] for lane in self._lanes if lane.entries]
         return min(heads, key=lambda e: e.seq, default=None)
 
@@ -290,7 +299,7 @@ class Forwarder:
     def remove(self, entry_name: str) -> Entry:
         """Take the queued entry named ``entry_name`` (without ``.sending``) out of its lane;
         the caller removes its file. KeyError: not queued; ValueError: being sent."""
-        with self._cond:
+        with self._lock:
             for lane in self._lanes:
                 for n, entry in enumerate(lane.entries):
                     if entry.entry_name != entry_name:
@@ -311,13 +320,13 @@ class Forwarder:
 
     def _next(self, lane: _Lane) -> Entry | None:
         while True:
-            with self._cond:
+            with self._lock:
                 lane.busy = None
                 while not lane.entries or self.held or self._incomplete(lane.entries[0]):
                     if self._stopping.is_set():
                         return None
                     # The lanes' own associations idle out while the lanes wait (issue 19).
-                    if not self._cond.wait(self._client.idle_due()):
+                    if not lane.wakeup.wait(self._client.idle_due()):
                         break
                 else:
                     if self._stopping.is_set():
@@ -343,7 +352,7 @@ class Forwarder:
                 finished = False
                 self._wait(lane, f"error: {exc}")
             if finished:
-                with self._cond:
+                with self._lock:
                     lane.entries.popleft()
                     self.stats.waiting -= 1
                     if not self.stats.waiting:
@@ -447,7 +456,7 @@ class Forwarder:
             self.stats.waiting,
             delay,
         )
-        with self._cond:  # ops (issue 19): the head may be removed while the lane waits
+        with self._lock:  # ops (issue 19): the head may be removed while the lane waits
             lane.busy = None
         # Waits on the stop event, not a sleep: stop() ends the wait at once.
         self._stopping.wait(delay)
