@@ -53,10 +53,10 @@ def folder_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     held = durability.FolderSync._fsync  # the queue folders, fsync'd through a held descriptor
 
-    def counting_held(self: durability.FolderSync, folder: Path, state: Any) -> None:
+    def counting_held(self: durability.FolderSync, folder: Path, state: Any, reopen: bool) -> None:
         with lock:
             calls.append(folder)
-        held(self, folder, state)
+        held(self, folder, state, reopen)
 
     monkeypatch.setattr(durability, "fsync_folder", counting)
     monkeypatch.setattr(storage, "fsync_folder", counting)
@@ -123,7 +123,7 @@ def test_a_shared_fsync_covers_only_links_made_before_it_started(
         if first:
             release.wait(30)
 
-    monkeypatch.setattr(FolderSync, "_fsync", lambda self, folder, state: fake_fsync(folder))
+    monkeypatch.setattr(FolderSync, "_fsync", lambda self, folder, *_: fake_fsync(folder))
     sync = FolderSync()
     returned: list[tuple[int, int]] = []  # (link number, fsyncs started when it returned)
 

@@ -66,6 +66,7 @@ class FolderSync:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._folders: dict[Path, _Folder] = {}
+        self._closed = False
 
     def reopen(self) -> None:
         with self._cond:
@@ -74,26 +75,18 @@ class FolderSync:
 
     def close(self) -> None:
         with self._cond:
+            self._closed = True
             for state in self._folders.values():
-                # A folder being fsync'd is closed by its thread (reopen).
-                state.reopen = True
-                if state.fd >= 0 and not state.running:
-                    os.close(state.fd)
-                    state.fd = -1
+                if not state.running:  # else its thread closes it (sync)
+                    _close(state)
 
-    def _fsync(self, folder: Path, state: _Folder) -> None:
-        """fsync ``folder`` (``state.running`` is ours, so is ``state.fd``)."""
-        if state.reopen and state.fd >= 0:
-            os.close(state.fd)
-            state.fd = -1
-        state.reopen = False
+    def _fsync(self, folder: Path, state: _Folder, reopen: bool) -> None:
+        """fsync ``folder`` through ``state.fd``, which is the caller's while it runs it."""
+        if reopen:
+            _close(state)
         if state.fd < 0:
             state.fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(state.fd)
-        except OSError:
-            state.reopen = True  # try a fresh descriptor next time
-            raise
+        os.fsync(state.fd)
 
     def sync(self, folder: Path) -> None:
         with self._cond:
@@ -106,14 +99,25 @@ class FolderSync:
                     continue
                 state.running = True
                 covered = state.asked
+                reopen, state.reopen = state.reopen, False
                 synced = False
                 self._cond.release()
                 try:
-                    self._fsync(folder, state)
+                    self._fsync(folder, state, reopen)
                     synced = True
                 finally:
                     self._cond.acquire()
                     state.running = False
                     if synced:
                         state.done = max(state.done, covered)
+                    else:
+                        state.reopen = True  # a fresh descriptor next time
+                    if self._closed:
+                        _close(state)
                     self._cond.notify_all()
+
+
+def _close(state: _Folder) -> None:
+    if state.fd >= 0:
+        os.close(state.fd)
+        state.fd = -1
