@@ -4,8 +4,8 @@
 use super::edit::{map_uid, Action, Rule, Scope, Selector, Value};
 use super::*;
 
-/// Explicit VR LE element bytes.
-fn el(tag: u32, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
+/// Explicit VR LE element bytes (the head walk's tests too).
+pub(super) fn el(tag: u32, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     Encoding::EXPLICIT_LE.put_tag(&mut out, tag);
     out.extend_from_slice(vr);

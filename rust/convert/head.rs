@@ -101,26 +101,12 @@ pub fn top_uids(
 
 #[cfg(test)]
 mod tests {
+    use super::super::edit_tests::el as explicit;
     use super::*;
 
     const CLASS: u32 = 0x0008_0016;
     const INSTANCE: u32 = 0x0008_0018;
     const STUDY: u32 = 0x0020_000D;
-
-    fn explicit(tag: u32, vr: &[u8; 2], value: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        out.extend_from_slice(&((tag >> 16) as u16).to_le_bytes());
-        out.extend_from_slice(&(tag as u16).to_le_bytes());
-        out.extend_from_slice(vr);
-        if has_long_length(*vr) {
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        } else {
-            out.extend_from_slice(&(value.len() as u16).to_le_bytes());
-        }
-        out.extend_from_slice(value);
-        out
-    }
 
     fn implicit_be(tag: u32, value: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
