@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -44,6 +45,15 @@ CASES = {
     ),
 }
 SITE_PACKAGES = sysconfig.get_paths()["purelib"]
+
+
+def _installed_root() -> str:
+    """Where the installed fastpush is imported from: site-packages, or the source tree of an
+    editable install, whose ``.pth`` file ``-S`` does not read."""
+    spec = importlib.util.find_spec("fastpush")
+    if spec is None or spec.origin is None:
+        sys.exit("fastpush is not installed: pass a TREE")
+    return str(Path(spec.origin).parent.parent)
 
 
 def _once(flags: list[str], env: dict[str, str], expected: int) -> tuple[float, float]:
@@ -74,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for tree in trees:
                 path = [] if tree is None else [str(tree / "python")]
                 if site_flags:
+                    path += [_installed_root()] if tree is None else []
                     path.append(SITE_PACKAGES)
                 env = {**base, "PYTHONPATH": os.pathsep.join(path)} if path else base
                 for case, (flags, expected) in CASES.items():
