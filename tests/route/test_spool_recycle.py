@@ -95,3 +95,26 @@ def test_a_file_also_in_failed_is_never_written_over(tmp_path: Path) -> None:
 def _refusal() -> Result:
     result = Result("1.2.3", Outcome.FAILED, sop_instance_uid="1.2.3")
     return result.fail(Failure.SOURCE, "burned-in annotation")
+
+
+def test_a_file_received_into_a_spent_one_survives_a_crash_once_queued(tmp_path: Path) -> None:
+    """A crash between linking a file received into ``.free-<n>`` into its queue and removing
+    that name: recovery removes the name, the queued file stays and is sent."""
+    root = tmp_path / "spool"
+    spool = Spool(root)
+    spool.free_floor = 0
+    path = spool.incoming / "CT.1.2.3"
+    path.write_bytes(b"x" * 100)
+    (entry,) = spool.enqueue(path, "1.2", ["a"])
+    spool.done(entry)
+    spent = spool.recycle()
+    assert spent is not None
+    spent.write_bytes(b"received anew")
+    queued = spool.queue("a") / "000000000002_1.2_CT.1.2.4"
+    queued.hardlink_to(spent)  # linked into the queue; then the crash, before the unlink
+    spool.close()  # the pool is empty: nothing else goes
+    again = Spool(root)
+    (waiting,) = again.recover(["a"])
+    assert waiting.path == queued and queued.read_bytes() == b"received anew"
+    assert list((root / "incoming").iterdir()) == []
+    again.close()
