@@ -5,6 +5,7 @@ the DIMSE command bytes; this module puts them, and the dataset, on the wire.
 """
 
 import os
+from collections.abc import Sequence
 from typing import Final, final
 
 __version__: Final[str]
@@ -222,6 +223,14 @@ class Transport:
         A PDU whose length field exceeds ``max_length`` raises ``ProtocolError`` before anything
         is allocated for it. End of stream raises ``ConnectionResetError``.
         """
+    def recv_command(
+        self, max_length: int, contexts: Sequence[int], max_bytes: int
+    ) -> tuple[int, int, bytes]:
+        """Read P-DATA-TF PDUs (each at most ``max_length``) until a response's command set is
+        complete, its dataset (if it announces one) read and dropped: ``(0x04, context_id,
+        command set)``. A PDU of another type ends it as ``(pdu_type, 0, body)``. PDVs must be
+        on ``contexts`` and well formed, and the PDUs at most ``max_bytes`` together, else
+        ``ProtocolError``. One call, the GIL released while it waits."""
     def close(self) -> None:
         """Close the socket. Idempotent. Later calls raise ``OSError`` (``EBADF``)."""
     @property

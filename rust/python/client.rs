@@ -20,7 +20,8 @@ use crate::net::tls::{self, TlsSettings};
 use crate::net::TlsStream;
 use crate::pdu::framing;
 use crate::pdu::reader::PduReader;
-use crate::send::{ConvertingWriter, MessageWriter};
+use crate::pdu::P_DATA_TF;
+use crate::send::{ConvertingWriter, MessageWriter, ResponseReader};
 use crate::step::{BufferWriter, Pacer, Stream};
 
 /// A TLS client configuration, built once and shared by every connection made with it (which
@@ -219,6 +220,37 @@ impl Transport {
         drop(out);
         let (pdu_type, body) = reader.into_pdu();
         Ok((pdu_type, PyBytes::new(py, &body)))
+    }
+
+    /// Read P-DATA-TF PDUs until a response's command set is complete (its dataset, if any,
+    /// read and dropped): `(0x04, context_id, command)`; a PDU of another type ends it as
+    /// `(pdu_type, 0, body)`. See `_core.pyi`.
+    fn recv_command<'py>(
+        &self,
+        py: Python<'py>,
+        max_length: i64,
+        contexts: Vec<u8>,
+        max_bytes: i64,
+    ) -> PyResult<(u8, u8, Bound<'py, PyBytes>)> {
+        let max_length = u64::try_from(max_length)
+            .map_err(|_| Error::InvalidArgument(format!("max_length {max_length} is negative")))?;
+        let max_bytes = u64::try_from(max_bytes)
+            .map_err(|_| Error::InvalidArgument(format!("max_bytes {max_bytes} is negative")))?;
+        let mut out = self.connection.checkout(py)?;
+        let stream = out.as_mut();
+        let mut pacer = self.pacer();
+        let mut response = ResponseReader::new(&contexts, max_bytes);
+        loop {
+            let mut reader = PduReader::new(max_length);
+            drive(py, || reader.step(stream, &mut pacer))?;
+            let (pdu_type, body) = reader.into_pdu();
+            if pdu_type != P_DATA_TF {
+                return Ok((pdu_type, 0, PyBytes::new(py, &body)));
+            }
+            if let Some((context_id, command)) = response.take(&body)? {
+                return Ok((P_DATA_TF, context_id, PyBytes::new(py, &command)));
+            }
+        }
     }
 
     /// Close the socket. Idempotent; a send or receive running in another thread is woken and

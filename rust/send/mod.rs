@@ -2,12 +2,14 @@
 //! [`MessageWriter`] for a dataset sent as it is, [`ConvertingWriter`] for one converted to the
 //! accepted transfer syntax on the way — and the mapped file regions they read ([`source`]).
 //! [`file`] writes an edited dataset to a file the same way (de-identifying file to file).
-//! The storage SCP writes its responses with [`MessageWriter`] too. Plain Rust over
+//! The storage SCP writes its responses with [`MessageWriter`] too; [`ResponseReader`] takes a
+//! response in. Plain Rust over
 //! [`crate::step`], [`crate::pdu`] and [`crate::convert`]; independent of `receive`.
 
 pub mod converted;
 pub mod file;
 pub mod message;
+pub mod response;
 pub mod source;
 
 #[cfg(test)]
@@ -15,4 +17,5 @@ mod message_props;
 
 pub use converted::{converted_fragment, ConvertingWriter};
 pub use message::MessageWriter;
+pub use response::ResponseReader;
 pub use source::MappedRegion;

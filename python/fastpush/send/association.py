@@ -132,6 +132,7 @@ class Association:
         self._message_id = 0
         self._message_sent = False
         self.accepted: dict[int, AcceptedContext] = {}
+        self._context_ids: list[int] = []
         self._routes = Routes((), proposal)
         self.peer_max_pdu = 0
         max_pdu = self.connection.max_pdu
@@ -271,6 +272,7 @@ class Association:
                     pdu.CONTEXT_RESULTS.get(result.result, result.result),
                 )
         self._routes = Routes(self.accepted.values(), self.proposal)
+        self._context_ids = list(self.accepted)  # what a response may come on
         self.peer_max_pdu = ac.max_length
         self._transport = transport
         max_pdv = self.send_limit - 6 if self.send_limit else "unlimited"
@@ -421,16 +423,12 @@ class Association:
         return response
 
     def _receive_command(self, transport: Transport) -> dimse.Command:
-        # A response dataset (none is defined for C-STORE/C-ECHO) is read and dropped.
-        messages = Reassembler(self.accepted)
-        received = 0
-        while True:
-            body = _pdata_body(transport, self._recv_limit, "P-DATA-TF")
-            received += 6 + len(body)
-            if received > _MAX_RESPONSE_BYTES:
-                raise ProtocolError(f"response runs past {_MAX_RESPONSE_BYTES} bytes")
-            for message in messages.feed(body):
-                return message.command
+        # A response dataset (none is defined for C-STORE/C-ECHO) is read and dropped, by the
+        # transport: one call per response.
+        pdu_type, _, data = transport.recv_command(
+            self._recv_limit, self._context_ids, _MAX_RESPONSE_BYTES
+        )
+        return dimse.decode(_pdata(pdu_type, data, "P-DATA-TF"))
 
     def _fail_connection(self, exc: BaseException) -> str:
         """The association cannot go on after a failure in the middle of a message: abort it."""
@@ -686,6 +684,12 @@ def _pdata_body(transport: Transport, limit: int, expected: str) -> bytes:
     """The body of the next PDU, which must be a P-DATA-TF: an A-ABORT raises
     ``AssociationAborted``, any other PDU a ``ProtocolError`` saying ``expected`` was not it."""
     pdu_type, body = transport.recv_pdu(limit)
+    return _pdata(pdu_type, body, expected)
+
+
+def _pdata(pdu_type: int, body: bytes, expected: str) -> bytes:
+    """``body``, when ``pdu_type`` is P-DATA-TF (or what the transport read of one): an
+    A-ABORT raises ``AssociationAborted``, any other PDU a ``ProtocolError``."""
     if pdu_type == pdu.ABORT:
         ab = pdu.decode_abort(body)
         raise AssociationAborted(ab.source, ab.reason, ab.describe())

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 from .engines import ENGINES as ENGINES
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from .tls import TLSOptions
 
 try:
@@ -39,6 +41,9 @@ class Transport(Protocol):
         verify: str | None = None,
     ) -> int: ...
     def recv_pdu(self, max_length: int) -> tuple[int, bytes]: ...
+    def recv_command(
+        self, max_length: int, contexts: Sequence[int], max_bytes: int
+    ) -> tuple[int, int, bytes]: ...
     def close(self) -> None: ...
 
 

@@ -27,11 +27,13 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Final, TypeAlias
 
 from ..dataset import convert as rewrite
 from ..errors import ConversionError, ProtocolError, SourceError
+from ..wire import pdu
+from ..wire.reassembly import Reassembler
 from .tls import describe_ssl_error
 
 __all__ = ["UNLIMITED_FRAGMENT", "FileRegion", "PyTransport", "fragment_size", "frame_message"]
@@ -559,6 +561,24 @@ class PyTransport:
                 f"over the limit of {max_length}"
             )
         return pdu_type, self._recv_exact(length, mid_pdu=True)
+
+    def recv_command(
+        self, max_length: int, contexts: Sequence[int], max_bytes: int
+    ) -> tuple[int, int, bytes]:
+        """Read P-DATA-TF PDUs until a response's command set is complete (its dataset, if
+        any, read and dropped): ``(0x04, context_id, command)``; a PDU of another type ends it
+        as ``(pdu_type, 0, body)``. More than ``max_bytes`` of PDUs is a ``ProtocolError``."""
+        messages = Reassembler(contexts)
+        received = 0
+        while True:
+            pdu_type, body = self.recv_pdu(max_length)
+            if pdu_type != pdu.P_DATA_TF:
+                return pdu_type, 0, body
+            received += 6 + len(body)
+            if received > max_bytes:
+                raise ProtocolError(f"response runs past {max_bytes} bytes")
+            for message in messages.feed(body):
+                return pdu.P_DATA_TF, message.context_id, message.command_set
 
 
 def _closed_by_peer(mid_pdu: bool) -> ConnectionResetError:

@@ -23,6 +23,8 @@ class Message:
     dataset: bytes | None
     """The dataset's bytes when kept; None when there was none or it was not kept."""
     dataset_size: int = 0
+    command_set: bytes = b""
+    """The command set's bytes, as received."""
 
 
 class Reassembler:
@@ -77,10 +79,10 @@ class Reassembler:
             raise ProtocolError(f"command set runs past {self._max_command} bytes")
         if not pdv.is_last:
             return None
-        command = dimse.decode(bytes(self._command))
+        command_set = bytes(self._command)
         self._command.clear()
-        message = Message(pdv.context_id, command, None)
-        if command.has_dataset:
+        message = Message(pdv.context_id, dimse.decode(command_set), None, command_set=command_set)
+        if message.command.has_dataset:
             self.pending = message
             return None
         return message
