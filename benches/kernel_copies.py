@@ -116,43 +116,48 @@ def _timed(run: Callable[[], None]) -> tuple[float, float]:
     return _cpu() - cpu, time.perf_counter() - wall
 
 
-def sending(way: Callable[[Path, socket.socket], None], files: list[Path]) -> tuple[float, float]:
-    client, peer = _pair()
-    drainer = threading.Thread(target=_drain, args=(peer, SIZE * len(files)))
-    drainer.start()
+def _over_pair(
+    work: Callable[[socket.socket], None], other: Callable[[socket.socket, int], None], total: int
+) -> tuple[float, float]:
+    """CPU and wall time of ``work`` on one end of a loopback pair while a thread runs
+    ``other`` on the other end, for ``total`` bytes."""
+    ours, theirs = _pair()
+    helper = threading.Thread(target=other, args=(theirs, total))
+    helper.start()
 
     def run() -> None:
-        for path in files:
-            way(path, client)
-        drainer.join()
+        work(ours)
+        helper.join()
 
     try:
         return _timed(run)
     finally:
-        client.close()
-        peer.close()
+        ours.close()
+        theirs.close()
+
+
+def sending(way: Callable[[Path, socket.socket], None], files: list[Path]) -> tuple[float, float]:
+    def send_all(sock: socket.socket) -> None:
+        for path in files:
+            way(path, sock)
+
+    return _over_pair(send_all, _drain, SIZE * len(files))
 
 
 def receiving(splice: bool, files: list[Path]) -> tuple[float, float]:
-    client, peer = _pair()
-    feeder = threading.Thread(target=_feed, args=(client, SIZE * len(files)))
     pipe = os.pipe()
-    feeder.start()
 
-    def run() -> None:
+    def receive_all(sock: socket.socket) -> None:
         for path in files:
             if splice:
-                recv_splice(peer, path, pipe)
+                recv_splice(sock, path, pipe)
             else:
-                recv_write(peer, path)
+                recv_write(sock, path)
             path.unlink()
-        feeder.join()
 
     try:
-        return _timed(run)
+        return _over_pair(receive_all, _feed, SIZE * len(files))
     finally:
-        client.close()
-        peer.close()
         for fd in pipe:
             os.close(fd)
 

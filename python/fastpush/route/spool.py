@@ -70,8 +70,8 @@ _KEEP = (JOURNAL, LOCK, HELD, HTTP_ADDRESS)
 COMMITMENTS = "commit"
 _PART = ".*.part"
 # Sent files kept to be written over by the next ones received (``Spool.recycle``): in
-# ``incoming/`` (a rename away from a temporary name), at most this many and these bytes, none
-# larger than the last bound.
+# ``incoming/``, where a received file is written under the kept name, at most this many and
+# these bytes, none larger than the last bound.
 _FREE = ".free-"
 FREE_FILES = 16
 FREE_BYTES = 32 << 20
