@@ -5,7 +5,7 @@ the DIMSE command bytes; this module puts them, and the dataset, on the wire.
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, final
 
 __version__: Final[str]
@@ -231,11 +231,43 @@ class Transport:
         command set)``. A PDU of another type ends it as ``(pdu_type, 0, body)``. PDVs must be
         on ``contexts`` and well formed, and the PDUs at most ``max_bytes`` together, else
         ``ProtocolError``. One call, the GIL released while it waits."""
+    def send_live(
+        self,
+        context_id: int,
+        command: bytes | None,
+        dataset: LiveDataset,
+        max_pdu: int,
+        sent: int = 0,
+        finish: bool = False,
+    ) -> int:
+        """Frame and write a C-STORE whose dataset is still being received (cut-through).
+
+        The command set first when ``command`` is given, then the dataset from byte ``sent``
+        (a multiple of the fragment size) as it arrives, read from its file; returns the
+        dataset bytes sent. Without ``finish`` it returns once the dataset is whole, its last
+        fragment (1 byte to one fragment) held back: the message can still be given up by
+        aborting the association. With ``finish`` it sends the rest, the last fragment flagged.
+        A receive that was cut, or a dataset of odd length, raises ``ConnectionAbortedError``
+        (the message is half sent: abort the association). Waiting for the receive has no
+        timeout of its own (the receive has); ``close`` from another thread ends it.
+        """
     def close(self) -> None:
         """Close the socket. Idempotent. Later calls raise ``OSError`` (``EBADF``)."""
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
+
+@final
+class LiveDataset:
+    """A dataset being received into a file (``ServerTransport.receive_dataset(live=...)``),
+    its file open for reading: ``Transport.send_live`` forwards it while it arrives."""
+
+    @property
+    def stored(self) -> int:
+        """Dataset bytes in the file so far."""
+    @property
+    def whole(self) -> bool | None:
+        """None while it arrives; True once whole, False if cut (it never will be)."""
 
 DatasetReceipt = tuple[int, bytes | None, bytes, OSError | None]
 """``(size, data, head, error)`` of a received dataset: its length in bytes; the bytes for a
@@ -321,6 +353,7 @@ class ServerTransport:
         fsync: bool = False,
         head: int = 0,
         reuse: bool = False,
+        live: tuple[int, Callable[[LiveDataset], object]] | None = None,
     ) -> DatasetReceipt:
         """Receive the dataset the last command set announced.
 
@@ -331,6 +364,11 @@ class ServerTransport:
         disk, unwritable folder) is removed, the rest of the dataset is read and dropped, and the
         error is returned: the association goes on. On an exception the file is removed too.
         With ``memory``: the bytes are returned. Otherwise they are dropped (counted).
+
+        With ``live=(threshold, callback)`` and ``path``: once ``threshold`` dataset bytes are in
+        the file, ``callback(LiveDataset)`` is called (in this thread, between reads; what it
+        raises is reported as unraisable), and the dataset's progress is told to it until the
+        receive ends: whole (the last byte written, before the ``fsync``) or cut.
         """
     def close(self) -> None:
         """Close the connection. Idempotent; callable from any thread."""

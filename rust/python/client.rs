@@ -14,6 +14,7 @@ use super::args::{checked, conversion, dataset, max_pdu, timeout_arg, Dataset};
 use super::connection::{open_stream, Connection};
 use super::edits::{prepared, EditPlan};
 use super::gil::drive;
+use super::live::LiveDataset;
 use crate::convert::{self, Syntax};
 use crate::error::Error;
 use crate::net::tls::{self, TlsSettings};
@@ -21,7 +22,7 @@ use crate::net::TlsStream;
 use crate::pdu::framing;
 use crate::pdu::reader::PduReader;
 use crate::pdu::P_DATA_TF;
-use crate::send::{ConvertingWriter, MessageWriter, ResponseReader};
+use crate::send::{ConvertingWriter, LiveWriter, MessageWriter, ResponseReader};
 use crate::step::{BufferWriter, Pacer, Stream};
 
 /// A TLS client configuration, built once and shared by every connection made with it (which
@@ -202,6 +203,57 @@ impl Transport {
         let mut writer = MessageWriter::new(context_id, command, ds, mapped, frag);
         drive(py, || writer.step(stream, &mut pacer))?;
         Ok(writer.written())
+    }
+
+    /// Frame and write a C-STORE whose dataset is still being received (cut-through): the
+    /// command set when `command` is given, then the dataset from byte `sent` as it arrives, up
+    /// to its last fragment, or with `finish` to its end; returns the dataset bytes sent. See
+    /// `_core.pyi`.
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, sent=0, finish=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn send_live(
+        &self,
+        py: Python<'_>,
+        context_id: i64,
+        command: Option<&Bound<'_, PyBytes>>,
+        dataset: &LiveDataset,
+        max_pdu: i64,
+        sent: u64,
+        finish: bool,
+    ) -> PyResult<u64> {
+        let context_id = framing::context_id(context_id)?;
+        let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
+        if sent % frag as u64 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "sent {sent} is not a multiple of the fragment size {frag}"
+            ))
+            .into());
+        }
+        let mut out = self.connection.checkout(py)?;
+        let stream = out.as_mut();
+        let mut pacer = self.pacer();
+        if let Some(command) = command {
+            let mut writer = MessageWriter::new(context_id, command.as_bytes(), None, false, frag);
+            drive(py, || writer.step(stream, &mut pacer))?;
+        }
+        let mut writer = LiveWriter::new(
+            &dataset.live,
+            &dataset.file,
+            dataset.base,
+            context_id,
+            frag,
+            sent,
+            finish,
+        );
+        // A wait for the receive is not the peer's: the connection may be closed meanwhile.
+        let closed = || self.connection.closed();
+        drive(py, || {
+            if closed() {
+                return Err(Error::Closed);
+            }
+            writer.step(stream, &mut pacer)
+        })?;
+        Ok(writer.sent())
     }
 
     /// Read one whole PDU: `(type, body)`.

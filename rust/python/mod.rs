@@ -11,6 +11,7 @@ mod edits;
 mod error;
 mod functions;
 mod gil;
+mod live;
 mod server;
 
 #[pyo3::pymodule(gil_used = false)]
@@ -29,6 +30,8 @@ pub mod _core {
     use super::functions::frame_message_py;
     #[pymodule_export]
     use super::functions::top_uids_py;
+    #[pymodule_export]
+    use super::live::LiveDataset;
     #[pymodule_export]
     use super::server::ServerTlsConfig;
     #[pymodule_export]

@@ -15,13 +15,14 @@ use pyo3::types::PyBytes;
 use super::args::{limit, max_pdu, timeout_arg};
 use super::connection::{open_stream, Connection};
 use super::gil::{drive, drive_to};
+use super::live::LiveDataset;
 use crate::error::{Error, Result};
 use crate::net::tls;
 use crate::net::TlsStream;
 use crate::pdu::{framing, A_ABORT, P_DATA_TF};
-use crate::receive::{abort_for, DatasetSink, Next, Receiver};
+use crate::receive::{abort_for, DatasetSink, End, Live, Next, Receiver};
 use crate::send::MessageWriter;
-use crate::step::{BufferWriter, Pacer, Stream};
+use crate::step::{BufferWriter, Pacer, Progress, Stream};
 
 /// A TLS server configuration (rustls), built once and shared by every connection; see
 /// `_core.pyi`.
@@ -108,6 +109,63 @@ impl ServerTransport {
             Some([A_ABORT, ..]) => Ok(false),
             _ => Err(Error::Closed),
         }
+    }
+}
+
+/// Tells a dataset's progress to a `LiveDataset` made once it passed `threshold` bytes; dropped
+/// before the dataset was whole, it tells the cut.
+struct Watch<'py> {
+    threshold: u64,
+    callback: Bound<'py, PyAny>,
+    path: PathBuf,
+    base: u64,
+    shared: Option<Arc<Live>>,
+}
+
+impl<'py> Watch<'py> {
+    /// `stored` bytes are in the file (None: it could not be written).
+    fn saw(&mut self, py: Python<'py>, stored: Option<u64>) {
+        let Some(stored) = stored else {
+            self.cut();
+            return;
+        };
+        if let Some(live) = &self.shared {
+            live.advance(stored);
+            return;
+        }
+        if stored < self.threshold {
+            return;
+        }
+        let live = Arc::new(Live::default());
+        live.advance(stored);
+        // Nobody is told of a dataset whose file cannot be opened: it is forwarded once whole.
+        let Ok(dataset) = LiveDataset::open(self.path.clone(), self.base, live.clone()) else {
+            self.threshold = u64::MAX;
+            return;
+        };
+        self.shared = Some(live);
+        if let Err(err) = self.callback.call1((dataset,)) {
+            err.write_unraisable(py, Some(&self.callback));
+        }
+    }
+
+    fn cut(&mut self) {
+        self.threshold = u64::MAX;
+        if let Some(live) = self.shared.take() {
+            live.end(End::Cut);
+        }
+    }
+
+    fn whole(&self, whole: bool) {
+        if let Some(live) = &self.shared {
+            live.end(if whole { End::Whole } else { End::Cut });
+        }
+    }
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.cut();
     }
 }
 
@@ -265,8 +323,9 @@ impl ServerTransport {
     }
 
     /// Receive the dataset the last command announced: into a new file at `path` (after
-    /// `header`), into memory (`memory`), or nowhere.
-    #[pyo3(signature = (max_pdu, path=None, header=None, *, memory=false, fsync=false, head=0, reuse=false))]
+    /// `header`), into memory (`memory`), or nowhere. With `live=(threshold, callback)` and a
+    /// file, `callback(LiveDataset)` is called once `threshold` dataset bytes are in it.
+    #[pyo3(signature = (max_pdu, path=None, header=None, *, memory=false, fsync=false, head=0, reuse=false, live=None))]
     #[allow(clippy::too_many_arguments)]
     fn receive_dataset<'py>(
         &self,
@@ -278,12 +337,23 @@ impl ServerTransport {
         fsync: bool,
         head: usize,
         reuse: bool,
+        live: Option<(u64, Bound<'py, PyAny>)>,
     ) -> PyResult<Receipt<'py>> {
         let max_pdata = limit(max_pdu)?;
         let header = header.map_or(&[][..], |h| h.as_bytes());
         let mut out = self.connection.checkout(py)?;
         let conn = &mut *out;
         conn.receiver.start_dataset()?;
+        let mut watch = match (&path, live) {
+            (Some(path), Some((threshold, callback))) => Some(Watch {
+                threshold,
+                callback,
+                path: path.clone(),
+                base: header.len() as u64,
+                shared: None,
+            }),
+            _ => None,
+        };
         let mut sink = match (path, memory) {
             (Some(_), true) => {
                 return Err(
@@ -299,15 +369,33 @@ impl ServerTransport {
         let mut pacer = self.read_pacer();
         let mut aborted = false;
         let Conn { stream, receiver } = conn;
-        let received = drive(py, || {
-            receiver
-                .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut sink)
-                .map_err(|e| {
-                    aborted = abort_for(stream.as_mut(), &e);
-                    e
-                })
-        });
+        let received = loop {
+            let step = py.detach(|| {
+                receiver
+                    .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut sink)
+                    .map_err(|e| {
+                        aborted = abort_for(stream.as_mut(), &e);
+                        e
+                    })
+            });
+            if let Some(watch) = watch.as_mut() {
+                watch.saw(py, sink.stored());
+            }
+            match step {
+                Ok(Progress::Done) => break Ok(()),
+                Ok(Progress::Pending) => {
+                    if let Err(e) = py.check_signals() {
+                        break Err(e);
+                    }
+                }
+                Err(e) => break Err(e.into()),
+            }
+        };
         self.ended(aborted);
+        if let (Some(watch), Ok(())) = (&watch, &received) {
+            watch.whole(sink.stored().is_some());
+        }
+        drop(watch); // a receive that failed: cut
         received?;
         let done = py.detach(|| sink.finish());
         let error = done.error.map(|source| {

@@ -5,6 +5,7 @@
 
 pub mod abort;
 pub mod inbound;
+pub mod live;
 pub mod receiver;
 pub mod sink;
 
@@ -12,5 +13,6 @@ pub mod sink;
 mod receiver_props;
 
 pub use abort::abort_for;
+pub use live::{End, Live};
 pub use receiver::{Next, Receiver};
 pub use sink::{DatasetSink, Finished};

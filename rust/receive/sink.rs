@@ -35,6 +35,8 @@ struct FileSink {
     /// Bytes written; a reused file is cut to this length at the end.
     written: u64,
     reuse: bool,
+    /// Bytes of the header in front of the dataset.
+    header: u64,
 }
 
 impl FileSink {
@@ -47,6 +49,7 @@ impl FileSink {
             keep: false,
             written: 0,
             reuse,
+            header: header.len() as u64,
         };
         // create_new: never write into a file someone else made under that name. A reused
         // file is a spent one the caller kept at `path` (made anew if it went meanwhile):
@@ -220,6 +223,15 @@ impl DatasetSink {
         }
     }
 
+    /// Dataset bytes in a file sink's file so far; None for other sinks and for a file that
+    /// could not be written (it is gone).
+    pub fn stored(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::File(file) if file.file.is_some() => Some(file.written - file.header),
+            _ => None,
+        }
+    }
+
     /// The dataset is complete: make a file durable if asked, and say what came of it.
     pub fn finish(mut self) -> Finished {
         let mut finished = Finished {
@@ -258,8 +270,10 @@ mod tests {
         let path = dir.join("a.part");
         let buf: Vec<u8> = (0..100u8).collect();
         let mut t = DatasetSink::file(path.clone(), b"HEAD", true, false, 5);
+        assert_eq!(t.stored(), Some(0));
         t.write(&buf, &[0..10, 10..10, 50..100]);
         t.write(&buf, &[20..21]);
+        assert_eq!(t.stored(), Some(61));
         let done = t.finish();
         assert!(done.error.is_none());
         assert_eq!(done.size, 61);
@@ -278,6 +292,7 @@ mod tests {
         let path = dir.join("no-such-folder").join("a.part");
         let mut t = DatasetSink::file(path.clone(), b"HEAD", false, false, 0);
         t.write(&[1, 2, 3], &[0..3]);
+        assert_eq!(t.stored(), None);
         let done = t.finish();
         assert_eq!(done.size, 3);
         assert_eq!(done.error.map(|e| e.kind()), Some(io::ErrorKind::NotFound));
@@ -350,6 +365,7 @@ mod tests {
             keep: false,
             written: 0,
             reuse: false,
+            header: 0,
         };
         fs::write(&path, b"partial").unwrap();
         sink.write(&[IoSlice::new(b"data")]);
@@ -366,6 +382,7 @@ mod tests {
         let buf: Vec<u8> = (0..10u8).collect();
         let mut m = DatasetSink::memory(0);
         m.write(&buf, &[2..4, 8..10]);
+        assert_eq!(m.stored(), None);
         assert_eq!(m.finish().data.unwrap(), vec![2, 3, 8, 9]);
         let mut d = DatasetSink::discard(3);
         d.write(&buf, &[0..2, 5..10]);

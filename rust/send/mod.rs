@@ -8,6 +8,7 @@
 
 pub mod converted;
 pub mod file;
+pub mod live;
 pub mod message;
 pub mod response;
 pub mod source;
@@ -16,6 +17,7 @@ pub mod source;
 mod message_props;
 
 pub use converted::{converted_fragment, ConvertingWriter};
+pub use live::LiveWriter;
 pub use message::MessageWriter;
 pub use response::ResponseReader;
 pub use source::MappedRegion;

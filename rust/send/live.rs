@@ -1,0 +1,341 @@
+//! [`LiveWriter`]: a dataset sent while it is still being received (cut-through). Its bytes are
+//! read from the file the receive loop writes, as far as [`Live`] says they are there, straight
+//! into their places between the PDU headers of a batch (one `preadv`), and written in steps.
+//!
+//! Until the writer is told to finish, the dataset's last fragment is held back: a message
+//! without its last fragment can still be given up (by aborting the association) when the
+//! receiver does not keep the dataset, so the peer never stores what the sender was refused.
+
+use std::fs::File;
+use std::io::{self, IoSlice};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+
+use crate::error::{Error, Result};
+use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD};
+use crate::receive::{End, Live};
+use crate::step::{
+    finish, try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS, WAIT_SLICE,
+};
+
+/// Bytes worth waiting for before a batch is framed while the dataset still arrives.
+const MIN_BATCH: usize = 256 << 10;
+
+/// Writes the dataset part of a message from a file still being received.
+pub struct LiveWriter<'a> {
+    live: &'a Live,
+    file: &'a File,
+    /// Offset of the dataset in the file (the header in front of it).
+    base: u64,
+    context_id: u8,
+    frag: usize,
+    sent: u64,
+    finish: bool,
+    batch: Vec<u8>,
+    pos: usize,
+    framed_all: bool,
+}
+
+impl<'a> LiveWriter<'a> {
+    /// Go on from dataset byte `sent` (a multiple of `frag`); with `finish`, to the end, its last
+    /// fragment flagged, else up to the last fragment.
+    pub fn new(
+        live: &'a Live,
+        file: &'a File,
+        base: u64,
+        context_id: u8,
+        frag: usize,
+        sent: u64,
+        finish: bool,
+    ) -> Self {
+        LiveWriter {
+            live,
+            file,
+            base,
+            context_id,
+            frag,
+            sent,
+            finish,
+            batch: Vec::new(),
+            pos: 0,
+            framed_all: false,
+        }
+    }
+
+    /// Dataset bytes framed so far (all of them written once the writer is done).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    pub fn step<S: Stream + ?Sized>(
+        &mut self,
+        stream: &mut S,
+        pacer: &mut Pacer,
+    ) -> Result<Progress> {
+        loop {
+            if self.pos < self.batch.len() {
+                let chunk = &self.batch[self.pos..];
+                let chunk = &chunk[..chunk.len().min(BATCH_BYTES)];
+                match try_write(stream, &[IoSlice::new(chunk)], pacer)? {
+                    Attempt::Wrote(n) => self.pos += n,
+                    Attempt::Retry => return Ok(Progress::Pending),
+                }
+                continue;
+            }
+            if self.framed_all {
+                return finish(stream, pacer);
+            }
+            let frag = self.frag as u64;
+            let batch = (MIN_BATCH as u64).max(frag);
+            let (stored, end) = self.live.wait(self.sent + batch + 1, WAIT_SLICE);
+            let (bytes, last) = match end {
+                Some(End::Cut) => return Err(cut("the dataset being received was cut")),
+                Some(End::Whole) if stored % 2 == 1 => {
+                    return Err(cut(
+                        "the dataset has an odd length: not sent while received",
+                    ))
+                }
+                Some(End::Whole) if self.finish => {
+                    self.framed_all = true;
+                    (stored - self.sent, true)
+                }
+                Some(End::Whole) => {
+                    // Up to the last fragment, which stays back.
+                    self.framed_all = true;
+                    let left = stored - self.sent;
+                    (left.saturating_sub(1) / frag * frag, false)
+                }
+                None => {
+                    // Whole fragments, at least a byte kept back for the last one.
+                    let ready = stored.saturating_sub(self.sent + 1) / frag * frag;
+                    let most = (BATCH_BYTES as u64 / frag).max(1) * frag;
+                    if ready == 0 {
+                        return Ok(Progress::Pending);
+                    }
+                    (ready.min(most), false)
+                }
+            };
+            if bytes > 0 || last {
+                self.frame(bytes as usize, last)?;
+            }
+        }
+    }
+
+    /// Frame the next `bytes` of the dataset as one batch of PDUs, the data read into place.
+    fn frame(&mut self, bytes: usize, last: bool) -> Result<()> {
+        let count = bytes.div_ceil(self.frag).max(1);
+        self.batch.clear();
+        self.batch.resize(count * PDU_OVERHEAD + bytes, 0);
+        let mut places = Vec::with_capacity(count);
+        let (mut at, mut left) = (0, bytes);
+        for n in 0..count {
+            let len = left.min(self.frag);
+            let fragment = Fragment {
+                part: Part::Dataset,
+                offset: 0,
+                len,
+                last: last && n + 1 == count,
+            };
+            self.batch[at..at + PDU_OVERHEAD].copy_from_slice(&fragment.header(self.context_id));
+            places.push(at + PDU_OVERHEAD..at + PDU_OVERHEAD + len);
+            at += PDU_OVERHEAD + len;
+            left -= len;
+        }
+        read_into(self.file, self.base + self.sent, &mut self.batch, &places)?;
+        self.sent += bytes as u64;
+        self.pos = 0;
+        Ok(())
+    }
+}
+
+fn cut(why: &str) -> Error {
+    Error::Io(io::Error::new(io::ErrorKind::ConnectionAborted, why))
+}
+
+/// Fill `places` of `buf`, in order, from `file` at `offset`.
+fn read_into(file: &File, mut offset: u64, buf: &mut [u8], places: &[Range<usize>]) -> Result<()> {
+    let (mut index, mut within) = (0, 0);
+    while index < places.len() {
+        let base = buf.as_mut_ptr();
+        let iov: Vec<libc::iovec> = places[index..]
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                let skip = if n == 0 { within } else { 0 };
+                libc::iovec {
+                    // SAFETY: every place lies within `buf`.
+                    iov_base: unsafe { base.add(r.start + skip) }.cast(),
+                    iov_len: r.len() - skip,
+                }
+            })
+            .take(MAX_IOVECS)
+            .collect();
+        let pos = libc::off_t::try_from(offset)
+            .map_err(|_| Error::InvalidArgument(format!("offset {offset} too large")))?;
+        // SAFETY: the iovecs point into `buf`, which outlives the call and is not aliased.
+        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, pos) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err.into());
+        }
+        if n == 0 {
+            return Err(cut("the file being received is shorter than it said"));
+        }
+        let mut n = n as usize;
+        offset += n as u64;
+        while n > 0 {
+            let left = places[index].len() - within;
+            if n >= left {
+                n -= left;
+                index += 1;
+                within = 0;
+            } else {
+                within += n;
+                n = 0;
+            }
+        }
+        while index < places.len() && places[index].len() == within {
+            index += 1;
+            within = 0;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pdu::MCH_LAST;
+    use crate::step::run_to_end;
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::thread;
+
+    /// A stream that takes everything written into a buffer.
+    #[derive(Default)]
+    struct Sink(Vec<u8>);
+
+    impl Stream for Sink {
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            let before = self.0.len();
+            for buf in bufs {
+                self.0.extend_from_slice(buf);
+            }
+            Ok(self.0.len() - before)
+        }
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Ok(0)
+        }
+        fn wait(&mut self, _: crate::step::Direction, _: std::time::Duration) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// `(mch, data)` of each PDU in `wire`.
+    fn pdvs(wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < wire.len() {
+            let len = u32::from_be_bytes(wire[at + 2..at + 6].try_into().unwrap()) as usize;
+            out.push((wire[at + 11], wire[at + 12..at + 6 + len].to_vec()));
+            at += 6 + len;
+        }
+        out
+    }
+
+    fn temp_file(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("fastpush-live-{}-{name}", std::process::id()))
+    }
+
+    fn send(
+        live: &Live,
+        file: &File,
+        frag: usize,
+        sent: u64,
+        finish: bool,
+        wire: &mut Sink,
+    ) -> Result<u64> {
+        let mut pacer = Pacer::new(None);
+        let mut writer = LiveWriter::new(live, file, 4, 7, frag, sent, finish);
+        run_to_end(|| writer.step(wire, &mut pacer), || Ok(()))?;
+        Ok(writer.sent())
+    }
+
+    #[test]
+    fn sends_as_it_arrives_and_holds_the_last_fragment_back() {
+        let path = temp_file("arrives");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut out = File::create(&path).unwrap();
+        out.write_all(b"HEAD").unwrap();
+        let live = Arc::new(Live::default());
+        let writer = {
+            let live = live.clone();
+            let path = path.clone();
+            thread::spawn(move || {
+                let file = File::open(&path).unwrap();
+                let mut wire = Sink::default();
+                let sent = send(&live, &file, 1000, 0, false, &mut wire).unwrap();
+                (sent, wire)
+            })
+        };
+        for chunk in data.chunks(7_000) {
+            out.write_all(chunk).unwrap();
+            live.advance((out.metadata().unwrap().len()) - 4);
+        }
+        live.end(End::Whole);
+        let (sent, mut wire) = writer.join().unwrap();
+        // Up to the last fragment: 299 of 300.
+        assert_eq!(sent, 299_000);
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            send(&live, &file, 1000, sent, true, &mut wire).unwrap(),
+            300_000
+        );
+        let pdvs = pdvs(&wire.0);
+        assert_eq!(pdvs.len(), 300);
+        assert!(pdvs.iter().all(|(_, d)| d.len() == 1000));
+        assert!(pdvs[..299].iter().all(|(mch, _)| *mch == 0));
+        assert_eq!(pdvs[299].0, MCH_LAST);
+        let sent: Vec<u8> = pdvs.into_iter().flat_map(|(_, d)| d).collect();
+        assert_eq!(sent, data);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_cut_receive_or_an_odd_length_fails_the_send() {
+        let path = temp_file("cut");
+        std::fs::write(&path, [0u8; 5_005]).unwrap();
+        let file = File::open(&path).unwrap();
+        let live = Live::default();
+        live.advance(5_000);
+        live.end(End::Cut);
+        let mut wire = Sink::default();
+        let err = send(&live, &file, 1000, 0, false, &mut wire).unwrap_err();
+        assert!(err.to_string().contains("cut"), "{err}");
+        let live = Live::default();
+        live.advance(5_001);
+        live.end(End::Whole);
+        let err = send(&live, &file, 1000, 0, false, &mut wire).unwrap_err();
+        assert!(err.to_string().contains("odd length"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_dataset_of_one_fragment_goes_whole_at_the_finish() {
+        let path = temp_file("small");
+        std::fs::write(&path, b"HEAD0123456789").unwrap();
+        let file = File::open(&path).unwrap();
+        let live = Live::default();
+        live.advance(10);
+        live.end(End::Whole);
+        let mut wire = Sink::default();
+        assert_eq!(send(&live, &file, 1000, 0, false, &mut wire).unwrap(), 0);
+        assert!(wire.0.is_empty());
+        assert_eq!(send(&live, &file, 1000, 0, true, &mut wire).unwrap(), 10);
+        assert_eq!(pdvs(&wire.0), vec![(MCH_LAST, b"0123456789".to_vec())]);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
