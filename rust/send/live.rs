@@ -87,6 +87,7 @@ impl<'a> LiveWriter<'a> {
             }
             let frag = self.frag as u64;
             let batch = (MIN_BATCH as u64).max(frag);
+            let most = (BATCH_BYTES as u64 / frag).max(1) * frag;
             let (stored, end) = self.live.wait(self.sent + batch + 1, WAIT_SLICE);
             let (bytes, last) = match end {
                 Some(End::Cut) => return Err(cut("the dataset being received was cut")),
@@ -95,20 +96,20 @@ impl<'a> LiveWriter<'a> {
                         "the dataset has an odd length: not sent while received",
                     ))
                 }
-                Some(End::Whole) if self.finish => {
-                    self.framed_all = true;
-                    (stored - self.sent, true)
-                }
                 Some(End::Whole) => {
-                    // Up to the last fragment, which stays back.
-                    self.framed_all = true;
                     let left = stored - self.sent;
-                    (left.saturating_sub(1) / frag * frag, false)
+                    // Without finish, the last fragment (1 byte to a whole one) stays back.
+                    let upto = if self.finish {
+                        left
+                    } else {
+                        left.saturating_sub(1) / frag * frag
+                    };
+                    self.framed_all = upto <= most;
+                    (upto.min(most), self.finish && self.framed_all)
                 }
                 None => {
                     // Whole fragments, at least a byte kept back for the last one.
                     let ready = stored.saturating_sub(self.sent + 1) / frag * frag;
-                    let most = (BATCH_BYTES as u64 / frag).max(1) * frag;
                     if ready == 0 {
                         return Ok(Progress::Pending);
                     }
@@ -301,6 +302,36 @@ mod tests {
         assert_eq!(pdvs[299].0, MCH_LAST);
         let sent: Vec<u8> = pdvs.into_iter().flat_map(|(_, d)| d).collect();
         assert_eq!(sent, data);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_large_remainder_goes_in_bounded_batches() {
+        let path = temp_file("remainder");
+        let data: Vec<u8> = (0..(3 * BATCH_BYTES as u32 + 5000))
+            .map(|i| (i % 253) as u8)
+            .collect();
+        std::fs::write(&path, [&b"HEAD"[..], &data].concat()).unwrap();
+        let file = File::open(&path).unwrap();
+        let live = Live::default();
+        live.advance(data.len() as u64);
+        live.end(End::Whole);
+        let mut wire = Sink::default();
+        let mut pacer = Pacer::new(None);
+        let mut writer = LiveWriter::new(&live, &file, 4, 7, 16_000, 0, false);
+        while writer.step(&mut wire, &mut pacer).unwrap() == Progress::Pending {}
+        // The batch buffer is reused: its capacity is the largest batch framed.
+        let largest = writer.batch.capacity();
+        let sent = writer.sent();
+        assert_eq!(sent, data.len() as u64 / 16_000 * 16_000);
+        assert!(largest <= BATCH_BYTES + BATCH_BYTES / 100, "{largest}");
+        let sent = send(&live, &file, 16_000, sent, true, &mut wire).unwrap();
+        assert_eq!(sent, data.len() as u64);
+        let pdvs = pdvs(&wire.0);
+        assert_eq!(pdvs.iter().filter(|(mch, _)| *mch == MCH_LAST).count(), 1);
+        assert_eq!(pdvs.last().unwrap().0, MCH_LAST);
+        let got: Vec<u8> = pdvs.into_iter().flat_map(|(_, d)| d).collect();
+        assert_eq!(got, data);
         std::fs::remove_file(&path).unwrap();
     }
 

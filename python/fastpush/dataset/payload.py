@@ -13,7 +13,7 @@ import mmap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConversionError, SourceError
 from ..uids import DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE, IMPLICIT_VR_LE, uid_name
@@ -23,7 +23,18 @@ from .item import Item, Source
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-    from .._core import EditPlan
+    from .._core import EditPlan, LiveDataset
+
+
+class Live(Protocol):
+    """A dataset sent while it is still being received (cut-through)."""
+
+    dataset: LiveDataset
+
+    def wanted(self) -> bool:
+        """Once the dataset is whole: whether its receiver kept it, so the message is finished
+        (else it is given up, the association aborted). May block until the receiver knows."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,9 @@ class Payload:
     edits: EditPlan | None = None
     """Edits the data path applies on the way (always with ``convert``, maybe to the same
     syntax)."""
+    live: Live | None = None
+    """The dataset is still being received: sent as it arrives, verbatim (the Rust engine
+    only)."""
 
 
 def refuse_repaired(payload: Payload) -> None:

@@ -26,11 +26,11 @@ from ..wire import dimse, pdu
 from ..wire.commitment import Report
 from . import commit
 from .negotiation import known_transfer_syntaxes, malformed
-from .received import Received
+from .received import CutThrough, Incoming, Received
 from .storage import STUDY_HEAD, Placement, UnsafeName
 
 if TYPE_CHECKING:
-    from .._core import ServerTransport
+    from .._core import LiveDataset, ServerTransport
     from .server import StorageServer
 
 log = logging.getLogger("fastpush.receive.server")
@@ -353,6 +353,56 @@ def _check(command: dimse.Command, syntax: str, head: bytes) -> tuple[int, str, 
 
 
 def _store(context: _Context, command: dimse.Command, context_id: int, syntax: str) -> _Outcome:
+    cut = context.server.cut_through
+    if cut is None:
+        return _receive_store(context, command, context_id, syntax, None)
+    started: list[Incoming] = []
+    status = dimse.CANNOT_UNDERSTAND  # what an exception leads to
+    try:
+        outcome = _receive_store(context, command, context_id, syntax, (cut, started))
+        status = outcome.status
+        return outcome
+    finally:
+        if started:
+            cut.end(started[0], status)
+
+
+def _watch(
+    cut: CutThrough,
+    started: list[Incoming],
+    placement: Placement,
+    command: dimse.Command,
+    syntax: str,
+    calling_ae: str,
+) -> tuple[int, Callable[[LiveDataset], None]]:
+    """``receive_dataset``'s ``live`` argument: ``cut`` is told once the dataset is large."""
+
+    def start(dataset: LiveDataset) -> None:
+        incoming = Incoming(
+            dataset,
+            placement.temporary,
+            len(placement.header),
+            command.sop_class_uid,
+            command.sop_instance_uid,
+            syntax,
+            calling_ae,
+        )
+        started.append(incoming)
+        try:
+            cut.start(incoming)
+        except Exception:  # the dataset is still received, and forwarded once whole
+            log.exception("cut_through.start raised for %s", peer_text(command.sop_instance_uid))
+
+    return cut.threshold, start
+
+
+def _receive_store(
+    context: _Context,
+    command: dimse.Command,
+    context_id: int,
+    syntax: str,
+    live: tuple[CutThrough, list[Incoming]] | None,
+) -> _Outcome:
     server = context.server
     transport = context.transport
     storage = server.storage
@@ -399,6 +449,7 @@ def _store(context: _Context, command: dimse.Command, context_id: int, syntax: s
             fsync=storage.fsync,
             head=max(head_size, storage.head_bytes),
             reuse=placement.reuse,
+            live=None if live is None else _watch(*live, placement, command, syntax, rq.calling_ae),
         )
         if error is not None:
             error = _with_path(error, placement.temporary)

@@ -10,8 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from ..wire.identity import UserIdentity
+
+if TYPE_CHECKING:
+    from .._core import LiveDataset
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,35 @@ class Received:
     when the server read them; empty otherwise."""
 
 
+@dataclass(frozen=True, eq=False)
+class Incoming:
+    """A dataset still being received, past its server's ``CutThrough.threshold`` bytes: what
+    a hook needs to forward it while it arrives (``Transport.send_live``)."""
+
+    dataset: LiveDataset
+    path: Path
+    """The file it is written into, under its temporary name."""
+    offset: int
+    """Where the dataset starts in the file (after the file meta)."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    calling_ae: str
+
+
+class CutThrough(Protocol):
+    """A server's hook for datasets larger than ``threshold`` bytes (written to files):
+    ``start`` when one passes the threshold (in the association's thread, between reads: keep
+    it quick), ``end`` with the status it is answered with, before the answer goes (success
+    means ``on_store`` took it), whatever became of it — also when it never arrived whole."""
+
+    threshold: int
+
+    def start(self, incoming: Incoming) -> None: ...
+
+    def end(self, incoming: Incoming, status: int) -> None: ...
+
+
 StoreHandler = Callable[[Received], "int | None"]
 """Called for each dataset received; returns a DIMSE status (None: success, 0x0000)."""
 
@@ -57,4 +90,4 @@ IdentityCheck = Callable[[UserIdentity | None, str], "bool | bytes"]
 """Called with the user identity a request carries (None without one) and its calling AE:
 True accepts, False rejects, bytes accept and are sent back as the server response."""
 
-__all__ = ["IdentityCheck", "Received", "StoreGate", "StoreHandler"]
+__all__ = ["CutThrough", "IdentityCheck", "Incoming", "Received", "StoreGate", "StoreHandler"]

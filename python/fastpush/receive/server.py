@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from .association import serve_association
 from .commit import Commitment
 from .negotiation import AcceptPolicy, known_transfer_syntaxes, storage_sop_classes
-from .received import IdentityCheck, StoreGate, StoreHandler
+from .received import CutThrough, IdentityCheck, StoreGate, StoreHandler
 from .storage import Layout, Storage
 
 if TYPE_CHECKING:
@@ -116,6 +116,10 @@ class StorageServer:
     ``on_commit`` hook's verdict), sent on the same association or, once that ended, by its
     ``send_report``.
 
+    ``cut_through`` (:class:`~fastpush.receive.received.CutThrough`) is told of each dataset
+    written to a file once it passed its ``threshold`` bytes, while it still arrives (a router
+    forwards it meanwhile), and of the status it is answered with.
+
     Use as a context manager (serves in a background thread) or call :meth:`serve_forever`;
     :meth:`shutdown` stops accepting and lets running associations finish. Thread-safe.
     """
@@ -142,6 +146,7 @@ class StorageServer:
         acse_timeout: float | None = 30.0,
         commitment: Commitment | None = None,
         named_by_handler: bool = False,
+        cut_through: CutThrough | None = None,
     ) -> None:
         from ..wire import pdu
 
@@ -150,6 +155,8 @@ class StorageServer:
             raise ValueError(f"max_associations must be at least 1, not {max_associations}")
         if named_by_handler and on_store is None:
             raise ValueError("named_by_handler needs an on_store to name the files")
+        if cut_through is not None and directory is None:
+            raise ValueError("cut_through needs a directory: datasets are forwarded from files")
         if max_connections is None:
             max_connections = 2 * max_associations + 8
         if max_connections < 1:
@@ -158,6 +165,7 @@ class StorageServer:
         self.ae_title = ae_title
         self.on_store = on_store
         self.before_store = before_store
+        self.cut_through = cut_through
         self.accept = accept if accept is not None else AcceptPolicy()
         self.commitment = commitment
         if commitment is not None and not self.accept.commitment:

@@ -41,10 +41,13 @@ from ..transport.tls import TLSOptions
 from ..wire.identity import UserIdentity
 from .commit import Commitments
 from .journal import RouteEvent, Step
+from .relay import Ticket
 from .spool import Entry, Spool, folder_name
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from ..receive.received import Incoming
 
 log = logging.getLogger("fastpush.route.router")
 
@@ -148,6 +151,11 @@ class _Lane:
     """The head entry's refusal, when moving it to failed/ has to be tried again."""
     busy: Entry | None = None
     """The entry the lane's thread works on (ops: never removed under it)."""
+    offered: Ticket | None = None
+    """A file being received, for the lane to send while it arrives once nothing is queued
+    before it (``relay``)."""
+    relaying: Ticket | None = None
+    """The offer the lane's thread took and sends."""
 
 
 Tell = Callable[[RouteEvent], None]
@@ -235,14 +243,63 @@ class Forwarder:
         if self.commitments is not None:
             self.commitments.start()
 
-    def put(self, entry: Entry) -> None:
+    def _lane(self, study: str) -> _Lane:
+        return self._lanes[zlib.crc32(study.encode()) % len(self._lanes)]
+
+    def put(self, entry: Entry, ticket: Ticket | None = None) -> None:
+        """Queue ``entry``; with the ``ticket`` its lane took while it arrived (``offer``),
+        the lane finishes sending it, if it still is."""
         if self.commitments is not None and self.commitments.adopt(entry):
             return
-        lane = self._lanes[zlib.crc32(entry.study.encode()) % len(self._lanes)]
+        lane = self._lane(entry.study)
         with self._lock:
-            lane.entries.append(entry)
             self.stats.waiting += 1
+            if ticket is not None and lane.relaying is ticket and self._sending(entry):
+                lane.entries.appendleft(entry)
+                lane.busy = entry
+                ticket.decide(entry)
+                return
+            if ticket is not None and lane.offered is ticket:
+                lane.offered = None  # whole before the lane got to it: queued as any other
+            lane.entries.append(entry)
             lane.wakeup.notify()
+
+    def _sending(self, entry: Entry) -> bool:
+        """Mark an entry sent while it arrived as being sent, before the sender hears success:
+        after a crash it is known to be maybe at the destination already."""
+        try:
+            self.spool.sending(entry)
+        except OSError as exc:
+            log.warning("Cannot mark %s as being sent: %s", entry.path, exc)
+            return False
+        return True
+
+    def offer(self, incoming: Incoming, study: str) -> Ticket | None:
+        """A ticket to send a file still being received (see ``relay``), which its study's
+        lane takes once nothing is queued before it; None when the lane has an offer already,
+        or this destination does not take files as they are (edits, study completion,
+        commitment) or is held."""
+        if (
+            self.plan is not None
+            or self.complete is not None
+            or self.commitments is not None
+            or self._stopping.is_set()
+        ):
+            return None
+        lane = self._lane(study)
+        with self._lock:
+            if self.held or lane.offered is not None:
+                return None
+            lane.offered = Ticket(incoming, self._stopping)
+            lane.wakeup.notify()
+            return lane.offered
+
+    def withdraw(self, ticket: Ticket) -> None:
+        """The file of an offer not taken yet will not be queued: the lane forgets it."""
+        with self._lock:
+            for lane in self._lanes:
+                if lane.offered is ticket:
+                    lane.offered = None
 
     @property
     def waiting(self) -> int:
@@ -318,13 +375,16 @@ class Forwarder:
 
     # -- lanes -------------------------------------------------------------------------------
 
-    def _next(self, lane: _Lane) -> Entry | None:
+    def _next(self, lane: _Lane) -> Entry | Ticket | None:
         while True:
             with self._lock:
                 lane.busy = None
                 while not lane.entries or self.held or self._incomplete(lane.entries[0]):
                     if self._stopping.is_set():
                         return None
+                    if lane.offered is not None and not lane.entries:
+                        lane.relaying, lane.offered = lane.offered, None
+                        return lane.relaying
                     # The lanes' own associations idle out while the lanes wait (issue 19).
                     if not lane.wakeup.wait(self._client.idle_due()):
                         break
@@ -337,18 +397,22 @@ class Forwarder:
 
     def _run(self, lane: _Lane) -> None:
         while True:
-            entry = self._next(lane)
-            if entry is None:
+            work = self._next(lane)
+            if work is None:
                 return
+            where = work.item.path if isinstance(work, Ticket) else work.path
             self.spool.tidy()
             try:
-                finished = self._forward(lane, entry)
+                if isinstance(work, Ticket):
+                    finished = self._relay(lane, work)
+                else:
+                    finished = self._forward(lane, work)
             except OSError as exc:  # the spool itself (a full or failing disk): try again later
-                log.error("Spool error on %s: %s", entry.path, exc)
+                log.error("Spool error on %s: %s", where, exc)
                 finished = False
                 self._wait(lane, f"spool: {exc}")
             except Exception as exc:  # a lane that died would hold its files until a restart
-                log.exception("Forwarding %s failed", entry.path)
+                log.exception("Forwarding %s failed", where)
                 finished = False
                 self._wait(lane, f"error: {exc}")
             if finished:
@@ -376,6 +440,33 @@ class Forwarder:
         if self.timing is not None:  # ops (issue 19)
             self.timing(time.monotonic() - started)
         return self._settle(lane, entry, result)
+
+    def _relay(self, lane: _Lane, ticket: Ticket) -> bool:
+        """Send a file while it is received; whether its entry has left the queue. Unless its
+        destination answered, the entry (if the router queued it) is sent again from the
+        queue, as any other."""
+        started = time.monotonic()
+        try:
+            result = self._client.store_live(ticket.item, ticket)
+        finally:
+            with self._lock:
+                lane.relaying = None
+            ticket.decide(None)  # a verdict after this goes to the queue (put)
+        entry = ticket.entry
+        if entry is None:
+            return False
+        if result.ok or result.failure is Failure.STATUS:
+            if self.timing is not None:  # ops (issue 19)
+                self.timing(time.monotonic() - started)
+            return self._settle(lane, entry, result)
+        entry.maybe_duplicate |= result.maybe_duplicate
+        log.info(
+            "%s: %s not sent while received (%s): sent from the queue",
+            self.name,
+            entry.name,
+            result.reason,
+        )
+        return False
 
     def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
         """Act on a result; whether the entry has left the queue."""

@@ -29,11 +29,13 @@ from ..receive.storage import Layout, study_folder
 from ..send.commit import CommitOptions
 from ..send.options import ConnectionOptions
 from ..send.retry import RetryPolicy
+from ..transport.connect import resolve_engine
 from ..transport.tls import TLSOptions
 from ..wire import dimse
 from .durability import Durability
 from .forwarder import Destination, DestinationStats, Forwarder, ForwardKeywords
 from .journal import MAX_BYTES, Journal, RouteEvent, Step
+from .relay import THRESHOLD, Relay
 from .rules import Rule, Rules
 from .spool import FREE_BYTES, JOURNAL, Spool
 from .studies import Studies, Study, study_and_series
@@ -115,6 +117,12 @@ class Router:
     arguments go to each destination's ``StoreClient`` (:class:`ForwardKeywords`: ``engine``,
     ``max_pdu``, ``connect_timeout``, ``dimse_timeout``, ``identity``, ``proposal``...).
 
+    ``cut_through`` (bytes, default 8 MiB; None: never): a file larger than that is sent on
+    while it is still being received, to each destination whose lane for its study is idle,
+    and finished only once it is spooled and queued for it (see :mod:`fastpush.route.relay`);
+    only without ``rules`` and ``on_receive``, with the Rust engine, and to destinations
+    without edits, study completion or commitment.
+
     ``start()`` recovers the spool (files left by an earlier run go first) and serves in
     background threads; ``stop()`` stops receiving and forwarding, leaving waiting files in the
     spool for the next run. A context manager. Thread-safe.
@@ -150,6 +158,7 @@ class Router:
         on_study_complete: Callable[[Study], None] | None = None,
         commit_timeout: float | None = 60.0,
         commit_port: int | None = None,
+        cut_through: int | None = THRESHOLD,
         **client_options: Unpack[ForwardKeywords],
     ) -> None:
         if not destinations:
@@ -230,6 +239,16 @@ class Router:
         for forwarder in self.forwarders.values():
             if forwarder.destination.study_complete and self.studies is not None:
                 forwarder.complete = self.studies.complete
+        # Where a file goes is known before it is whole only when every file goes everywhere;
+        # only the Rust engine sends a file while it arrives.
+        self.relay = (
+            Relay(cut_through, list(self.forwarders.values()))
+            if cut_through is not None
+            and self.rules is None
+            and on_receive is None
+            and resolve_engine(client_options.get("engine")) == "rust"
+            else None
+        )
         self.server = StorageServer(
             host,
             port,
@@ -245,6 +264,7 @@ class Router:
             unique_filenames=True,
             fsync=self.durability is Durability.FSYNC,
             named_by_handler=True,  # the queue links: spool.enqueue
+            cut_through=self.relay,
             timeout=timeout,
             dataset_check=dataset_check,
             max_connections=max_connections,
@@ -512,12 +532,13 @@ class Router:
         if self.studies is not None:  # before the files reach a lane that waits for it
             study, series = study_and_series(received.head, received.transfer_syntax)
             self.studies.arrived(folder, study, series, received.calling_ae)
+        taken = {} if self.relay is None else self.relay.taken(path)
         for entry in entries:
             rule = picked[entry.destination]
             self._tell(
                 self._event(Step.RECEIVED, received, entry.destination, str(entry.path), rule)
             )
-            self.forwarders[entry.destination].put(entry)
+            self.forwarders[entry.destination].put(entry, taken.get(entry.destination))
         log.info("Spooled %s for %s", received.sop_instance_uid, ", ".join(names))
         return None
 

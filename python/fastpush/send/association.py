@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..dataset.item import Item, Skip, Storable
-from ..dataset.payload import Payload, prepare
+from ..dataset.payload import Live, Payload, prepare
 from ..dataset.scan import to_item
 from ..errors import (
     AssociationAborted,
@@ -392,6 +392,13 @@ class Association:
         self._message_sent = False
         if payload is None:
             transport.send_message(ctx.context_id, command, None, self.send_limit)
+        elif payload.live is not None:
+            # Only the Rust transport takes a live dataset (checked by store_live).
+            live, send = payload.live, transport.send_live  # type: ignore[attr-defined]
+            sent = send(ctx.context_id, command, live.dataset, self.send_limit)
+            if not live.wanted():
+                raise ConnectionAbortedError("the receiver did not keep it: given up")
+            send(ctx.context_id, None, live.dataset, self.send_limit, sent, True)
         elif payload.edits is not None:
             # Only the Rust transport takes edits (checked when the association was made).
             transport.send_message(
@@ -478,7 +485,16 @@ class Association:
             return Result.skipped(described)
         return self._store(described)
 
-    def _store(self, item: Item) -> Result:
+    def store_live(self, item: Item, live: Live) -> Result:
+        """C-STORE a dataset while it is still being received (cut-through): ``item`` says
+        what it is (its path, offset and length are the file's so far), ``live`` where it
+        stands. Sent verbatim, as it arrives, its last fragment only once ``live.wanted()``;
+        else, or when the receive is cut, the association is aborted (a ``TRANSFER`` failure,
+        nothing stored at the peer). A dataset the peer would need converted or edited, or a
+        pure-Python transport, is not sent (a ``SOURCE`` failure): it goes once whole."""
+        return self._store(item, live)
+
+    def _store(self, item: Item, live: Live | None = None) -> Result:
         result = Result.of(item, association=self.number, attempts=1)
         try:
             ctx = self._routes.route(*item.pair)
@@ -487,13 +503,22 @@ class Association:
             return result.fail(Failure.REFUSED, str(exc))
         result.sent_syntax = ctx.transfer_syntax
         compiled = None
-        try:
-            compiled = None if self.edits is None else self.edits.compiled
-            payload = prepare(
-                item, ctx.transfer_syntax, strict=self.proposal.strict, edits=compiled
-            )
-        except (*_SOURCE, OSError, ValueError) as exc:
-            return result.fail(Failure.SOURCE, _reason(exc))
+        if live is not None:
+            if (
+                ctx.transfer_syntax != item.transfer_syntax
+                or self.edits is not None
+                or not hasattr(self._transport, "send_live")
+            ):
+                return result.fail(Failure.SOURCE, "not sent while received: sent once whole")
+            payload = Payload(item.source, live=live)
+        else:
+            try:
+                compiled = None if self.edits is None else self.edits.compiled
+                payload = prepare(
+                    item, ctx.transfer_syntax, strict=self.proposal.strict, edits=compiled
+                )
+            except (*_SOURCE, OSError, ValueError) as exc:
+                return result.fail(Failure.SOURCE, _reason(exc))
         message_id = self._next_message_id()
         instance = item.sop_instance_uid
         if compiled is not None:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ..dataset.edits import EditPlan
+    from ..dataset.payload import Live
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class _Job:
     future: Future[Result] = field(default_factory=Future)
     attempts: int = 0
     maybe_duplicate: bool = False
+    live: Live | None = None
 
 
 @dataclass(eq=False)
@@ -194,7 +196,18 @@ class StoreClient:
         described = to_item(item)
         if isinstance(described, Skip):
             return Result.skipped(described)
-        job = _Job(described, self._group(described.pair))
+        return self._here(_Job(described, self._group(described.pair)))
+
+    def store_live(self, item: Item, live: Live) -> Result:
+        """``store_here`` for a dataset still being received (``Association.store_live``):
+        one attempt, never retried — a dataset that could not go while it arrived goes once
+        whole, from its file. Without ``commit``."""
+        if self.commit is not None:
+            raise ValueError("a dataset being received is not sent with commitment")
+        return self._here(_Job(item, self._group(item.pair), live=live))
+
+    def _here(self, job: _Job) -> Result:
+        described = job.item
         with self._cond:
             if self._cancelled.is_set():
                 return _not_sent(Result.of(described))
@@ -495,7 +508,10 @@ class StoreClient:
             with self._cond:
                 self._busy.add(member.association)
             try:
-                result = member.association.store(job.item)
+                if job.live is None:
+                    result = member.association.store(job.item)
+                else:
+                    result = member.association.store_live(job.item, job.live)
             finally:
                 with self._cond:
                     self._busy.discard(member.association)
@@ -504,7 +520,7 @@ class StoreClient:
             result.attempts, result.maybe_duplicate = job.attempts, job.maybe_duplicate
             if self._cancelled.is_set() and not result.ok:
                 return member, _not_sent(result)
-            if not result.retryable or not self.retry.allows(job.attempts):
+            if job.live is not None or not result.retryable or not self.retry.allows(job.attempts):
                 return member, result
             delay = self.retry.delay(job.attempts)
             log.info(

@@ -1,0 +1,171 @@
+"""Cut-through: a large file is forwarded while the router still receives it, and finished only
+once the router spooled and queued it. Real peers on both sides for what arrives (DCMTK storescu
+into storescp, byte for byte; pynetdicom's SCP, which reports only whole C-STOREs); a scripted
+sender for a receive cut short and a dataset the router refuses, the faults a real sender does
+not make on demand."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydicom.uid import ExplicitVRLittleEndian
+
+from fastpush import Destination, Received, Router, StorageServer
+from fastpush.send.retry import RetryPolicy
+from fastpush.synthetic import write_study
+from fastpush.wire import dimse
+
+from support.fakesender import FakeSender, dataset
+from support.peers import PynetdicomSCPFactory, StoreSCPFactory, free_port
+from support.routing import arrived, assert_byte_exact, journal, send_all
+
+pytestmark = pytest.mark.interop
+
+FAST_RETRY = RetryPolicy(retries=1, backoff=0.05, max_backoff=0.3)
+THRESHOLD = 256 << 10
+
+
+def _route(
+    started: list[Router], spool: Path, *destinations: Destination, **options: Any
+) -> Router:
+    r = Router(
+        0,
+        list(destinations),
+        spool=spool,
+        host="127.0.0.1",
+        retry=FAST_RETRY,
+        cut_through=THRESHOLD,
+        **options,
+    )
+    started.append(r.start())
+    return r
+
+
+def _sent_from(caplog: pytest.LogCaptureFixture, folder: str) -> int:
+    """Files the router's lanes began to send from ``folder`` of the spool (``incoming``: while
+    they arrived; ``queue``: from their queue entries)."""
+    return sum(
+        1
+        for record in caplog.records
+        if record.getMessage().startswith("Sending file: ") and f"/{folder}/" in record.getMessage()
+    )
+
+
+def _wait_for(condition: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_large_files_go_on_while_they_arrive_byte_exact(
+    storescp: StoreSCPFactory,
+    routers: list[Router],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fastpush")
+    files = write_study(
+        tmp_path / "src", count=4, pixel_bytes=3 << 20, transfer_syntaxes=[ExplicitVRLittleEndian]
+    )
+    small = write_study(
+        tmp_path / "small",
+        count=3,
+        pixel_bytes=4096,
+        transfer_syntaxes=[ExplicitVRLittleEndian],
+        seed=1,
+    )
+    scp = storescp("+B", "+uf")
+    spool = tmp_path / "spool"
+    r = _route(routers, spool, Destination("127.0.0.1", scp.port, "STORESCP"), associations=1)
+    send_all(r.port, files + small, tmp_path / "storescu.log")
+    assert r.wait_idle(60)
+    found = arrived(scp.outdir)
+    assert len(found) == len(files + small)
+    assert all(len(copies) == 1 for copies in found.values())
+    assert_byte_exact(files + small, found)
+    # storescu waits for each answer: the lane is idle when the first large file arrives, and
+    # takes the next ones once it has the previous one's answer, maybe after they are whole.
+    relayed = _sent_from(caplog, "incoming")
+    assert relayed >= 1
+    assert relayed + _sent_from(caplog, "queue") == len(files + small)
+    steps = [e["step"] for e in journal(spool)]
+    assert steps.count("received") == steps.count("forwarded") == len(files + small)
+    stats = r.stats()
+    (destination,) = stats.destinations.values()
+    assert (stats.spooled_files, destination.forwarded) == (0, len(files + small))
+    assert not [p for p in (spool / "queue").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("fault", ["cut", "mismatch"])
+def test_a_file_the_router_does_not_keep_never_reaches_the_destination(
+    fault: str,
+    pynetdicom_scp: PynetdicomSCPFactory,
+    routers: list[Router],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fastpush")
+    scp = pynetdicom_scp()
+    spool = tmp_path / "spool"
+    r = _route(routers, spool, Destination("127.0.0.1", scp.port, scp.aet, name="PACS"))
+    data = dataset("1.2.3.4", study_uid="1.2.3", pixels=4 << 20)
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        # Half the dataset, then, once the lane sends it on, the fault.
+        uid = "1.2.3.4" if fault == "cut" else "9.9.9"  # "mismatch": not the dataset's UID
+        wire = sender.store_bytes(uid, data)
+        sender.send(wire[: len(wire) // 2])
+        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        if fault == "cut":
+            sender.reset()
+        else:
+            sender.send(wire[len(wire) // 2 :])
+            response = sender.response()
+            assert response is not None and response.status == dimse.DATASET_MISMATCH
+    # The lane gave the forward up: its association aborted, nothing stored there.
+    _wait_for(lambda: "Aborting Association" in caplog.text)
+    assert scp.received == []
+    # Nothing queued, no file kept in incoming/ (a spent file to write over aside).
+    assert not [p for p in (spool / "queue").rglob("*") if p.is_file()]
+    assert not [p for p in (spool / "incoming").iterdir() if not p.name.startswith(".free-")]
+    # The lane goes on: the next large file arrives whole, sent while it arrived.
+    caplog.clear()
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        assert sender.store("1.2.3.5", dataset("1.2.3.5", study_uid="1.2.3", pixels=4 << 20)) == 0
+    assert r.wait_idle(30)
+    assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.5"]
+    assert _sent_from(caplog, "incoming") == 1
+
+
+def test_a_destination_down_while_files_arrive_gets_them_from_the_queue_in_order(
+    routers: list[Router], tmp_path: Path
+) -> None:
+    """The first large file's forward fails to connect; it and the next (which finds the lane
+    busy with it) wait in the queue and reach the destination in order once it is up."""
+    port = free_port()
+    spool = tmp_path / "spool"
+    r = _route(routers, spool, Destination("127.0.0.1", port), associations=1)
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        for n in range(2):
+            uid = f"1.2.3.{n}"
+            assert sender.store(uid, dataset(uid, study_uid="1.2.3", pixels=1 << 20), n + 1) == 0
+    assert r.stats().spooled_files == 2
+    stored: list[str] = []
+    lock = threading.Lock()
+
+    def record(received: Received) -> None:
+        with lock:
+            stored.append(received.sop_instance_uid)
+
+    with StorageServer("127.0.0.1", port, on_store=record):
+        assert r.wait_idle(60)
+        r.stop()
+    assert stored == ["1.2.3.0", "1.2.3.1"]
