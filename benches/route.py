@@ -120,6 +120,8 @@ ROUTERS: dict[str, Spooling | None] = {
     "fastpush-route, de-identified": Spooling(_fastpush_route_edits(DEIDENTIFY)),
     "fastpush-route, disk": Spooling(_fastpush_route(), DISK),
     "fastpush-route, disk, --durability os": Spooling(_fastpush_route("--durability", "os"), DISK),
+    # Store-and-forward only: what cut-through (a large file sent on while it arrives) saves.
+    "fastpush-route, --cut-through 0": Spooling(_fastpush_route("--cut-through", "0")),
     "pynetdicom+fastpush": Spooling(_baseline("fastpush")),
     "pynetdicom": Spooling(_baseline("pynetdicom")),
 }

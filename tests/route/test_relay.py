@@ -169,3 +169,36 @@ def test_a_destination_down_while_files_arrive_gets_them_from_the_queue_in_order
         assert r.wait_idle(60)
         r.stop()
     assert stored == ["1.2.3.0", "1.2.3.1"]
+
+
+def test_cut_through_is_on_only_where_a_file_goes_everywhere(
+    routers: list[Router], tmp_path: Path
+) -> None:
+    from fastpush.route.rules import Rule
+
+    to = Destination("127.0.0.1", free_port(), name="pacs")
+    default = Router(0, [to], spool=tmp_path / "a", host="127.0.0.1")
+    assert default.relay is not None and default.relay.threshold == 8_000_000
+    assert default.server.cut_through is default.relay
+    off = Router(0, [to], spool=tmp_path / "b", host="127.0.0.1", cut_through=None)
+    ruled = Router(0, [to], spool=tmp_path / "c", host="127.0.0.1", rules=[Rule(to=("pacs",))])
+    python = Router(0, [to], spool=tmp_path / "d", host="127.0.0.1", engine="python")
+    assert off.relay is None and ruled.relay is None and python.relay is None
+    for r in (default, off, ruled, python):
+        r.stop()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("2.5", 2.5)])
+def test_the_config_file_sets_the_threshold(value: str, expected: float) -> None:
+    from fastpush.route.config import parse
+
+    text = f'[forward]\ncut_through = {value}\n[destinations.pacs]\nhost = "h"\nport = 104\n'
+    assert parse(text).forward.cut_through == expected
+
+
+def test_a_negative_threshold_is_refused_with_its_line() -> None:
+    from fastpush.route.config import ConfigError, parse
+
+    text = '[forward]\ncut_through = -1\n[destinations.pacs]\nhost = "h"\nport = 104\n'
+    with pytest.raises(ConfigError, match=r"^router.toml:2: forward.cut_through: -1"):
+        parse(text, "router.toml")

@@ -175,6 +175,13 @@ def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
         "(default 100)",
     )
     group.add_argument(
+        "--cut-through",
+        type=_cut_through,
+        metavar="MB",
+        help="forward a file larger than this while it still arrives, to a destination whose "
+        "lane is free (default 8; 0: never; only without rules, to destinations without edits)",
+    )
+    group.add_argument(
         "--study-stable",
         type=arguments.seconds,
         metavar="S",
@@ -182,6 +189,10 @@ def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
         "line in the journal (a --to with --whole-studies, or study_complete in --config, "
         "waits for it)",
     )
+
+
+def _cut_through(text: str) -> float:
+    return 0.0 if text.strip() in ("0", "0.0") else arguments.amount("MB")(text)
 
 
 def _add_commitment_arguments(route: argparse.ArgumentParser) -> None:
@@ -273,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         study_stable=args.study_stable,
         commit_timeout=args.commit_timeout,
         commit_port=args.commit_port,
+        cut_through=int(args.cut_through * _MB) or None,
     )
     arguments.warn_lenient(args)
     names = ", ".join(d.key for d in destinations)

@@ -40,6 +40,7 @@ _OPTIONS = {
     "idle_release": ("forward", "idle_release"),
     "commit_timeout": ("forward", "commit_timeout"),
     "commit_port": ("forward", "commit_port"),
+    "cut_through": ("forward", "cut_through"),
     "associations": ("forward", "associations"),
     "retries": ("forward", "retries"),
     "max_backoff": ("forward", "max_backoff"),

@@ -89,6 +89,8 @@ class Forward:
     idle_release: float = 30.0
     commit_timeout: float = 60.0
     commit_port: int | None = None
+    cut_through: float = 8.0
+    """MB past which a file is forwarded while it arrives (0: never; see ``route.relay``)."""
 
 
 @dataclass(frozen=True)
@@ -337,6 +339,7 @@ class _Reader:
             "idle_release": self.positive,
             "commit_timeout": self.positive,
             "commit_port": lambda v, k: self.whole(v, k, 1, 65535),
+            "cut_through": lambda v, k: 0.0 if v == 0 else self.positive(v, k),
         }
         return Forward(**{k: checks[k](v, (*key, k)) for k, v in table.items()})
 

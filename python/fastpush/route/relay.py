@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fastpush.route.router")
 
-THRESHOLD = 8 << 20
+THRESHOLD = 8_000_000
 """Bytes a file must pass before it is forwarded while it arrives: below it, the sending
 association's round trips cost more than the overlap saves."""
 

@@ -117,7 +117,7 @@ class Router:
     arguments go to each destination's ``StoreClient`` (:class:`ForwardKeywords`: ``engine``,
     ``max_pdu``, ``connect_timeout``, ``dimse_timeout``, ``identity``, ``proposal``...).
 
-    ``cut_through`` (bytes, default 8 MiB; None: never): a file larger than that is sent on
+    ``cut_through`` (bytes, default 8 MB; None: never): a file larger than that is sent on
     while it is still being received, to each destination whose lane for its study is idle,
     and finished only once it is spooled and queued for it (see :mod:`fastpush.route.relay`);
     only without ``rules`` and ``on_receive``, with the Rust engine, and to destinations
