@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,10 @@ from pydicom.uid import ExplicitVRLittleEndian
 from fastpush import Destination, Received, Router, StorageServer
 from fastpush.send.retry import RetryPolicy
 from fastpush.synthetic import write_study
+from fastpush.transport.tls import TLSOptions
 from fastpush.wire import dimse
 
+from support.certs import Certificates
 from support.fakesender import FakeSender, dataset
 from support.peers import PynetdicomSCPFactory, StoreSCPFactory, free_port
 from support.routing import arrived, assert_byte_exact, journal, send_all
@@ -70,8 +73,9 @@ def test_large_files_go_on_while_they_arrive_byte_exact(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="fastpush")
+    # Large enough to take longer to arrive than a thread switch (5 ms), small ones between.
     files = write_study(
-        tmp_path / "src", count=4, pixel_bytes=3 << 20, transfer_syntaxes=[ExplicitVRLittleEndian]
+        tmp_path / "src", count=3, pixel_bytes=12 << 20, transfer_syntaxes=[ExplicitVRLittleEndian]
     )
     small = write_study(
         tmp_path / "small",
@@ -202,3 +206,73 @@ def test_a_negative_threshold_is_refused_with_its_line() -> None:
     text = '[forward]\ncut_through = -1\n[destinations.pacs]\nhost = "h"\nport = 104\n'
     with pytest.raises(ConfigError, match=r"^router.toml:2: forward.cut_through: -1"):
         parse(text, "router.toml")
+
+
+def test_two_destinations_one_over_tls_both_take_it_while_it_arrives(
+    certs: Certificates, routers: list[Router], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fastpush")
+    stored: dict[str, list[Path]] = {"plain": [], "tls": []}
+
+    def keep(name: str) -> Callable[[Received], None]:
+        def on_store(received: Received) -> None:
+            assert received.path is not None
+            stored[name].append(received.path)
+
+        return on_store
+
+    server_tls = TLSOptions(cert_file=str(certs.server.cert), key_file=str(certs.server.key))
+    with (
+        StorageServer(
+            "127.0.0.1", 0, directory=tmp_path / "plain", on_store=keep("plain")
+        ) as plain,
+        StorageServer(
+            "127.0.0.1", 0, directory=tmp_path / "tls", on_store=keep("tls"), tls=server_tls
+        ) as secure,
+    ):
+        r = _route(
+            routers,
+            tmp_path / "spool",
+            Destination("127.0.0.1", plain.port, name="plain"),
+            Destination(
+                "127.0.0.1", secure.port, name="tls", tls=TLSOptions(ca_file=str(certs.ca))
+            ),
+        )
+        data = dataset("1.2.3.7", study_uid="1.2.3", pixels=3 << 20)
+        with FakeSender(r.port) as sender:
+            sender.associate()
+            wire = sender.store_bytes("1.2.3.7", data)
+            sender.send(wire[: len(wire) // 2])
+            _wait_for(lambda: _sent_from(caplog, "incoming") == 2)  # one per destination
+            sender.send(wire[len(wire) // 2 :])
+            response = sender.response()
+            assert response is not None and response.status == 0
+        assert r.wait_idle(30)
+        r.stop()
+    for name in ("plain", "tls"):
+        (path,) = stored[name]
+        assert path.read_bytes().endswith(data)
+
+
+def test_a_stop_while_a_large_file_arrives_ends_both_sides(
+    pynetdicom_scp: PynetdicomSCPFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="fastpush")
+    scp = pynetdicom_scp()
+    r = Router(
+        0,
+        [Destination("127.0.0.1", scp.port, scp.aet)],
+        spool=tmp_path / "spool",
+        host="127.0.0.1",
+        cut_through=THRESHOLD,
+    ).start()
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        wire = sender.store_bytes("1.2.3.8", dataset("1.2.3.8", study_uid="1.2.3", pixels=4 << 20))
+        sender.send(wire[: len(wire) // 2])
+        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        stopping = threading.Thread(target=r.stop, kwargs={"abort": True})
+        stopping.start()
+        stopping.join(30)
+        assert not stopping.is_alive()
+    assert scp.received == []
