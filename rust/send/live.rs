@@ -1,6 +1,7 @@
 //! [`LiveWriter`]: a dataset sent while it is still being received (cut-through). Its bytes are
-//! read from the file the receive loop writes, as far as [`Live`] says they are there, straight
-//! into their places between the PDU headers of a batch (one `preadv`), and written in steps.
+//! mapped from the file the receive loop writes, as far as [`Live`] says they are there, and
+//! written in batches of PDUs, the iovecs pointing into the mapping (one copy, as a file is
+//! sent whole).
 //!
 //! Until the writer is told to finish, the dataset's last fragment is held back: a message
 //! without its last fragment can still be given up (by aborting the association) when the
@@ -8,8 +9,8 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::ops::Range;
-use std::os::fd::AsRawFd;
+
+use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Error, Result};
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD};
@@ -21,6 +22,69 @@ use crate::step::{
 /// Bytes worth waiting for before a batch is framed while the dataset still arrives.
 const MIN_BATCH: usize = 256 << 10;
 
+/// One iovec of a batch: a PDU header, or a fragment's bytes at an offset of the mapping.
+#[derive(Debug, Clone, Copy)]
+enum Piece {
+    Header(usize),
+    Data { offset: usize, len: usize },
+}
+
+/// Fragments framed and not yet written: their headers, and their bytes in a mapping.
+#[derive(Default)]
+struct Batch {
+    map: Option<Mmap>,
+    headers: Vec<[u8; PDU_OVERHEAD]>,
+    pieces: Vec<Piece>,
+    cursor: usize,
+    cursor_offset: usize,
+}
+
+impl Batch {
+    fn bytes(&self, piece: Piece) -> &[u8] {
+        match piece {
+            Piece::Header(i) => &self.headers[i],
+            Piece::Data { offset, len } => {
+                &self.map.as_deref().unwrap_or(&[])[offset..offset + len]
+            }
+        }
+    }
+
+    fn pending(&self) -> bool {
+        self.cursor < self.pieces.len()
+    }
+
+    /// The iovecs left, at most [`MAX_IOVECS`].
+    fn iov(&self) -> Vec<IoSlice<'_>> {
+        self.pieces[self.cursor..]
+            .iter()
+            .take(MAX_IOVECS)
+            .enumerate()
+            .map(|(i, piece)| {
+                let bytes = self.bytes(*piece);
+                IoSlice::new(if i == 0 {
+                    &bytes[self.cursor_offset..]
+                } else {
+                    bytes
+                })
+            })
+            .collect()
+    }
+
+    /// Move over `n` written bytes.
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let left = self.bytes(self.pieces[self.cursor]).len() - self.cursor_offset;
+            let take = left.min(n);
+            n -= take;
+            self.cursor_offset += take;
+            if self.cursor_offset == self.bytes(self.pieces[self.cursor]).len() {
+                self.cursor += 1;
+                self.cursor_offset = 0;
+            }
+        }
+    }
+}
+
 /// Writes the dataset part of a message from a file still being received.
 pub struct LiveWriter<'a> {
     live: &'a Live,
@@ -31,8 +95,7 @@ pub struct LiveWriter<'a> {
     frag: usize,
     sent: u64,
     finish: bool,
-    batch: Vec<u8>,
-    pos: usize,
+    batch: Batch,
     framed_all: bool,
 }
 
@@ -56,8 +119,7 @@ impl<'a> LiveWriter<'a> {
             frag,
             sent,
             finish,
-            batch: Vec::new(),
-            pos: 0,
+            batch: Batch::default(),
             framed_all: false,
         }
     }
@@ -73,16 +135,15 @@ impl<'a> LiveWriter<'a> {
         pacer: &mut Pacer,
     ) -> Result<Progress> {
         loop {
-            if self.pos < self.batch.len() {
-                let chunk = &self.batch[self.pos..];
-                let chunk = &chunk[..chunk.len().min(BATCH_BYTES)];
-                match try_write(stream, &[IoSlice::new(chunk)], pacer)? {
-                    Attempt::Wrote(n) => self.pos += n,
+            if self.batch.pending() {
+                match try_write(stream, &self.batch.iov(), pacer)? {
+                    Attempt::Wrote(n) => self.batch.advance(n),
                     Attempt::Retry => return Ok(Progress::Pending),
                 }
                 continue;
             }
             if self.framed_all {
+                self.batch.map = None;
                 return finish(stream, pacer);
             }
             let frag = self.frag as u64;
@@ -122,13 +183,31 @@ impl<'a> LiveWriter<'a> {
         }
     }
 
-    /// Frame the next `bytes` of the dataset as one batch of PDUs, the data read into place.
+    /// Frame the next `bytes` of the dataset as one batch of PDUs over a mapping of them.
     fn frame(&mut self, bytes: usize, last: bool) -> Result<()> {
+        let start = self.base + self.sent;
+        let page = page_size();
+        let skip = (start % page) as usize;
+        let batch = &mut self.batch;
+        batch.map = None;
+        if bytes > 0 {
+            // SAFETY: read-only, and only bytes the receive loop has written are read; the
+            // same contract as a file sent whole (`source::MappedRegion`).
+            let map = unsafe {
+                MmapOptions::new()
+                    .offset(start - skip as u64)
+                    .len(skip + bytes)
+                    .map(self.file)
+            }
+            .map_err(Error::Io)?;
+            batch.map = Some(map);
+        }
+        batch.headers.clear();
+        batch.pieces.clear();
+        batch.cursor = 0;
+        batch.cursor_offset = 0;
         let count = bytes.div_ceil(self.frag).max(1);
-        self.batch.clear();
-        self.batch.resize(count * PDU_OVERHEAD + bytes, 0);
-        let mut places = Vec::with_capacity(count);
-        let (mut at, mut left) = (0, bytes);
+        let (mut offset, mut left) = (skip, bytes);
         for n in 0..count {
             let len = left.min(self.frag);
             let fragment = Fragment {
@@ -137,14 +216,15 @@ impl<'a> LiveWriter<'a> {
                 len,
                 last: last && n + 1 == count,
             };
-            self.batch[at..at + PDU_OVERHEAD].copy_from_slice(&fragment.header(self.context_id));
-            places.push(at + PDU_OVERHEAD..at + PDU_OVERHEAD + len);
-            at += PDU_OVERHEAD + len;
+            batch.headers.push(fragment.header(self.context_id));
+            batch.pieces.push(Piece::Header(batch.headers.len() - 1));
+            if len > 0 {
+                batch.pieces.push(Piece::Data { offset, len });
+            }
+            offset += len;
             left -= len;
         }
-        read_into(self.file, self.base + self.sent, &mut self.batch, &places)?;
         self.sent += bytes as u64;
-        self.pos = 0;
         Ok(())
     }
 }
@@ -153,57 +233,14 @@ fn cut(why: &str) -> Error {
     Error::Io(io::Error::new(io::ErrorKind::ConnectionAborted, why))
 }
 
-/// Fill `places` of `buf`, in order, from `file` at `offset`.
-fn read_into(file: &File, mut offset: u64, buf: &mut [u8], places: &[Range<usize>]) -> Result<()> {
-    let (mut index, mut within) = (0, 0);
-    while index < places.len() {
-        let base = buf.as_mut_ptr();
-        let iov: Vec<libc::iovec> = places[index..]
-            .iter()
-            .enumerate()
-            .map(|(n, r)| {
-                let skip = if n == 0 { within } else { 0 };
-                libc::iovec {
-                    // SAFETY: every place lies within `buf`.
-                    iov_base: unsafe { base.add(r.start + skip) }.cast(),
-                    iov_len: r.len() - skip,
-                }
-            })
-            .take(MAX_IOVECS)
-            .collect();
-        let pos = libc::off_t::try_from(offset)
-            .map_err(|_| Error::InvalidArgument(format!("offset {offset} too large")))?;
-        // SAFETY: the iovecs point into `buf`, which outlives the call and is not aliased.
-        let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, pos) };
-        if n < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err.into());
-        }
-        if n == 0 {
-            return Err(cut("the file being received is shorter than it said"));
-        }
-        let mut n = n as usize;
-        offset += n as u64;
-        while n > 0 {
-            let left = places[index].len() - within;
-            if n >= left {
-                n -= left;
-                index += 1;
-                within = 0;
-            } else {
-                within += n;
-                n = 0;
-            }
-        }
-        while index < places.len() && places[index].len() == within {
-            index += 1;
-            within = 0;
-        }
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as u64
+    } else {
+        4096
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -215,9 +252,9 @@ mod tests {
     use std::sync::Arc;
     use std::thread;
 
-    /// A stream that takes everything written into a buffer.
+    /// A stream that takes everything written into a buffer, noting the largest write.
     #[derive(Default)]
-    struct Sink(Vec<u8>);
+    struct Sink(Vec<u8>, usize);
 
     impl Stream for Sink {
         fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -225,6 +262,7 @@ mod tests {
             for buf in bufs {
                 self.0.extend_from_slice(buf);
             }
+            self.1 = self.1.max(self.0.len() - before);
             Ok(self.0.len() - before)
         }
         fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
@@ -317,14 +355,11 @@ mod tests {
         live.advance(data.len() as u64);
         live.end(End::Whole);
         let mut wire = Sink::default();
-        let mut pacer = Pacer::new(None);
-        let mut writer = LiveWriter::new(&live, &file, 4, 7, 16_000, 0, false);
-        while writer.step(&mut wire, &mut pacer).unwrap() == Progress::Pending {}
-        // The batch buffer is reused: its capacity is the largest batch framed.
-        let largest = writer.batch.capacity();
-        let sent = writer.sent();
+        let sent = send(&live, &file, 16_000, 0, false, &mut wire).unwrap();
         assert_eq!(sent, data.len() as u64 / 16_000 * 16_000);
-        assert!(largest <= BATCH_BYTES + BATCH_BYTES / 100, "{largest}");
+        // One write takes at most a batch (whole, the 512 fragments its iovecs could carry
+        // would be 8 MB).
+        assert!(wire.1 <= BATCH_BYTES + BATCH_BYTES / 100, "{}", wire.1);
         let sent = send(&live, &file, 16_000, sent, true, &mut wire).unwrap();
         assert_eq!(sent, data.len() as u64);
         let pdvs = pdvs(&wire.0);
