@@ -12,6 +12,7 @@ use std::io::{self, IoSlice};
 
 use memmap2::{Mmap, MmapOptions};
 
+use super::source::page_size;
 use crate::error::{Error, Result};
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD};
 use crate::receive::{End, Live};
@@ -186,8 +187,7 @@ impl<'a> LiveWriter<'a> {
     /// Frame the next `bytes` of the dataset as one batch of PDUs over a mapping of them.
     fn frame(&mut self, bytes: usize, last: bool) -> Result<()> {
         let start = self.base + self.sent;
-        let page = page_size();
-        let skip = (start % page) as usize;
+        let skip = (start % page_size() as u64) as usize;
         let batch = &mut self.batch;
         batch.map = None;
         if bytes > 0 {
@@ -231,16 +231,6 @@ impl<'a> LiveWriter<'a> {
 
 fn cut(why: &str) -> Error {
     Error::Io(io::Error::new(io::ErrorKind::ConnectionAborted, why))
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as u64
-    } else {
-        4096
-    }
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ pub unsafe fn release_pages(data: &[u8], from: usize, upto: usize) {
     }
 }
 
-fn page_size() -> usize {
+pub(crate) fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if size > 0 {
