@@ -276,3 +276,40 @@ def test_a_stop_while_a_large_file_arrives_ends_both_sides(
         stopping.join(30)
         assert not stopping.is_alive()
     assert scp.received == []
+
+
+def test_a_held_destination_takes_no_file_while_it_arrives(
+    pynetdicom_scp: PynetdicomSCPFactory,
+    routers: list[Router],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="fastpush")
+    scp = pynetdicom_scp()
+    r = _route(
+        routers, tmp_path / "spool", Destination("127.0.0.1", scp.port, scp.aet, name="PACS")
+    )
+    forwarder = r.forwarders["PACS"]
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        wire = sender.store_bytes("1.2.3.9", dataset("1.2.3.9", study_uid="1.2.3", pixels=4 << 20))
+        sender.send(wire[: len(wire) // 2])
+        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)  # the first half: taken
+        forwarder.hold()
+        sender.send(wire[len(wire) // 2 :])
+        response = sender.response()
+        assert response is not None and response.status == 0
+        # Held after the lane took it: the file in flight finishes, as a queued one would.
+        assert r.wait_idle(30)
+        wire = sender.store_bytes(
+            "1.2.3.10", dataset("1.2.3.10", study_uid="1.2.3", pixels=4 << 20), 2
+        )
+        sender.send(wire)
+        response = sender.response()
+        assert response is not None and response.status == 0
+    time.sleep(0.3)
+    assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.9"]  # the second waits
+    forwarder.hold(False)
+    assert r.wait_idle(30)
+    assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.9", "1.2.3.10"]
+    assert _sent_from(caplog, "incoming") == 1  # the second went from the queue

@@ -382,7 +382,7 @@ class Forwarder:
                 while not lane.entries or self.held or self._incomplete(lane.entries[0]):
                     if self._stopping.is_set():
                         return None
-                    if lane.offered is not None and not lane.entries:
+                    if lane.offered is not None and not lane.entries and not self.held:
                         lane.relaying, lane.offered = lane.offered, None
                         return lane.relaying
                     # The lanes' own associations idle out while the lanes wait (issue 19).
