@@ -223,3 +223,55 @@ def test_rule_needs_to_or_drop() -> None:
     with pytest.raises(ValueError, match="not both"):
         Rule(match={}, to=["a"], drop=True)
     assert Match.of("CT*").glob == ("CT*",)
+
+
+def _early(path: Path, cut: int) -> Received:
+    """``path`` as seen while it arrives: its first ``cut`` dataset bytes as the head, no
+    file behind them."""
+    from dataclasses import replace
+
+    received = _received(path)
+    data = path.read_bytes()
+    offset = dataset_offset(data)
+    return replace(received, path=None, head=data[offset : offset + cut])
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES[:3], ids=["implicit", "explicit", "big"])
+def test_decide_early_is_decide_once_the_head_reaches_past_the_elements_named(
+    tmp_path: Path, syntax: str
+) -> None:
+    rules = Rules(
+        [
+            Rule(match={"Modality": "CT", "InstitutionName": "SITE*"}, to=["a"]),
+            Rule(match={"Rows": Match(ge=1024)}, to=["b"]),
+        ],
+        unmatched="c",
+    )
+    for rows, institution, expected in (
+        (512, "SITE A", {"a"}),
+        (2048, "X", {"b"}),
+        (9, "X", {"c"}),
+    ):
+        path = _write(tmp_path, syntax, Rows=rows, InstitutionName=institution)
+        whole = rules.decide(_received(path))
+        assert set(whole.destinations) == expected
+        size = len(path.read_bytes()) - dataset_offset(path.read_bytes())
+        decided = [rules.decide_early(_early(path, cut)) for cut in range(size + 1)]
+        # Undecided while the head stops before (or at) the last element named; once it
+        # reaches past it, the decision is the whole file's, however far the head goes on.
+        known = [d for d in decided if d is not None]
+        assert known and all(d == whole for d in known)
+        first = next(n for n, d in enumerate(decided) if d is not None)
+        assert all(d is not None for d in decided[first:])
+        assert decided[0] is None
+
+
+def test_decide_early_waits_for_a_deflated_file_and_needs_no_head_without_element_rules(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, DeflatedExplicitVRLittleEndian)
+    assert (
+        Rules([Rule(match={"Modality": "CT"}, to=["a"])]).decide_early(_early(path, 10_000)) is None
+    )
+    by_connection = Rules([Rule(match={"calling_ae": "SCANNER*"}, to=["a"])], unmatched="b")
+    assert by_connection.decide_early(_early(path, 0)) == by_connection.decide(_received(path))

@@ -373,7 +373,7 @@ def _watch(
     placement: Placement,
     command: dimse.Command,
     syntax: str,
-    calling_ae: str,
+    context: _Context,
 ) -> tuple[int, Callable[[LiveDataset], None]]:
     """``receive_dataset``'s ``live`` argument: ``cut`` is told once the dataset is large."""
 
@@ -385,7 +385,9 @@ def _watch(
             command.sop_class_uid,
             command.sop_instance_uid,
             syntax,
-            calling_ae,
+            context.rq.calling_ae,
+            context.rq.called_ae,
+            context.address,
         )
         started.append(incoming)
         try:
@@ -449,7 +451,7 @@ def _receive_store(
             fsync=storage.fsync,
             head=max(head_size, storage.head_bytes),
             reuse=placement.reuse,
-            live=None if live is None else _watch(*live, placement, command, syntax, rq.calling_ae),
+            live=None if live is None else _watch(*live, placement, command, syntax, context),
         )
         if error is not None:
             error = _with_path(error, placement.temporary)

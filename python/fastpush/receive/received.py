@@ -64,6 +64,9 @@ class Incoming:
     sop_instance_uid: str
     transfer_syntax: str
     calling_ae: str
+    called_ae: str
+    address: str
+    """The sender's IP address."""
 
 
 class CutThrough(Protocol):

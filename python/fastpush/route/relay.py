@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,10 +74,16 @@ class Ticket:
 
 class Relay:
     """The router's ``cut_through``: offers each file larger than ``threshold`` to
-    ``forwarders`` while it arrives, and refuses what they took when the router did not keep
-    the file."""
+    ``forwarders`` while it arrives (those ``pick(incoming, head)`` names, when given; it
+    answers None when the file's head cannot tell), and refuses what they took when the router
+    did not keep the file."""
 
-    def __init__(self, threshold: int, forwarders: list[Forwarder]) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        forwarders: list[Forwarder],
+        pick: Callable[[Incoming, bytes], Iterable[str] | None] | None = None,
+    ) -> None:
         if threshold < 1:
             raise ValueError("the cut-through threshold must be at least 1 byte")
         self.threshold = threshold
@@ -84,11 +91,19 @@ class Relay:
         self._lock = threading.Lock()
         self._taken: dict[str, dict[str, Ticket]] = {}
         self._by_name = {forwarder.name: forwarder for forwarder in forwarders}
+        self._pick = pick
 
     def start(self, incoming: Incoming) -> None:
-        study = study_folder(_head(incoming.path, incoming.offset), incoming.transfer_syntax)
+        head = _head(incoming.path, incoming.offset)
+        forwarders = self._forwarders
+        if self._pick is not None:
+            names = self._pick(incoming, head)
+            if names is None:  # only the whole file can tell where it goes
+                return
+            forwarders = [self._by_name[name] for name in names]
+        study = study_folder(head, incoming.transfer_syntax)
         taken = {}
-        for forwarder in self._forwarders:
+        for forwarder in forwarders:
             ticket = forwarder.offer(incoming, study)
             if ticket is not None:
                 taken[forwarder.name] = ticket

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from ..receive.negotiation import AcceptPolicy, known_transfer_syntaxes
-from ..receive.received import Received
+from ..receive.received import Incoming, Received
 from ..receive.report_listener import ReportListener
 from ..receive.server import StorageServer
 from ..receive.storage import Layout, study_folder
@@ -120,8 +120,9 @@ class Router:
     ``cut_through`` (bytes, default 8 MB; None: never): a file larger than that is sent on
     while it is still being received, to each destination whose lane for its study is idle,
     and finished only once it is spooled and queued for it (see :mod:`fastpush.route.relay`);
-    only without ``rules`` and ``on_receive``, with the Rust engine, and to destinations
-    without edits, study completion or commitment.
+    with ``rules`` only when the file's head (64 KiB) reaches past every element they name, not
+    with ``on_receive``; with the Rust engine, and to destinations without edits, study
+    completion or commitment.
 
     ``start()`` recovers the spool (files left by an earlier run go first) and serves in
     background threads; ``stop()`` stops receiving and forwarding, leaving waiting files in the
@@ -239,12 +240,16 @@ class Router:
         for forwarder in self.forwarders.values():
             if forwarder.destination.study_complete and self.studies is not None:
                 forwarder.complete = self.studies.complete
-        # Where a file goes is known before it is whole only when every file goes everywhere;
-        # only the Rust engine sends a file while it arrives.
+        # Where a file goes is known before it is whole from the rules and its head (or when
+        # every file goes everywhere), not from on_receive, which wants the whole file; only
+        # the Rust engine sends a file while it arrives.
         self.relay = (
-            Relay(cut_through, list(self.forwarders.values()))
+            Relay(
+                cut_through,
+                list(self.forwarders.values()),
+                None if self.rules is None else self._pick_early,
+            )
             if cut_through is not None
-            and self.rules is None
             and on_receive is None
             and resolve_engine(client_options.get("engine")) == "rust"
             else None
@@ -485,6 +490,27 @@ class Router:
         if unknown:
             raise ValueError(f"on_receive picked unknown destinations: {unknown}")
         return dict.fromkeys(names, ""), ""
+
+    def _pick_early(self, incoming: Incoming, head: bytes) -> set[str] | None:
+        """The destinations of a file still being received, as the rules will pick them from
+        its head; None when its head cannot tell (see ``Rules.decide_early``)."""
+        assert self.rules is not None
+        received = Received(
+            path=None,
+            data=None,
+            sop_class_uid=incoming.sop_class_uid,
+            sop_instance_uid=incoming.sop_instance_uid,
+            transfer_syntax=incoming.transfer_syntax,
+            calling_ae=incoming.calling_ae,
+            called_ae=incoming.called_ae,
+            size=0,
+            association_id=0,
+            message_id=0,
+            address=incoming.address,
+            head=head,
+        )
+        decision = self.rules.decide_early(received)
+        return None if decision is None else set(decision.destinations)
 
     def _on_store(self, received: Received) -> int | None:
         path = received.path

@@ -372,6 +372,31 @@ class Rules:
     def decide(self, received: Received) -> Decision:
         """Where ``received`` goes."""
         header = read_header(received, self.tags) if self.tags else None
+        return self._decide(received, header)
+
+    def decide_early(self, received: Received) -> Decision | None:
+        """Where ``received`` goes, from its ``head`` while the rest still arrives; None when
+        the head does not reach past every element the rules name (or is deflated): only
+        the whole file can tell then. The same decision ``decide`` makes once it is whole."""
+        header = None
+        if self.tags:
+            syntax = received.transfer_syntax
+            if syntax in DEFLATED_SYNTAXES:
+                return None
+            try:
+                elements = read_top_elements(
+                    _Prefix(received.head),
+                    0,
+                    self.tags,
+                    implicit=syntax == IMPLICIT_VR_LE,
+                    little=syntax != EXPLICIT_VR_BE,
+                )
+            except Unreadable:
+                return None
+            header = Header(elements, syntax != EXPLICIT_VR_BE)
+        return self._decide(received, header)
+
+    def _decide(self, received: Received, header: Header | None) -> Decision:
         picked: dict[str, str] = {}
         matched = ""
         for rule, label in zip(self.rules, self.labels, strict=True):
@@ -396,6 +421,18 @@ class Rules:
         ]
         lines.append(f"unmatched: {', '.join(self.unmatched) or 'drop'}")
         return lines
+
+
+class _Prefix(BufferSource):
+    """The first bytes of a dataset that still arrives: running into their end is not the
+    dataset's end, so a walk that reaches it is undecided (``Unreadable``)."""
+
+    __slots__ = ()
+
+    def window(self, pos: int, n: int) -> tuple[bytes, int]:
+        if pos + n > len(self.data):
+            raise Unreadable("the element runs past the bytes arrived so far")
+        return self.data, 0
 
 
 class Header:
