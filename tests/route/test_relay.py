@@ -175,7 +175,7 @@ def test_a_destination_down_while_files_arrive_gets_them_from_the_queue_in_order
     assert stored == ["1.2.3.0", "1.2.3.1"]
 
 
-def test_cut_through_is_on_only_where_a_file_goes_everywhere(
+def test_cut_through_is_off_where_the_whole_file_is_needed_to_pick(
     routers: list[Router], tmp_path: Path
 ) -> None:
     from fastpush.route.rules import Rule
@@ -184,12 +184,49 @@ def test_cut_through_is_on_only_where_a_file_goes_everywhere(
     default = Router(0, [to], spool=tmp_path / "a", host="127.0.0.1")
     assert default.relay is not None and default.relay.threshold == 8_000_000
     assert default.server.cut_through is default.relay
-    off = Router(0, [to], spool=tmp_path / "b", host="127.0.0.1", cut_through=None)
     ruled = Router(0, [to], spool=tmp_path / "c", host="127.0.0.1", rules=[Rule(to=("pacs",))])
+    assert ruled.relay is not None
+    off = Router(0, [to], spool=tmp_path / "b", host="127.0.0.1", cut_through=None)
+    picked = Router(0, [to], spool=tmp_path / "e", host="127.0.0.1", on_receive=lambda r: ["pacs"])
     python = Router(0, [to], spool=tmp_path / "d", host="127.0.0.1", engine="python")
-    assert off.relay is None and ruled.relay is None and python.relay is None
-    for r in (default, off, ruled, python):
+    assert off.relay is None and picked.relay is None and python.relay is None
+    for r in (default, off, ruled, picked, python):
         r.stop()
+
+
+def test_rules_pick_from_the_head_where_a_file_goes_while_it_arrives(
+    pynetdicom_scp: PynetdicomSCPFactory,
+    routers: list[Router],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from fastpush.route.rules import Rule
+
+    caplog.set_level(logging.INFO, logger="fastpush")
+    a, b = pynetdicom_scp(), pynetdicom_scp()
+    r = _route(
+        routers,
+        tmp_path / "spool",
+        Destination("127.0.0.1", a.port, a.aet, name="a"),
+        Destination("127.0.0.1", b.port, b.aet, name="b"),
+        rules=[
+            Rule(match={"StudyInstanceUID": "1.2.3"}, to=("a",)),
+            Rule(match={}, to=("b",)),
+        ],
+    )
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        for n, (uid, study) in enumerate((("1.2.3.11", "1.2.3"), ("1.2.4.12", "1.2.4"))):
+            wire = sender.store_bytes(uid, dataset(uid, study_uid=study, pixels=4 << 20), n + 1)
+            sender.send(wire[: len(wire) // 2])
+            _wait_for(lambda n=n: _sent_from(caplog, "incoming") == n + 1)
+            sender.send(wire[len(wire) // 2 :])
+            response = sender.response()
+            assert response is not None and response.status == 0
+    assert r.wait_idle(30)
+    assert [s.sop_instance_uid for s in a.received] == ["1.2.3.11"]
+    assert [s.sop_instance_uid for s in b.received] == ["1.2.4.12"]
+    assert "Aborting Association" not in caplog.text  # each went only where it was picked
 
 
 @pytest.mark.parametrize(("value", "expected"), [("0", 0.0), ("2.5", 2.5)])

@@ -178,8 +178,8 @@ def _add_lifecycle_arguments(route: argparse.ArgumentParser) -> None:
         "--cut-through",
         type=_cut_through,
         metavar="MB",
-        help="forward a file larger than this while it still arrives, to a destination whose "
-        "lane is free (default 8; 0: never; only without rules, to destinations without edits)",
+        help="forward a file larger than this while it still arrives, to the destinations it "
+        "goes to whose lane is free (default 8; 0: never; not to destinations with edits)",
     )
     group.add_argument(
         "--study-stable",
