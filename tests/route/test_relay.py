@@ -103,6 +103,7 @@ def test_large_files_go_on_while_they_arrive_byte_exact(
     stats = r.stats()
     (destination,) = stats.destinations.values()
     assert (stats.spooled_files, destination.forwarded) == (0, len(files + small))
+    assert destination.relayed == relayed
     assert not [p for p in (spool / "queue").rglob("*") if p.is_file()]
 
 

@@ -129,6 +129,8 @@ class DestinationStats:
 
     forwarded: int = 0
     """Files stored at the destination."""
+    relayed: int = 0
+    """Of ``forwarded``, files sent on while they were still being received (cut-through)."""
     bytes: int = 0
     """Bytes of the files stored there."""
     failed: int = 0
@@ -458,6 +460,7 @@ class Forwarder:
         if result.ok or result.failure is Failure.STATUS:
             if self.timing is not None:  # ops (issue 19)
                 self.timing(time.monotonic() - started)
+            self.stats.relayed += result.ok
             return self._settle(lane, entry, result)
         entry.maybe_duplicate |= result.maybe_duplicate
         log.info(

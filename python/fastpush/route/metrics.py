@@ -11,8 +11,9 @@ counters the router keeps anyway). Names follow Prometheus conventions: counters
 - ``fastpush_refused_files_total`` {calling_ae}: stores answered 0xA700 before their data were
   read (``max_spool``, ``min_free``); ``fastpush_dropped_files_total``: no destination picked;
 - ``fastpush_forwarded_files_total``, ``fastpush_forwarded_bytes_total`` {destination}: stored
-  by the destination; ``fastpush_failed_files_total``: refused for good (moved to ``failed/``);
-  ``fastpush_retries_total``: transient failures (the file waits and goes again);
+  by the destination; ``fastpush_relayed_files_total``: of those, sent on while they were still
+  being received (cut-through); ``fastpush_failed_files_total``: refused for good (moved to
+  ``failed/``); ``fastpush_retries_total``: transient failures (the file waits and goes again);
 - ``fastpush_forward_duration_seconds`` {destination}: histogram of one file's C-STORE;
 - ``fastpush_queue_files``, ``fastpush_queue_oldest_age_seconds`` {destination}: files waiting
   and how long the oldest has been spooled; ``fastpush_destination_held``,
@@ -84,6 +85,11 @@ def _collector(ops: RouterOps) -> Collector:
                 for key, kind, text in (
                     ("forwarded_files", CounterMetricFamily, "Files stored by the destination."),
                     ("forwarded_bytes", CounterMetricFamily, "Bytes stored by the destination."),
+                    (
+                        "relayed_files",
+                        CounterMetricFamily,
+                        "Of the files stored, those sent on while they were being received.",
+                    ),
                     ("failed_files", CounterMetricFamily, "Files refused for good (failed/)."),
                     ("retries", CounterMetricFamily, "Transient failures, tried again later."),
                     ("queue_files", GaugeMetricFamily, "Files waiting for the destination."),
@@ -117,6 +123,7 @@ def _collector(ops: RouterOps) -> Collector:
                 label = [name]
                 families["forwarded_files"].add_metric(label, dest.forwarded)
                 families["forwarded_bytes"].add_metric(label, dest.bytes)
+                families["relayed_files"].add_metric(label, dest.relayed)
                 families["failed_files"].add_metric(label, dest.failed)
                 families["retries"].add_metric(label, watch.retries)
                 families["queue_files"].add_metric(label, dest.waiting)

@@ -374,6 +374,7 @@ class RouterOps:
                     "oldest_age_seconds": None if age is None else round(age, 3),
                     "forwarded": dest.forwarded,
                     "forwarded_bytes": dest.bytes,
+                    "relayed": dest.relayed,
                     "failed": dest.failed,
                     "retries": watch.retries,
                     "associations": forwarder.associations,
