@@ -239,6 +239,7 @@ class Transport:
         max_pdu: int,
         sent: int = 0,
         finish: bool = False,
+        stall: float | None = None,
     ) -> int:
         """Frame and write a C-STORE whose dataset is still being received (cut-through).
 
@@ -247,7 +248,8 @@ class Transport:
         dataset bytes sent. Without ``finish`` it returns once the dataset is whole, its last
         fragment (1 byte to one fragment) held back: the message can still be given up by
         aborting the association. With ``finish`` it sends the rest, the last fragment flagged.
-        A receive that was cut, or a dataset of odd length, raises ``ConnectionAbortedError``
+        A receive that was cut, that stored nothing new for ``stall`` seconds while there was
+        nothing to send, or a dataset of odd length, raises ``ConnectionAbortedError``
         (the message is half sent: abort the association). Waiting for the receive has no
         timeout of its own (the receive has); ``close`` from another thread ends it.
         """

@@ -22,7 +22,7 @@ use crate::net::TlsStream;
 use crate::pdu::framing;
 use crate::pdu::reader::PduReader;
 use crate::pdu::P_DATA_TF;
-use crate::send::{ConvertingWriter, LiveWriter, MessageWriter, ResponseReader};
+use crate::send::{ConvertingWriter, LiveFile, LiveWriter, MessageWriter, ResponseReader};
 use crate::step::{BufferWriter, Pacer, Stream};
 
 /// A TLS client configuration, built once and shared by every connection made with it (which
@@ -209,7 +209,7 @@ impl Transport {
     /// command set when `command` is given, then the dataset from byte `sent` as it arrives, up
     /// to its last fragment, or with `finish` to its end; returns the dataset bytes sent. See
     /// `_core.pyi`.
-    #[pyo3(signature = (context_id, command, dataset, max_pdu, sent=0, finish=false))]
+    #[pyo3(signature = (context_id, command, dataset, max_pdu, sent=0, finish=false, stall=None))]
     #[allow(clippy::too_many_arguments)]
     fn send_live(
         &self,
@@ -220,8 +220,10 @@ impl Transport {
         max_pdu: i64,
         sent: u64,
         finish: bool,
+        stall: Option<f64>,
     ) -> PyResult<u64> {
         let context_id = framing::context_id(context_id)?;
+        let stall = timeout_arg(stall)?;
         let frag = framing::fragment_size(self::max_pdu(max_pdu)?)?;
         if sent % frag as u64 != 0 {
             return Err(Error::InvalidArgument(format!(
@@ -236,15 +238,12 @@ impl Transport {
             let mut writer = MessageWriter::new(context_id, command.as_bytes(), None, false, frag);
             drive(py, || writer.step(stream, &mut pacer))?;
         }
-        let mut writer = LiveWriter::new(
-            &dataset.live,
-            &dataset.file,
-            dataset.base,
-            context_id,
-            frag,
-            sent,
-            finish,
-        );
+        let source = LiveFile {
+            live: &dataset.live,
+            file: &dataset.file,
+            base: dataset.base,
+        };
+        let mut writer = LiveWriter::new(source, context_id, frag, sent, finish, stall);
         // A wait for the receive is not the peer's: the connection may be closed meanwhile.
         let closed = || self.connection.closed();
         drive(py, || {

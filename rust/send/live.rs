@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
+use std::time::{Duration, Instant};
 
 use memmap2::{Mmap, MmapOptions};
 
@@ -86,40 +87,50 @@ impl Batch {
     }
 }
 
+/// A dataset being received: its progress, and the file it is written into from `base` on
+/// (after the header in front of it).
+#[derive(Clone, Copy)]
+pub struct LiveFile<'a> {
+    pub live: &'a Live,
+    pub file: &'a File,
+    pub base: u64,
+}
+
 /// Writes the dataset part of a message from a file still being received.
 pub struct LiveWriter<'a> {
-    live: &'a Live,
-    file: &'a File,
-    /// Offset of the dataset in the file (the header in front of it).
-    base: u64,
+    source: LiveFile<'a>,
     context_id: u8,
     frag: usize,
     sent: u64,
     finish: bool,
+    /// How long the receive may make no progress before the send is given up.
+    stall: Option<Duration>,
+    /// Bytes stored when last looked at, and since when there has been nothing new to send.
+    seen: (u64, Instant),
     batch: Batch,
     framed_all: bool,
 }
 
 impl<'a> LiveWriter<'a> {
     /// Go on from dataset byte `sent` (a multiple of `frag`); with `finish`, to the end, its last
-    /// fragment flagged, else up to the last fragment.
+    /// fragment flagged, else up to the last fragment. A receive that stores nothing new for
+    /// `stall` fails the send: a sender trickling its dataset must not hold the destination.
     pub fn new(
-        live: &'a Live,
-        file: &'a File,
-        base: u64,
+        source: LiveFile<'a>,
         context_id: u8,
         frag: usize,
         sent: u64,
         finish: bool,
+        stall: Option<Duration>,
     ) -> Self {
         LiveWriter {
-            live,
-            file,
-            base,
+            source,
             context_id,
             frag,
             sent,
             finish,
+            stall,
+            seen: (0, Instant::now()),
             batch: Batch::default(),
             framed_all: false,
         }
@@ -150,7 +161,12 @@ impl<'a> LiveWriter<'a> {
             let frag = self.frag as u64;
             let batch = (MIN_BATCH as u64).max(frag);
             let most = (BATCH_BYTES as u64 / frag).max(1) * frag;
-            let (stored, end) = self.live.wait(self.sent + batch + 1, WAIT_SLICE);
+            let (stored, end) = self.source.live.wait(self.sent + batch + 1, WAIT_SLICE);
+            if stored > self.seen.0 {
+                self.seen = (stored, Instant::now());
+            } else if end.is_none() && self.stall.is_some_and(|s| self.seen.1.elapsed() > s) {
+                return Err(cut("the dataset being received stalled"));
+            }
             let (bytes, last) = match end {
                 Some(End::Cut) => return Err(cut("the dataset being received was cut")),
                 Some(End::Whole) if stored % 2 == 1 => {
@@ -180,13 +196,15 @@ impl<'a> LiveWriter<'a> {
             };
             if bytes > 0 || last {
                 self.frame(bytes as usize, last)?;
+                // A stall is time with nothing to send, not time spent sending.
+                self.seen.1 = Instant::now();
             }
         }
     }
 
     /// Frame the next `bytes` of the dataset as one batch of PDUs over a mapping of them.
     fn frame(&mut self, bytes: usize, last: bool) -> Result<()> {
-        let start = self.base + self.sent;
+        let start = self.source.base + self.sent;
         let skip = (start % page_size() as u64) as usize;
         let batch = &mut self.batch;
         batch.map = None;
@@ -197,7 +215,7 @@ impl<'a> LiveWriter<'a> {
                 MmapOptions::new()
                     .offset(start - skip as u64)
                     .len(skip + bytes)
-                    .map(self.file)
+                    .map(self.source.file)
             }
             .map_err(Error::Io)?;
             batch.map = Some(map);
@@ -288,7 +306,12 @@ mod tests {
         wire: &mut Sink,
     ) -> Result<u64> {
         let mut pacer = Pacer::new(None);
-        let mut writer = LiveWriter::new(live, file, 4, 7, frag, sent, finish);
+        let source = LiveFile {
+            live,
+            file,
+            base: 4,
+        };
+        let mut writer = LiveWriter::new(source, 7, frag, sent, finish, None);
         run_to_end(|| writer.step(wire, &mut pacer), || Ok(()))?;
         Ok(writer.sent())
     }
@@ -357,6 +380,26 @@ mod tests {
         assert_eq!(pdvs.last().unwrap().0, MCH_LAST);
         let got: Vec<u8> = pdvs.into_iter().flat_map(|(_, d)| d).collect();
         assert_eq!(got, data);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_receive_that_stalls_fails_the_send() {
+        let path = temp_file("stall");
+        std::fs::write(&path, [0u8; 2_004]).unwrap();
+        let file = File::open(&path).unwrap();
+        let live = Live::default();
+        live.advance(2_000);
+        let source = LiveFile {
+            live: &live,
+            file: &file,
+            base: 4,
+        };
+        let mut writer = LiveWriter::new(source, 7, 1000, 0, false, Some(Duration::ZERO));
+        let mut pacer = Pacer::new(None);
+        let err =
+            run_to_end(|| writer.step(&mut Sink::default(), &mut pacer), || Ok(())).unwrap_err();
+        assert!(err.to_string().contains("stalled"), "{err}");
         std::fs::remove_file(&path).unwrap();
     }
 

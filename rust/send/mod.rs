@@ -17,7 +17,7 @@ pub mod source;
 mod message_props;
 
 pub use converted::{converted_fragment, ConvertingWriter};
-pub use live::LiveWriter;
+pub use live::{LiveFile, LiveWriter};
 pub use message::MessageWriter;
 pub use response::ResponseReader;
 pub use source::MappedRegion;

@@ -351,3 +351,37 @@ def test_a_held_destination_takes_no_file_while_it_arrives(
     assert r.wait_idle(30)
     assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.9", "1.2.3.10"]
     assert _sent_from(caplog, "incoming") == 1  # the second went from the queue
+
+
+def test_a_sender_that_stalls_mid_file_does_not_hold_the_destination(
+    pynetdicom_scp: PynetdicomSCPFactory,
+    routers: list[Router],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fastpush.route import relay
+
+    monkeypatch.setattr(relay.Ticket, "stall", 0.3)
+    caplog.set_level(logging.INFO, logger="fastpush")
+    scp = pynetdicom_scp()
+    r = _route(
+        routers, tmp_path / "spool", Destination("127.0.0.1", scp.port, scp.aet, name="PACS")
+    )
+    with FakeSender(r.port) as sender:
+        sender.associate()
+        wire = sender.store_bytes(
+            "1.2.3.13", dataset("1.2.3.13", study_uid="1.2.3", pixels=4 << 20)
+        )
+        sender.send(wire[: len(wire) // 2])
+        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        # Nothing more for longer than the stall: the lane gives the file up.
+        _wait_for(lambda: "stalled" in caplog.text)
+        assert "Aborting Association" in caplog.text
+        sender.send(wire[len(wire) // 2 :])
+        response = sender.response()
+        assert response is not None and response.status == 0
+    assert r.wait_idle(30)
+    assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.13"]  # once, from the queue
+    assert _sent_from(caplog, "queue") == 1
+    assert r.stats().destinations["PACS"].relayed == 0

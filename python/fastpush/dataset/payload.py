@@ -30,6 +30,9 @@ class Live(Protocol):
     """A dataset sent while it is still being received (cut-through)."""
 
     dataset: LiveDataset
+    stall: float | None
+    """Seconds the receive may store nothing new before the send is given up (None: no
+    limit)."""
 
     def wanted(self) -> bool:
         """Once the dataset is whole: whether its receiver kept it, so the message is finished

@@ -37,10 +37,16 @@ THRESHOLD = 8_000_000
 """Bytes a file must pass before it is forwarded while it arrives: below it, the sending
 association's round trips cost more than the overlap saves."""
 
+STALL = 2.0
+"""Seconds a file may arrive with nothing new before its forward is given up (it goes from the
+queue once whole): a sender trickling a file must not hold a destination's lane."""
+
 
 class Ticket:
     """One destination's go at a file being received: what its lane sends (``item``,
     ``dataset``), and the router's verdict (``wanted``)."""
+
+    stall: float | None = STALL
 
     def __init__(self, incoming: Incoming, stopping: threading.Event) -> None:
         self.dataset: LiveDataset = incoming.dataset

@@ -395,7 +395,7 @@ class Association:
         elif payload.live is not None:
             # Only the Rust transport takes a live dataset (checked by store_live).
             live, send = payload.live, transport.send_live  # type: ignore[attr-defined]
-            sent = send(ctx.context_id, command, live.dataset, self.send_limit)
+            sent = send(ctx.context_id, command, live.dataset, self.send_limit, stall=live.stall)
             if not live.wanted():
                 raise ConnectionAbortedError("the receiver did not keep it: given up")
             send(ctx.context_id, None, live.dataset, self.send_limit, sent, True)
