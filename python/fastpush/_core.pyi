@@ -355,7 +355,7 @@ class ServerTransport:
         fsync: bool = False,
         head: int = 0,
         reuse: bool = False,
-        live: tuple[int, Callable[[LiveDataset], object]] | None = None,
+        live: tuple[int, Callable[[LiveDataset, bytes], object]] | None = None,
     ) -> DatasetReceipt:
         """Receive the dataset the last command set announced.
 
@@ -368,7 +368,8 @@ class ServerTransport:
         With ``memory``: the bytes are returned. Otherwise they are dropped (counted).
 
         With ``live=(threshold, callback)`` and ``path``: once ``threshold`` dataset bytes are in
-        the file, ``callback(LiveDataset)`` is called (in this thread, between reads; what it
+        the file, ``callback(LiveDataset, head)`` is called with the dataset's first ``head``
+        bytes (in this thread, between reads; what it
         raises is reported as unraisable), and the dataset's progress is told to it until the
         receive ends: whole (the last byte written, before the ``fsync``) or cut.
         """

@@ -123,9 +123,10 @@ struct Watch<'py> {
 }
 
 impl<'py> Watch<'py> {
-    /// `stored` bytes are in the file (None: it could not be written).
-    fn saw(&mut self, py: Python<'py>, stored: Option<u64>) {
-        let Some(stored) = stored else {
+    /// Where `sink` stands after a read: its bytes in the file (none: it could not be
+    /// written), and its head for the callback.
+    fn saw(&mut self, py: Python<'py>, sink: &DatasetSink) {
+        let Some(stored) = sink.stored() else {
             self.cut();
             return;
         };
@@ -144,7 +145,10 @@ impl<'py> Watch<'py> {
             return;
         };
         self.shared = Some(live);
-        if let Err(err) = self.callback.call1((dataset,)) {
+        if let Err(err) = self
+            .callback
+            .call1((dataset, PyBytes::new(py, sink.head())))
+        {
             err.write_unraisable(py, Some(&self.callback));
         }
     }
@@ -324,7 +328,7 @@ impl ServerTransport {
 
     /// Receive the dataset the last command announced: into a new file at `path` (after
     /// `header`), into memory (`memory`), or nowhere. With `live=(threshold, callback)` and a
-    /// file, `callback(LiveDataset)` is called once `threshold` dataset bytes are in it.
+    /// file, `callback(LiveDataset, head)` is called once `threshold` dataset bytes are in it.
     #[pyo3(signature = (max_pdu, path=None, header=None, *, memory=false, fsync=false, head=0, reuse=false, live=None))]
     #[allow(clippy::too_many_arguments)]
     fn receive_dataset<'py>(
@@ -379,7 +383,7 @@ impl ServerTransport {
                     })
             });
             if let Some(watch) = watch.as_mut() {
-                watch.saw(py, sink.stored());
+                watch.saw(py, &sink);
             }
             match step {
                 Ok(Progress::Done) => break Ok(()),

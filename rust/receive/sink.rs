@@ -223,6 +223,11 @@ impl DatasetSink {
         }
     }
 
+    /// The first bytes of the dataset received so far, up to the limit asked for.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
     /// Dataset bytes in a file sink's file so far; None for other sinks and for a file that
     /// could not be written (it is gone).
     pub fn stored(&self) -> Option<u64> {

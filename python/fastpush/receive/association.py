@@ -374,10 +374,10 @@ def _watch(
     command: dimse.Command,
     syntax: str,
     context: _Context,
-) -> tuple[int, Callable[[LiveDataset], None]]:
+) -> tuple[int, Callable[[LiveDataset, bytes], None]]:
     """``receive_dataset``'s ``live`` argument: ``cut`` is told once the dataset is large."""
 
-    def start(dataset: LiveDataset) -> None:
+    def start(dataset: LiveDataset, head: bytes) -> None:
         incoming = Incoming(
             dataset,
             placement.temporary,
@@ -388,6 +388,7 @@ def _watch(
             context.rq.calling_ae,
             context.rq.called_ae,
             context.address,
+            head,
         )
         started.append(incoming)
         try:

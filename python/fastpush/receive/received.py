@@ -67,6 +67,8 @@ class Incoming:
     called_ae: str
     address: str
     """The sender's IP address."""
+    head: bytes
+    """The dataset's first bytes (up to 64 KiB), as ``Received.head``."""
 
 
 class CutThrough(Protocol):

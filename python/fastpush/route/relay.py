@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..dataset.item import Item
 from ..receive.received import Incoming
-from ..receive.storage import STUDY_HEAD, study_folder
+from ..receive.storage import study_folder
 
 if TYPE_CHECKING:
     from .._core import LiveDataset
@@ -80,15 +80,15 @@ class Ticket:
 
 class Relay:
     """The router's ``cut_through``: offers each file larger than ``threshold`` to
-    ``forwarders`` while it arrives (those ``pick(incoming, head)`` names, when given; it
-    answers None when the file's head cannot tell), and refuses what they took when the router
+    ``forwarders`` while it arrives (those ``pick(incoming)`` names, when given; it answers
+    None when the file's head cannot tell), and refuses what they took when the router
     did not keep the file."""
 
     def __init__(
         self,
         threshold: int,
         forwarders: list[Forwarder],
-        pick: Callable[[Incoming, bytes], Iterable[str] | None] | None = None,
+        pick: Callable[[Incoming], Iterable[str] | None] | None = None,
     ) -> None:
         if threshold < 1:
             raise ValueError("the cut-through threshold must be at least 1 byte")
@@ -100,14 +100,13 @@ class Relay:
         self._pick = pick
 
     def start(self, incoming: Incoming) -> None:
-        head = _head(incoming.path, incoming.offset)
         forwarders = self._forwarders
         if self._pick is not None:
-            names = self._pick(incoming, head)
+            names = self._pick(incoming)
             if names is None:  # only the whole file can tell where it goes
                 return
             forwarders = [self._by_name[name] for name in names]
-        study = study_folder(head, incoming.transfer_syntax)
+        study = study_folder(incoming.head, incoming.transfer_syntax)
         taken = {}
         for forwarder in forwarders:
             ticket = forwarder.offer(incoming, study)
@@ -128,9 +127,3 @@ class Relay:
         for name, ticket in taken.items():
             ticket.decide(None)  # not queued for it: given up (a queued one is decided)
             self._by_name[name].withdraw(ticket)
-
-
-def _head(path: Path, offset: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(STUDY_HEAD)

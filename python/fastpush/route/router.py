@@ -491,7 +491,7 @@ class Router:
             raise ValueError(f"on_receive picked unknown destinations: {unknown}")
         return dict.fromkeys(names, ""), ""
 
-    def _pick_early(self, incoming: Incoming, head: bytes) -> set[str] | None:
+    def _pick_early(self, incoming: Incoming) -> set[str] | None:
         """The destinations of a file still being received, as the rules will pick them from
         its head; None when its head cannot tell (see ``Rules.decide_early``)."""
         assert self.rules is not None
@@ -507,7 +507,7 @@ class Router:
             association_id=0,
             message_id=0,
             address=incoming.address,
-            head=head,
+            head=incoming.head,
         )
         decision = self.rules.decide_early(received)
         return None if decision is None else set(decision.destinations)
