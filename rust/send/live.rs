@@ -257,6 +257,7 @@ mod tests {
     use crate::pdu::MCH_LAST;
     use crate::step::run_to_end;
     use std::io::Write;
+    use std::path::PathBuf;
     use std::sync::Arc;
     use std::thread;
 
@@ -293,8 +294,21 @@ mod tests {
         out
     }
 
-    fn temp_file(name: &str) -> std::path::PathBuf {
+    fn temp_file(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("fastpush-live-{}-{name}", std::process::id()))
+    }
+
+    /// A file named `name` holding `bytes` (a 4-byte header, then the dataset), open, and a
+    /// receive of it that has stored `stored` dataset bytes and ended as `end` says.
+    fn arrived(name: &str, bytes: &[u8], stored: u64, end: Option<End>) -> (PathBuf, File, Live) {
+        let path = temp_file(name);
+        std::fs::write(&path, bytes).unwrap();
+        let live = Live::default();
+        live.advance(stored);
+        if let Some(end) = end {
+            live.end(end);
+        }
+        (path.clone(), File::open(&path).unwrap(), live)
     }
 
     fn send(
@@ -305,13 +319,24 @@ mod tests {
         finish: bool,
         wire: &mut Sink,
     ) -> Result<u64> {
+        send_stalling(live, file, frag, (sent, finish), None, wire)
+    }
+
+    fn send_stalling(
+        live: &Live,
+        file: &File,
+        frag: usize,
+        (sent, finish): (u64, bool),
+        stall: Option<Duration>,
+        wire: &mut Sink,
+    ) -> Result<u64> {
         let mut pacer = Pacer::new(None);
         let source = LiveFile {
             live,
             file,
             base: 4,
         };
-        let mut writer = LiveWriter::new(source, 7, frag, sent, finish, None);
+        let mut writer = LiveWriter::new(source, 7, frag, sent, finish, stall);
         run_to_end(|| writer.step(wire, &mut pacer), || Ok(()))?;
         Ok(writer.sent())
     }
@@ -358,15 +383,11 @@ mod tests {
 
     #[test]
     fn a_large_remainder_goes_in_bounded_batches() {
-        let path = temp_file("remainder");
         let data: Vec<u8> = (0..(3 * BATCH_BYTES as u32 + 5000))
             .map(|i| (i % 253) as u8)
             .collect();
-        std::fs::write(&path, [&b"HEAD"[..], &data].concat()).unwrap();
-        let file = File::open(&path).unwrap();
-        let live = Live::default();
-        live.advance(data.len() as u64);
-        live.end(End::Whole);
+        let bytes = [&b"HEAD"[..], &data].concat();
+        let (path, file, live) = arrived("remainder", &bytes, data.len() as u64, Some(End::Whole));
         let mut wire = Sink::default();
         let sent = send(&live, &file, 16_000, 0, false, &mut wire).unwrap();
         assert_eq!(sent, data.len() as u64 / 16_000 * 16_000);
@@ -385,32 +406,17 @@ mod tests {
 
     #[test]
     fn a_receive_that_stalls_fails_the_send() {
-        let path = temp_file("stall");
-        std::fs::write(&path, [0u8; 2_004]).unwrap();
-        let file = File::open(&path).unwrap();
-        let live = Live::default();
-        live.advance(2_000);
-        let source = LiveFile {
-            live: &live,
-            file: &file,
-            base: 4,
-        };
-        let mut writer = LiveWriter::new(source, 7, 1000, 0, false, Some(Duration::ZERO));
-        let mut pacer = Pacer::new(None);
+        let (path, file, live) = arrived("stall", &[0u8; 2_004], 2_000, None);
+        let stall = Some(Duration::ZERO);
         let err =
-            run_to_end(|| writer.step(&mut Sink::default(), &mut pacer), || Ok(())).unwrap_err();
+            send_stalling(&live, &file, 1000, (0, false), stall, &mut Sink::default()).unwrap_err();
         assert!(err.to_string().contains("stalled"), "{err}");
         std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
     fn a_cut_receive_or_an_odd_length_fails_the_send() {
-        let path = temp_file("cut");
-        std::fs::write(&path, [0u8; 5_005]).unwrap();
-        let file = File::open(&path).unwrap();
-        let live = Live::default();
-        live.advance(5_000);
-        live.end(End::Cut);
+        let (path, file, live) = arrived("cut", &[0u8; 5_005], 5_000, Some(End::Cut));
         let mut wire = Sink::default();
         let err = send(&live, &file, 1000, 0, false, &mut wire).unwrap_err();
         assert!(err.to_string().contains("cut"), "{err}");
@@ -424,12 +430,7 @@ mod tests {
 
     #[test]
     fn a_dataset_of_one_fragment_goes_whole_at_the_finish() {
-        let path = temp_file("small");
-        std::fs::write(&path, b"HEAD0123456789").unwrap();
-        let file = File::open(&path).unwrap();
-        let live = Live::default();
-        live.advance(10);
-        live.end(End::Whole);
+        let (path, file, live) = arrived("small", b"HEAD0123456789", 10, Some(End::Whole));
         let mut wire = Sink::default();
         assert_eq!(send(&live, &file, 1000, 0, false, &mut wire).unwrap(), 0);
         assert!(wire.0.is_empty());

@@ -59,6 +59,29 @@ def _sent_from(caplog: pytest.LogCaptureFixture, folder: str) -> int:
     )
 
 
+def _first_half(
+    sender: FakeSender,
+    caplog: pytest.LogCaptureFixture,
+    uid: str,
+    data: bytes,
+    message_id: int = 1,
+    relays: int = 1,
+) -> bytes:
+    """Send the first half of a C-STORE of ``data`` and wait until ``relays`` files (in all)
+    are being sent on while they arrive; the other half, for the test to send."""
+    wire = sender.store_bytes(uid, data, message_id)
+    sender.send(wire[: len(wire) // 2])
+    _wait_for(lambda: _sent_from(caplog, "incoming") == relays)
+    return wire[len(wire) // 2 :]
+
+
+def _status(sender: FakeSender, rest: bytes) -> int | None:
+    """Send ``rest`` of a C-STORE; the status answered (None: no answer)."""
+    sender.send(rest)
+    response = sender.response()
+    return None if response is None else response.status
+
+
 def _wait_for(condition: Any, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -124,15 +147,11 @@ def test_a_file_the_router_does_not_keep_never_reaches_the_destination(
         sender.associate()
         # Half the dataset, then, once the lane sends it on, the fault.
         uid = "1.2.3.4" if fault == "cut" else "9.9.9"  # "mismatch": not the dataset's UID
-        wire = sender.store_bytes(uid, data)
-        sender.send(wire[: len(wire) // 2])
-        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        rest = _first_half(sender, caplog, uid, data)
         if fault == "cut":
             sender.reset()
         else:
-            sender.send(wire[len(wire) // 2 :])
-            response = sender.response()
-            assert response is not None and response.status == dimse.DATASET_MISMATCH
+            assert _status(sender, rest) == dimse.DATASET_MISMATCH
     # The lane gave the forward up: its association aborted, nothing stored there.
     _wait_for(lambda: "Aborting Association" in caplog.text)
     assert scp.received == []
@@ -218,12 +237,9 @@ def test_rules_pick_from_the_head_where_a_file_goes_while_it_arrives(
     with FakeSender(r.port) as sender:
         sender.associate()
         for n, (uid, study) in enumerate((("1.2.3.11", "1.2.3"), ("1.2.4.12", "1.2.4"))):
-            wire = sender.store_bytes(uid, dataset(uid, study_uid=study, pixels=4 << 20), n + 1)
-            sender.send(wire[: len(wire) // 2])
-            _wait_for(lambda n=n: _sent_from(caplog, "incoming") == n + 1)
-            sender.send(wire[len(wire) // 2 :])
-            response = sender.response()
-            assert response is not None and response.status == 0
+            data = dataset(uid, study_uid=study, pixels=4 << 20)
+            rest = _first_half(sender, caplog, uid, data, n + 1, relays=n + 1)
+            assert _status(sender, rest) == 0
     assert r.wait_idle(30)
     assert [s.sop_instance_uid for s in a.received] == ["1.2.3.11"]
     assert [s.sop_instance_uid for s in b.received] == ["1.2.4.12"]
@@ -279,12 +295,8 @@ def test_two_destinations_one_over_tls_both_take_it_while_it_arrives(
         data = dataset("1.2.3.7", study_uid="1.2.3", pixels=3 << 20)
         with FakeSender(r.port) as sender:
             sender.associate()
-            wire = sender.store_bytes("1.2.3.7", data)
-            sender.send(wire[: len(wire) // 2])
-            _wait_for(lambda: _sent_from(caplog, "incoming") == 2)  # one per destination
-            sender.send(wire[len(wire) // 2 :])
-            response = sender.response()
-            assert response is not None and response.status == 0
+            rest = _first_half(sender, caplog, "1.2.3.7", data, relays=2)  # one per destination
+            assert _status(sender, rest) == 0
         assert r.wait_idle(30)
         r.stop()
     for name in ("plain", "tls"):
@@ -306,9 +318,9 @@ def test_a_stop_while_a_large_file_arrives_ends_both_sides(
     ).start()
     with FakeSender(r.port) as sender:
         sender.associate()
-        wire = sender.store_bytes("1.2.3.8", dataset("1.2.3.8", study_uid="1.2.3", pixels=4 << 20))
-        sender.send(wire[: len(wire) // 2])
-        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        _first_half(
+            sender, caplog, "1.2.3.8", dataset("1.2.3.8", study_uid="1.2.3", pixels=4 << 20)
+        )
         stopping = threading.Thread(target=r.stop, kwargs={"abort": True})
         stopping.start()
         stopping.join(30)
@@ -330,21 +342,14 @@ def test_a_held_destination_takes_no_file_while_it_arrives(
     forwarder = r.forwarders["PACS"]
     with FakeSender(r.port) as sender:
         sender.associate()
-        wire = sender.store_bytes("1.2.3.9", dataset("1.2.3.9", study_uid="1.2.3", pixels=4 << 20))
-        sender.send(wire[: len(wire) // 2])
-        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)  # the first half: taken
+        data = dataset("1.2.3.9", study_uid="1.2.3", pixels=4 << 20)
+        rest = _first_half(sender, caplog, "1.2.3.9", data)  # the first half: taken
         forwarder.hold()
-        sender.send(wire[len(wire) // 2 :])
-        response = sender.response()
-        assert response is not None and response.status == 0
+        assert _status(sender, rest) == 0
         # Held after the lane took it: the file in flight finishes, as a queued one would.
         assert r.wait_idle(30)
-        wire = sender.store_bytes(
-            "1.2.3.10", dataset("1.2.3.10", study_uid="1.2.3", pixels=4 << 20), 2
-        )
-        sender.send(wire)
-        response = sender.response()
-        assert response is not None and response.status == 0
+        data = dataset("1.2.3.10", study_uid="1.2.3", pixels=4 << 20)
+        assert _status(sender, sender.store_bytes("1.2.3.10", data, 2)) == 0
     time.sleep(0.3)
     assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.9"]  # the second waits
     forwarder.hold(False)
@@ -370,17 +375,12 @@ def test_a_sender_that_stalls_mid_file_does_not_hold_the_destination(
     )
     with FakeSender(r.port) as sender:
         sender.associate()
-        wire = sender.store_bytes(
-            "1.2.3.13", dataset("1.2.3.13", study_uid="1.2.3", pixels=4 << 20)
-        )
-        sender.send(wire[: len(wire) // 2])
-        _wait_for(lambda: _sent_from(caplog, "incoming") > 0)
+        data = dataset("1.2.3.13", study_uid="1.2.3", pixels=4 << 20)
+        rest = _first_half(sender, caplog, "1.2.3.13", data)
         # Nothing more for longer than the stall: the lane gives the file up.
         _wait_for(lambda: "stalled" in caplog.text)
         assert "Aborting Association" in caplog.text
-        sender.send(wire[len(wire) // 2 :])
-        response = sender.response()
-        assert response is not None and response.status == 0
+        assert _status(sender, rest) == 0
     assert r.wait_idle(30)
     assert [s.sop_instance_uid for s in scp.received] == ["1.2.3.13"]  # once, from the queue
     assert _sent_from(caplog, "queue") == 1
