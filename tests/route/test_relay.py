@@ -26,6 +26,7 @@ from support.certs import Certificates
 from support.fakesender import FakeSender, dataset
 from support.peers import PynetdicomSCPFactory, StoreSCPFactory, free_port
 from support.routing import arrived, assert_byte_exact, journal, send_all
+from support.scripted import Conn, Hangup, ScriptedPeer
 
 pytestmark = pytest.mark.interop
 
@@ -254,6 +255,15 @@ def test_the_config_file_sets_the_threshold(value: str, expected: float) -> None
     assert parse(text).forward.cut_through == expected
 
 
+def test_a_file_is_offered_once_its_head_is_whole() -> None:
+    from fastpush.receive.storage import STUDY_HEAD
+    from fastpush.route.relay import Relay
+
+    # The lane and the rules' pick are read from the head: never from part of it.
+    assert Relay(1, []).threshold == STUDY_HEAD
+    assert Relay(STUDY_HEAD + 1, []).threshold == STUDY_HEAD + 1
+
+
 def test_a_negative_threshold_is_refused_with_its_line() -> None:
     from fastpush.route.config import ConfigError, parse
 
@@ -326,6 +336,46 @@ def test_a_stop_while_a_large_file_arrives_ends_both_sides(
         stopping.join(30)
         assert not stopping.is_alive()
     assert scp.received == []
+
+
+def test_a_forward_given_up_after_the_file_was_queued_leaves_it_no_maybe_duplicate(
+    routers: list[Router], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The destination hangs up before the last fragment of a file the router queued while
+    sending it on: it cannot hold the file, so the entry loses its ``sending`` mark and a stop
+    now leaves it waiting as any file never sent."""
+    caplog.set_level(logging.INFO, logger="fastpush")
+    queued = threading.Event()
+
+    def on_dataset(conn: Conn, request: int, command: Any, received: int, last: bool) -> None:
+        if received > 0:  # the lane's send is held here until the router has queued the file
+            queued.wait(30)
+            raise Hangup("scripted drop")
+
+    def script(conn: Conn, index: int) -> None:
+        conn.accept()
+        conn.serve(on_dataset)
+
+    spool = tmp_path / "spool"
+    with ScriptedPeer(script) as peer:
+        r = _route(routers, spool, Destination("127.0.0.1", peer.port, name="PACS"))
+        # Larger than the loopback's socket buffers: the lane cannot have sent it all.
+        data = dataset("1.2.3.14", study_uid="1.2.3", pixels=24 << 20)
+        with FakeSender(r.port) as sender:
+            sender.associate()
+            rest = _first_half(sender, caplog, "1.2.3.14", data)
+            assert _status(sender, rest) == 0  # spooled and queued, marked as being sent
+        (marked,) = (spool / "queue").rglob("*.sending")
+        stopping = threading.Thread(target=r.stop)  # graceful: waits for the send
+        stopping.start()
+        queued.set()
+        stopping.join(30)
+        assert not stopping.is_alive()
+    assert "not sent while received" in caplog.text
+    assert [p.name for p in (spool / "queue").rglob("*") if p.is_file()] == [
+        marked.name.removesuffix(".sending")
+    ]
+    assert peer.received == []
 
 
 def test_a_held_destination_takes_no_file_while_it_arrives(

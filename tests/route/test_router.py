@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,12 @@ def test_two_destinations_one_down_the_other_gets_everything(
     assert stats.destinations["late"].waiting == len(files)
     assert stats.destinations["late"].retrying
     assert stats.spooled_files == len(files)  # still held for "late"
+    # "late" was never reached: between its attempts no entry is marked as being sent, so a
+    # crash now would send none of them again as a maybe-duplicate.
+    deadline = time.monotonic() + 10
+    while list((spool / "queue").rglob("*.sending")):
+        assert time.monotonic() < deadline, "an entry for the destination down stays marked"
+        time.sleep(0.01)
     # Queued under the name storage gives each file, no name of theirs left in incoming/.
     names = {p.name.split("_", 2)[2].removesuffix(".sending") for p in _queued(spool)}
     assert names == {f"{prefix(class_of(f))}.{uid_of(f)}" for f in files}

@@ -463,6 +463,7 @@ class Forwarder:
             self.stats.relayed += result.ok
             return self._settle(lane, entry, result)
         entry.maybe_duplicate |= result.maybe_duplicate
+        self._not_sent(entry)
         log.info(
             "%s: %s not sent while received (%s): sent from the queue",
             self.name,
@@ -470,6 +471,12 @@ class Forwarder:
             result.reason,
         )
         return False
+
+    def _not_sent(self, entry: Entry) -> None:
+        """Take back the entry's ``sending`` mark when no attempt may have reached its
+        destination whole: a crash before the next one must not call it a maybe-duplicate."""
+        if not entry.maybe_duplicate:
+            self.spool.not_sent(entry)
 
     def _settle(self, lane: _Lane, entry: Entry, result: Result) -> bool:
         """Act on a result; whether the entry has left the queue."""
@@ -487,14 +494,14 @@ class Forwarder:
                 self.commitments.add(entry, result)
             return True
         if result.failure is Failure.CANCELLED and self._stopping.is_set():
-            if not entry.maybe_duplicate:  # a graceful stop: it never left
-                self.spool.not_sent(entry)
+            self._not_sent(entry)  # a graceful stop
             return False
         if result.failure in _PERMANENT and not result.retryable:
             # A source that cannot be read because its link has gone is no refusal.
             if result.failure is Failure.SOURCE and not entry.path.exists():
                 return self._vanished(lane, entry)
             return self._refuse(lane, entry, result)
+        self._not_sent(entry)  # it waits for its next attempt
         self._report(self._event(Step.RETRYING, entry, result, entry.path))
         self._wait(lane, result.reason)
         return False

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from ..dataset.item import Item
 from ..receive.received import Incoming
-from ..receive.storage import study_folder
+from ..receive.storage import STUDY_HEAD, study_folder
 
 if TYPE_CHECKING:
     from .._core import LiveDataset
@@ -92,7 +92,9 @@ class Relay:
     ) -> None:
         if threshold < 1:
             raise ValueError("the cut-through threshold must be at least 1 byte")
-        self.threshold = threshold
+        # A file is offered once its head is whole: its study (the lane) and the rules' pick
+        # are read from the head, and one read from part of it could name another lane.
+        self.threshold = max(threshold, STUDY_HEAD)
         self._forwarders = forwarders
         self._lock = threading.Lock()
         self._taken: dict[str, dict[str, Ticket]] = {}

@@ -117,12 +117,12 @@ class Router:
     arguments go to each destination's ``StoreClient`` (:class:`ForwardKeywords`: ``engine``,
     ``max_pdu``, ``connect_timeout``, ``dimse_timeout``, ``identity``, ``proposal``...).
 
-    ``cut_through`` (bytes, default 8 MB; None: never): a file larger than that is sent on
-    while it is still being received, to each destination whose lane for its study is idle,
-    and finished only once it is spooled and queued for it (see :mod:`fastpush.route.relay`);
-    with ``rules`` only when the file's head (64 KiB) reaches past every element they name, not
-    with ``on_receive``; with the Rust engine, and to destinations without edits, study
-    completion or commitment.
+    ``cut_through`` (bytes, default 8 MB, at least 64 KiB; None: never): a file larger than
+    that is sent on while it is still being received, to each destination whose lane for its
+    study is idle, and finished only once it is spooled and queued for it (see
+    :mod:`fastpush.route.relay`); with ``rules`` only when the file's head (64 KiB) reaches
+    past every element they name, not with ``on_receive``; with the Rust engine, and to
+    destinations without edits, study completion or commitment.
 
     ``start()`` recovers the spool (files left by an earlier run go first) and serves in
     background threads; ``stop()`` stops receiving and forwarding, leaving waiting files in the
