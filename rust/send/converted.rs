@@ -9,7 +9,6 @@
 //! done. Memory stays at one batch (about [`BATCH_BYTES`]) plus one converter step.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
 use std::ops::Range;
 
 use super::message::{MessageWriter, RELEASE_BYTES};
@@ -17,7 +16,7 @@ use super::source;
 use crate::convert::{Converter, Gathered, Plan, Syntax};
 use crate::error::Result;
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD, UNLIMITED_FRAGMENT};
-use crate::step::{try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
+use crate::step::{try_write, Attempt, Cursor, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
 
 /// Values at least this long that the converter would copy unchanged (the pixel data above all)
 /// are written from the source itself, as the unconverted path writes a whole dataset: one
@@ -73,8 +72,7 @@ pub struct ConvertingWriter<'a> {
     queued: usize,
     headers: Vec<[u8; PDU_OVERHEAD]>,
     pieces: Vec<Piece>,
-    cursor: usize,
-    cursor_offset: usize,
+    cursor: Cursor,
     last_queued: bool,
     written: u64,
 }
@@ -113,8 +111,7 @@ impl<'a> ConvertingWriter<'a> {
             queued: 0,
             headers: Vec::new(),
             pieces: Vec::new(),
-            cursor: 0,
-            cursor_offset: 0,
+            cursor: Cursor::default(),
             last_queued: false,
             written: 0,
         }
@@ -173,8 +170,7 @@ impl<'a> ConvertingWriter<'a> {
         }
         self.headers.clear();
         self.pieces.clear();
-        self.cursor = 0;
-        self.cursor_offset = 0;
+        self.cursor = Cursor::default();
         let mut offset = 0;
         let mut bytes = 0;
         while self.pieces.len() + 2 <= MAX_IOVECS && bytes < BATCH_BYTES {
@@ -244,19 +240,12 @@ impl<'a> ConvertingWriter<'a> {
         }
     }
 
-    /// Move the cursor over `n` written bytes, across as many iovecs as they cover.
-    fn advance(&mut self, mut n: usize) {
+    /// Move the cursor over `n` written bytes.
+    fn advance(&mut self, n: usize) {
         self.written += n as u64;
-        while n > 0 {
-            let left = self.piece_bytes(self.pieces[self.cursor]).len() - self.cursor_offset;
-            let take = left.min(n);
-            n -= take;
-            self.cursor_offset += take;
-            if take == left {
-                self.cursor += 1;
-                self.cursor_offset = 0;
-            }
-        }
+        let mut cursor = self.cursor;
+        cursor.advance(n, |i| self.piece_bytes(self.pieces[i]).len());
+        self.cursor = cursor;
     }
 
     /// Write the command, then batches of converted PDUs, as far as the stream takes them.
@@ -272,7 +261,7 @@ impl<'a> ConvertingWriter<'a> {
             self.command_done = true;
             self.written += self.command.written();
         }
-        if self.cursor == self.pieces.len() {
+        if self.cursor.piece == self.pieces.len() {
             self.release();
             if self.last_queued {
                 return Ok(Progress::Done);
@@ -281,25 +270,15 @@ impl<'a> ConvertingWriter<'a> {
         }
         loop {
             let attempt = {
-                let mut iov = Vec::with_capacity((self.pieces.len() - self.cursor).min(MAX_IOVECS));
-                for (i, piece) in self.pieces[self.cursor..]
-                    .iter()
-                    .take(MAX_IOVECS)
-                    .enumerate()
-                {
-                    let bytes = self.piece_bytes(*piece);
-                    iov.push(IoSlice::new(if i == 0 {
-                        &bytes[self.cursor_offset..]
-                    } else {
-                        bytes
-                    }));
-                }
+                let iov = self
+                    .cursor
+                    .iov(&self.pieces, |piece| self.piece_bytes(piece));
                 try_write(stream, &iov, pacer)?
             };
             match attempt {
                 Attempt::Wrote(n) => {
                     self.advance(n);
-                    if self.cursor == self.pieces.len() {
+                    if self.cursor.piece == self.pieces.len() {
                         return Ok(Progress::Pending);
                     }
                 }

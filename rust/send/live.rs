@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::pdu::framing::{Fragment, Part, PDU_OVERHEAD};
 use crate::receive::{End, Live};
 use crate::step::{
-    finish, try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS, WAIT_SLICE,
+    finish, try_write, Attempt, Cursor, Pacer, Progress, Stream, BATCH_BYTES, WAIT_SLICE,
 };
 
 /// Bytes worth waiting for before a batch is framed while the dataset still arrives.
@@ -37,8 +37,7 @@ struct Batch {
     map: Option<Mmap>,
     headers: Vec<[u8; PDU_OVERHEAD]>,
     pieces: Vec<Piece>,
-    cursor: usize,
-    cursor_offset: usize,
+    cursor: Cursor,
 }
 
 impl Batch {
@@ -52,38 +51,17 @@ impl Batch {
     }
 
     fn pending(&self) -> bool {
-        self.cursor < self.pieces.len()
+        self.cursor.piece < self.pieces.len()
     }
 
-    /// The iovecs left, at most [`MAX_IOVECS`].
     fn iov(&self) -> Vec<IoSlice<'_>> {
-        self.pieces[self.cursor..]
-            .iter()
-            .take(MAX_IOVECS)
-            .enumerate()
-            .map(|(i, piece)| {
-                let bytes = self.bytes(*piece);
-                IoSlice::new(if i == 0 {
-                    &bytes[self.cursor_offset..]
-                } else {
-                    bytes
-                })
-            })
-            .collect()
+        self.cursor.iov(&self.pieces, |piece| self.bytes(piece))
     }
 
-    /// Move over `n` written bytes.
-    fn advance(&mut self, mut n: usize) {
-        while n > 0 {
-            let left = self.bytes(self.pieces[self.cursor]).len() - self.cursor_offset;
-            let take = left.min(n);
-            n -= take;
-            self.cursor_offset += take;
-            if self.cursor_offset == self.bytes(self.pieces[self.cursor]).len() {
-                self.cursor += 1;
-                self.cursor_offset = 0;
-            }
-        }
+    fn advance(&mut self, n: usize) {
+        let mut cursor = self.cursor;
+        cursor.advance(n, |i| self.bytes(self.pieces[i]).len());
+        self.cursor = cursor;
     }
 }
 
@@ -222,8 +200,7 @@ impl<'a> LiveWriter<'a> {
         }
         batch.headers.clear();
         batch.pieces.clear();
-        batch.cursor = 0;
-        batch.cursor_offset = 0;
+        batch.cursor = Cursor::default();
         let count = bytes.div_ceil(self.frag).max(1);
         let (mut offset, mut left) = (skip, bytes);
         for n in 0..count {

@@ -2,12 +2,12 @@
 //! pointing into the command and the dataset (a mapped file region: zero copy), one batch of
 //! PDU headers held at a time, the sent pages of a mapped dataset released as it goes.
 
-use std::io::IoSlice;
-
 use super::source;
 use crate::error::Result;
 use crate::pdu::framing::{Fragment, Fragments, Part, PDU_OVERHEAD};
-use crate::step::{finish, try_write, Attempt, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS};
+use crate::step::{
+    finish, try_write, Attempt, Cursor, Pacer, Progress, Stream, BATCH_BYTES, MAX_IOVECS,
+};
 
 /// Sent pages of a mapped dataset are released once this much more has been sent.
 pub const RELEASE_BYTES: usize = 2 << 20;
@@ -30,8 +30,7 @@ pub struct MessageWriter<'a> {
     fragments: Fragments,
     headers: Vec<[u8; PDU_OVERHEAD]>,
     pieces: Vec<Piece>,
-    cursor: usize,
-    cursor_offset: usize,
+    cursor: Cursor,
     dataset_sent: usize,
     released: usize,
     written: u64,
@@ -57,8 +56,7 @@ impl<'a> MessageWriter<'a> {
             fragments,
             headers: Vec::with_capacity(per_batch),
             pieces: Vec::with_capacity(per_batch * 2),
-            cursor: 0,
-            cursor_offset: 0,
+            cursor: Cursor::default(),
             dataset_sent: 0,
             released: 0,
             written: 0,
@@ -73,8 +71,7 @@ impl<'a> MessageWriter<'a> {
     fn fill_batch(&mut self) -> bool {
         self.headers.clear();
         self.pieces.clear();
-        self.cursor = 0;
-        self.cursor_offset = 0;
+        self.cursor = Cursor::default();
         let mut bytes = 0usize;
         while let Some(f) = self.fragments.peek() {
             let full = self.pieces.len() + 2 > MAX_IOVECS || bytes + f.len > BATCH_BYTES;
@@ -113,22 +110,29 @@ impl<'a> MessageWriter<'a> {
         }
     }
 
-    /// Move the cursor over `n` written bytes, across as many iovecs as they cover.
-    fn advance(&mut self, mut n: usize) {
+    /// Move the cursor over `n` written bytes.
+    fn advance(&mut self, n: usize) {
         self.written += n as u64;
-        while n > 0 {
-            let piece = self.pieces[self.cursor];
-            let left = self.piece_bytes(piece).len() - self.cursor_offset;
-            let take = left.min(n);
-            n -= take;
-            self.cursor_offset += take;
-            if let Piece::Dataset { offset, .. } = piece {
-                self.dataset_sent = offset + self.cursor_offset;
-            }
-            if self.cursor_offset == self.piece_bytes(piece).len() {
-                self.cursor += 1;
-                self.cursor_offset = 0;
-            }
+        let mut cursor = self.cursor;
+        cursor.advance(n, |i| self.piece_bytes(self.pieces[i]).len());
+        self.cursor = cursor;
+        // The dataset sent so far ends in the piece the cursor is in, or in the last it passed.
+        let upto = self.pieces.len().min(cursor.piece + 1);
+        let sent =
+            self.pieces[..upto]
+                .iter()
+                .enumerate()
+                .rev()
+                .find_map(|(i, piece)| match *piece {
+                    Piece::Dataset { offset, len } => Some(if i == cursor.piece {
+                        offset + cursor.offset
+                    } else {
+                        offset + len
+                    }),
+                    _ => None,
+                });
+        if let Some(sent) = sent {
+            self.dataset_sent = sent;
         }
     }
 
@@ -153,28 +157,22 @@ impl<'a> MessageWriter<'a> {
         stream: &mut S,
         pacer: &mut Pacer,
     ) -> Result<Progress> {
-        if self.cursor == self.pieces.len() && !self.fill_batch() {
+        if self.cursor.piece == self.pieces.len() && !self.fill_batch() {
             self.release_sent(true);
             return finish(stream, pacer);
         }
         loop {
             let attempt = {
-                let mut iov = Vec::with_capacity(self.pieces.len() - self.cursor);
-                for (i, piece) in self.pieces[self.cursor..].iter().enumerate() {
-                    let bytes = self.piece_bytes(*piece);
-                    iov.push(IoSlice::new(if i == 0 {
-                        &bytes[self.cursor_offset..]
-                    } else {
-                        bytes
-                    }));
-                }
+                let iov = self
+                    .cursor
+                    .iov(&self.pieces, |piece| self.piece_bytes(piece));
                 try_write(stream, &iov, pacer)?
             };
             match attempt {
                 Attempt::Wrote(n) => {
                     self.advance(n);
                     self.release_sent(false);
-                    if self.cursor == self.pieces.len() {
+                    if self.cursor.piece == self.pieces.len() {
                         return Ok(Progress::Pending);
                     }
                 }

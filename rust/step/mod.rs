@@ -8,6 +8,7 @@
 //! signals between steps (the binding does); [`run_to_end`] is the plain-Rust driver.
 //! This module knows bytes and time, no PDU.
 
+mod cursor;
 mod pacer;
 mod stream;
 mod write;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 
+pub use cursor::Cursor;
 pub use pacer::{Pacer, PduClock};
 pub use stream::{Direction, Stream, MAX_IOVECS};
 pub use write::{finish, try_write, Attempt, BufferWriter, BATCH_BYTES};
