@@ -152,3 +152,15 @@ def test_a_store_run_loads_the_send_path_only(
     assert _under(loaded, [*_HEAVY, *_RECEIVE_SIDE, "fastpush.cluster"]) == []
     # No edit was asked for: the edit plan and de-identification stay unloaded.
     assert _under(loaded, ["fastpush.dataset.edits", "fastpush.dataset.deid"]) == []
+
+
+def test_a_store_run_loads_no_module_it_does_not_use(
+    tmp_path: Path, study_dir: Path, closed_port: int
+) -> None:
+    # uuid (and platform with it) makes Storage Commitment's UIDs; the idna codec (stringprep,
+    # unicodedata) encodes host names that are not ASCII: none is asked for here.
+    loaded = _loaded_by_cli(
+        tmp_path, "store", "127.0.0.1", str(closed_port), str(study_dir), site=False
+    )
+    assert "fastpush.transport.connect" in loaded
+    assert _under(loaded, ["uuid", "platform", "encodings.idna", "unicodedata"]) == []

@@ -86,13 +86,16 @@ def connect(
     from .tls import describe_ssl_error, rust_config, ssl_context
 
     chosen = resolve_engine(engine)
+    # getaddrinfo runs a str host through the idna codec, whose import (stringprep,
+    # unicodedata: ~4 ms) a plain ASCII name or address does not need.
+    address = (host.encode() if host.isascii() else host, port)
     if chosen == "rust":
         # Built before connecting: a bad CA or key file is not a network failure.
         config = None if tls is None else rust_config(tls)
-        sock = socket.create_connection((host, port), timeout=connect_timeout)
+        sock = socket.create_connection(address, timeout=connect_timeout)
         return _core.Transport(sock.detach(), timeout, nodelay, tls=config, server_name=host)
     context = None if tls is None else ssl_context(tls)
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    sock = socket.create_connection(address, timeout=connect_timeout)
     if context is not None:
         import ssl
 

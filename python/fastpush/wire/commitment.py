@@ -10,7 +10,6 @@ when is ``send.commit``'s (the SCU) and ``receive.commit``'s (the SCP) business.
 from __future__ import annotations
 
 import struct
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -292,6 +291,10 @@ def decode_report(data: bytes, syntax: str) -> Report:
 
 def new_transaction_uid() -> str:
     """A fresh Transaction UID: ``2.25.`` and a random UUID as an integer (PS3.5 B.2)."""
+    # Here rather than at import: uuid brings platform along (~3 ms), and every sender loads
+    # this module while only --commit needs a UID.
+    import uuid
+
     return f"2.25.{uuid.uuid4().int}"
 
 
