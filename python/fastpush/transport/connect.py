@@ -8,7 +8,7 @@ Both engines implement the same interface (``send_pdu``, ``send_message``, ``rec
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .engines import ENGINES as ENGINES
 
@@ -87,8 +87,9 @@ def connect(
 
     chosen = resolve_engine(engine)
     # getaddrinfo runs a str host through the idna codec, whose import (stringprep,
-    # unicodedata: ~4 ms) a plain ASCII name or address does not need.
-    address = (host.encode() if host.isascii() else host, port)
+    # unicodedata: ~4 ms) a plain ASCII name or address does not need; it takes bytes as they
+    # are (typeshed names str alone).
+    address = cast("tuple[str, int]", (host.encode() if host.isascii() else host, port))
     if chosen == "rust":
         # Built before connecting: a bad CA or key file is not a network failure.
         config = None if tls is None else rust_config(tls)
