@@ -64,6 +64,7 @@ _UID_TAGS = {
     _REQUESTED_SOP_INSTANCE,
 }
 _ELEMENT = struct.Struct("<HHI")
+_UNPACK = _ELEMENT.unpack_from
 
 
 def _element(tag: int, value: bytes) -> bytes:
@@ -188,62 +189,68 @@ def decode(data: bytes, *, strict: bool = False) -> Command:
     ``strict`` (what a received request gets): a Command Group Length (0000,0000) that is not
     the length of the rest of the command set is malformed too. Responses from peers are read
     leniently: a sloppy SCP's length does not make its status unreadable."""
-    view = memoryview(data)
+    # Module-level helpers and no memoryview: a router decodes two command sets per file.
+    if type(data) is not bytes:
+        data = bytes(data)
     values: dict[int, bytes] = {}
-    pos = 0
-    while pos < len(view):
-        if pos + 8 > len(view):
+    pos, size = 0, len(data)
+    while pos < size:
+        if pos + 8 > size:
             raise ProtocolError("command set ends inside an element header")
-        group, elem, length = _ELEMENT.unpack_from(view, pos)
+        group, elem, length = _UNPACK(data, pos)
         if group != 0:
             raise ProtocolError(f"command set holds element ({group:04X},{elem:04X})")
         end = pos + 8 + length
-        if end > len(view):
+        if end > size:
             raise ProtocolError(f"command element (0000,{elem:04X}) runs past the command set")
-        values[elem] = bytes(view[pos + 8 : end])
+        values[elem] = data[pos + 8 : end]
         pos = end
-
-    def us(tag: int) -> int | None:
-        raw = values.get(tag)
-        if raw is None:
-            return None
-        if len(raw) != 2:
-            raise ProtocolError(f"command element (0000,{tag:04X}) must be 2 bytes, got {len(raw)}")
-        return int.from_bytes(raw, "little")
-
-    def text(tag: int) -> str:
-        return values.get(tag, b"").decode("ascii", "replace").rstrip("\0 ")
-
-    def uid(tag: int) -> str:
-        # A UID is digits and dots: one that is not ASCII could not even be answered.
-        value = text(tag)
-        if not value.isascii():
-            raise ProtocolError(f"command element (0000,{tag:04X}) is not an ASCII UID")
-        return value
-
     if strict and _GROUP_LENGTH in values:
         raw = values[_GROUP_LENGTH]
-        if len(raw) != 4 or int.from_bytes(raw, "little") != len(view) - 12:
+        if len(raw) != 4 or int.from_bytes(raw, "little") != size - 12:
             raise ProtocolError(
-                f"Command Group Length (0000,0000) is not the {len(view) - 12} bytes that follow it"
+                f"Command Group Length (0000,0000) is not the {size - 12} bytes that follow it"
             )
-    field = us(_COMMAND_FIELD)
+    field = _decoded_us(values, _COMMAND_FIELD)
     if field is None:
         raise ProtocolError("command set has no Command Field (0000,0100)")
-    dataset_type = us(_DATASET_TYPE)
-    type_id = us(_ACTION_TYPE) if _ACTION_TYPE in values else us(_EVENT_TYPE)
+    dataset_type = _decoded_us(values, _DATASET_TYPE)
+    comment = values.get(_ERROR_COMMENT)
+    type_tag = _ACTION_TYPE if _ACTION_TYPE in values else _EVENT_TYPE
     return Command(
         command_field=field,
-        message_id=us(_MESSAGE_ID),
-        responded_to=us(_RESPONDED_TO),
-        status=us(_STATUS),
+        message_id=_decoded_us(values, _MESSAGE_ID),
+        responded_to=_decoded_us(values, _RESPONDED_TO),
+        status=_decoded_us(values, _STATUS),
         has_dataset=dataset_type is not None and dataset_type != NO_DATASET,
         # An N-ACTION request names its instance as Requested; everything else as Affected.
-        sop_class_uid=uid(_AFFECTED_SOP_CLASS) or uid(_REQUESTED_SOP_CLASS),
-        sop_instance_uid=uid(_AFFECTED_SOP_INSTANCE) or uid(_REQUESTED_SOP_INSTANCE),
-        error_comment=text(_ERROR_COMMENT),
-        type_id=type_id,
+        sop_class_uid=_decoded_uid(values, _AFFECTED_SOP_CLASS)
+        or _decoded_uid(values, _REQUESTED_SOP_CLASS),
+        sop_instance_uid=_decoded_uid(values, _AFFECTED_SOP_INSTANCE)
+        or _decoded_uid(values, _REQUESTED_SOP_INSTANCE),
+        error_comment="" if comment is None else comment.decode("ascii", "replace").rstrip("\0 "),
+        type_id=_decoded_us(values, type_tag),
     )
+
+
+def _decoded_us(values: dict[int, bytes], tag: int) -> int | None:
+    raw = values.get(tag)
+    if raw is None:
+        return None
+    if len(raw) != 2:
+        raise ProtocolError(f"command element (0000,{tag:04X}) must be 2 bytes, got {len(raw)}")
+    return raw[0] | raw[1] << 8
+
+
+def _decoded_uid(values: dict[int, bytes], tag: int) -> str:
+    raw = values.get(tag)
+    if not raw:
+        return ""
+    try:
+        return raw.rstrip(b"\0 ").decode("ascii")
+    except UnicodeDecodeError:
+        # A UID is digits and dots: one that is not ASCII could not even be answered.
+        raise ProtocolError(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
 
 
 class StatusCategory(enum.Enum):
