@@ -64,6 +64,10 @@ def convert_dataset(dataset: bytes | FileRegion, from_syntax: str, to_syntax: st
     the same bytes (``Transport.send_message(..., convert=...)``); this is for tests and tools.
     """
 
+def rename_new(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename ``source`` to ``target`` unless ``target`` exists (``FileExistsError``; the file
+    system's ``renameat2`` with ``RENAME_NOREPLACE``, else a link and an unlink)."""
+
 def top_uids(
     data: bytes, pos: int, wanted: list[int], implicit: bool, little: bool, strict: bool
 ) -> list[tuple[int, str]] | None:

@@ -50,6 +50,17 @@ impl From<Error> for PyErr {
 }
 
 /// The OS message without Rust's " (os error N)" suffix, as Python prints it.
+/// `OSError(errno, strerror, path)`: the errno's subclass, naming the file (the spool's own
+/// file operations, which are no source's).
+pub(super) fn os_error(err: io::Error, path: &std::path::Path) -> PyErr {
+    match err.raw_os_error() {
+        Some(code) => {
+            PyOSError::new_err((code, strerror(&err), path.to_string_lossy().into_owned()))
+        }
+        None => PyErr::from(err),
+    }
+}
+
 fn strerror(err: &io::Error) -> String {
     let text = err.to_string();
     match text.rfind(" (os error ") {

@@ -1,5 +1,7 @@
 //! The module's functions: `frame_message` (the bytes `Transport.send_message` writes, for
-//! tests and the pure-Python path's reference), `convert_dataset` and `top_uids`.
+//! tests and the pure-Python path's reference), `convert_dataset`, `top_uids` and `rename_new`.
+
+use std::path::PathBuf;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -76,4 +78,13 @@ pub fn top_uids_py(
     strict: bool,
 ) -> Option<Vec<(u32, String)>> {
     convert::head::top_uids(data.as_bytes(), pos, &wanted, implicit, little, strict)
+}
+
+/// Rename `source` to `target` unless `target` exists (FileExistsError): the router's spool
+/// moves a received file to its first queue name with it (`receive::rename_new`).
+#[pyfunction]
+#[pyo3(name = "rename_new")]
+pub fn rename_new_py(py: Python<'_>, source: PathBuf, target: PathBuf) -> PyResult<()> {
+    py.detach(|| crate::receive::rename_new(&source, &target))
+        .map_err(|e| super::error::os_error(e, &target))
 }

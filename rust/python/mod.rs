@@ -29,6 +29,8 @@ pub mod _core {
     #[pymodule_export]
     use super::functions::frame_message_py;
     #[pymodule_export]
+    use super::functions::rename_new_py;
+    #[pymodule_export]
     use super::functions::top_uids_py;
     #[pymodule_export]
     use super::live::LiveDataset;

@@ -218,6 +218,33 @@ def test_a_refusal_whose_file_cannot_be_moved_leaves_no_line(tmp_path: Path) -> 
     spool.close()
 
 
+@pytest.mark.parametrize("core", [True, False])
+def test_a_queue_name_taken_by_another_file_never_loses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, core: bool
+) -> None:
+    from fastpush.route import spool as spool_module
+
+    if not core:  # an install without the Rust core: a link and an unlink
+        monkeypatch.setattr(spool_module, "_rename_new", lambda: None)
+    spool = Spool(tmp_path / "spool")
+    received = spool.incoming / "CT.1.2.3"
+    received.write_bytes(b"received")
+    (first,) = spool.enqueue(received, "1.2", ["a"])
+    # The name the next file's first entry gets, taken behind the spool's back.
+    taken = first.path.with_name(first.path.name.replace("000000000001_", "000000000002_"))
+    taken.write_bytes(b"another file")
+    received.write_bytes(b"received again")
+    with pytest.raises(FileExistsError):
+        spool.enqueue(received, "1.2", ["a", "b"])
+    assert taken.read_bytes() == b"another file"
+    assert not received.exists()  # refused, as any file the spool could not queue
+    assert sorted(p.name for p in (spool.queues / "a").iterdir()) == sorted(
+        [first.path.name, taken.name]
+    )
+    assert not (spool.queues / "b").exists() or not any((spool.queues / "b").iterdir())
+    spool.close()
+
+
 def test_entry_names_survive_any_study_folder_name(tmp_path: Path) -> None:
     studies = ["1.2.840.1", "unknown-study", "_", "a_b-c", "%5F_", "x" * 64, ""]
     spool = Spool(tmp_path / "spool")

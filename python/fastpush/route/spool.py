@@ -3,8 +3,8 @@
 Layout under the spool folder::
 
     incoming/.<n>-<pid>.part                 written by the storage server (data fdatasync'd),
-                                             linked into the queues, then removed; never
-                                             folder fsync'd
+                                             then moved into the first queue; never folder
+                                             fsync'd
     incoming/.free-<n>                       files sent, kept to be written over (``recycle``),
                                              then a file received into one, until queued
     queue/<destination>/<seq>_<study>_<name> one hard link per destination still to store it;
@@ -16,10 +16,11 @@ Layout under the spool folder::
                                              (``route.commit``)
     journal.jsonl, lock
 
-A received file's data are fsync'd by the receive loop (``fdatasync``), then it is linked into
-each destination's queue under ``<modality>.<UID>`` (storage's name for it) and the queue
-folders are fsync'd (shared by the associations storing at once: ``durability.FolderSync``)
-before the sender is answered; its ``incoming`` name, never fsync'd, is then removed. With
+A received file's data are fsync'd by the receive loop (``fdatasync``), then it is moved into
+the first destination's queue under ``<modality>.<UID>`` (storage's name for it; never over
+another file: ``_core.rename_new``) and linked into each other's, and the queue folders are
+fsync'd (shared by the associations storing at once: ``durability.FolderSync``) before the
+sender is answered; its ``incoming`` name goes with the move, never fsync'd. With
 ``Durability.OS`` nothing is fsync'd. The data leave the disk with the last link. ``seq``
 numbers the files in arrival order across restarts, so a queue read back in name order is the
 arrival order. Recovery after a crash (``recover``): temporary files
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import itertools
 import json
 import logging
@@ -46,6 +48,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +123,27 @@ def _received(incoming: Path, path: Path) -> bool:
     if folder != incoming and (folder.parent != incoming or folder.name in ("", "..")):
         return False
     return path.name not in ("", "..")
+
+
+def _move(path: Path, target: Path) -> None:
+    """Move the received file at ``path`` to its first queue name, which must not exist:
+    a name taken by another file never loses it (FileExistsError), as with ``os.link``."""
+    rename_new = _rename_new()
+    if rename_new is not None:
+        rename_new(path, target)
+        return
+    os.link(path, target)
+    path.unlink()
+
+
+@functools.cache
+def _rename_new() -> Callable[[Path, Path], None] | None:
+    """``_core.rename_new``, or None in an install without the Rust core."""
+    try:
+        from .._core import rename_new
+    except ImportError:
+        return None
+    return rename_new
 
 
 def folder_name(text: str) -> str:
@@ -361,11 +385,12 @@ class Spool:
         name: str | None = None,
     ) -> list[Entry]:
         """Queue the received file at ``path`` (its data already durable) for each
-        destination, durably; its incoming name is then removed. The queue entries carry
+        destination, durably: moved to the first queue, linked into the others. The queue entries carry
         ``name`` (storage's, from ``path_component``), else the file's own. On an error
         nothing is queued and the file is removed; a file storage could not have put there
         (``..`` in its path) is refused with ``UnsafeName`` (a ValueError). ``study`` and the
         name may hold any character but ``/``. ``identity``: see ``Entry.identity``."""
+        linked: list[Path] = []
         try:
             if not _received(self.incoming, path):
                 raise UnsafeName(f"{path} is not a received file in {self.incoming}")
@@ -386,11 +411,13 @@ class Spool:
                 )
                 for d in destinations
             ]
-            linked: list[Path] = []
             try:
                 for entry in entries:
                     entry.path = self.queue(entry.destination) / entry.entry_name
-                    os.link(path, entry.path)
+                    if linked:
+                        os.link(linked[0], entry.path)
+                    else:  # the first takes the file itself: no link and unlink of its name
+                        _move(path, entry.path)
                     linked.append(entry.path)
                 if self._sync is not None:
                     for entry in entries:
@@ -406,8 +433,9 @@ class Spool:
                 self._hold(info.st_ino, info.st_size, len(entries))
             return entries
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            if not linked:  # else renamed into the first queue
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
 
     def sending(self, entry: Entry) -> None:
         """Mark the entry as being sent: after a crash it is known to be maybe at its
