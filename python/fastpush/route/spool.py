@@ -385,11 +385,11 @@ class Spool:
         name: str | None = None,
     ) -> list[Entry]:
         """Queue the received file at ``path`` (its data already durable) for each
-        destination, durably: moved to the first queue, linked into the others. The queue entries carry
-        ``name`` (storage's, from ``path_component``), else the file's own. On an error
-        nothing is queued and the file is removed; a file storage could not have put there
-        (``..`` in its path) is refused with ``UnsafeName`` (a ValueError). ``study`` and the
-        name may hold any character but ``/``. ``identity``: see ``Entry.identity``."""
+        destination, durably: moved to the first queue, linked into the others. The queue
+        entries carry ``name`` (storage's, from ``path_component``), else the file's own. On
+        an error nothing is queued and the file is removed; a file storage could not have put
+        there (``..`` in its path) is refused with ``UnsafeName`` (a ValueError). ``study``
+        and the name may hold any character but ``/``. ``identity``: see ``Entry.identity``."""
         linked: list[Path] = []
         try:
             if not _received(self.incoming, path):
