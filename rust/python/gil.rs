@@ -12,8 +12,22 @@ pub(crate) fn drive(
     py: Python<'_>,
     mut step: impl FnMut() -> Result<Progress> + Send,
 ) -> PyResult<()> {
+    drive_over(py, &mut (), |_| step(), |_, _| {})
+}
+
+/// `drive` for a step that works on `state`, which `between` then sees with the GIL held
+/// after every step, a failed one too (the receive loop tells a dataset's progress to
+/// Python: cut-through).
+pub(crate) fn drive_over<'py, S: Send>(
+    py: Python<'py>,
+    state: &mut S,
+    mut step: impl FnMut(&mut S) -> Result<Progress> + Send,
+    mut between: impl FnMut(Python<'py>, &S),
+) -> PyResult<()> {
     loop {
-        let progress = py.detach(&mut step)?;
+        let progress = py.detach(|| step(state));
+        between(py, state);
+        let progress = progress?;
         py.check_signals()?;
         if progress == Progress::Done {
             return Ok(());

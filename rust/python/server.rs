@@ -14,7 +14,7 @@ use pyo3::types::PyBytes;
 
 use super::args::{limit, max_pdu, timeout_arg};
 use super::connection::{open_stream, Connection};
-use super::gil::{drive, drive_to};
+use super::gil::{drive, drive_over, drive_to};
 use super::live::LiveDataset;
 use crate::error::{Error, Result};
 use crate::net::tls;
@@ -22,7 +22,7 @@ use crate::net::TlsStream;
 use crate::pdu::{framing, A_ABORT, P_DATA_TF};
 use crate::receive::{abort_for, DatasetSink, End, Live, Next, Receiver};
 use crate::send::MessageWriter;
-use crate::step::{BufferWriter, Pacer, Progress, Stream};
+use crate::step::{BufferWriter, Pacer, Stream};
 
 /// A TLS server configuration (rustls), built once and shared by every connection; see
 /// `_core.pyi`.
@@ -373,28 +373,23 @@ impl ServerTransport {
         let mut pacer = self.read_pacer();
         let mut aborted = false;
         let Conn { stream, receiver } = conn;
-        let received = loop {
-            let step = py.detach(|| {
+        let received = drive_over(
+            py,
+            &mut sink,
+            |sink| {
                 receiver
-                    .dataset_step(stream.as_mut(), &mut pacer, max_pdata, &mut sink)
+                    .dataset_step(stream.as_mut(), &mut pacer, max_pdata, sink)
                     .map_err(|e| {
                         aborted = abort_for(stream.as_mut(), &e);
                         e
                     })
-            });
-            if let Some(watch) = watch.as_mut() {
-                watch.saw(py, &sink);
-            }
-            match step {
-                Ok(Progress::Done) => break Ok(()),
-                Ok(Progress::Pending) => {
-                    if let Err(e) = py.check_signals() {
-                        break Err(e);
-                    }
+            },
+            |py, sink| {
+                if let Some(watch) = watch.as_mut() {
+                    watch.saw(py, sink);
                 }
-                Err(e) => break Err(e.into()),
-            }
-        };
+            },
+        );
         self.ended(aborted);
         if let (Some(watch), Ok(())) = (&watch, &received) {
             watch.whole(sink.stored().is_some());

@@ -384,13 +384,7 @@ class Rules:
             if syntax in DEFLATED_SYNTAXES:
                 return None
             try:
-                elements = read_top_elements(
-                    _Prefix(received.head),
-                    0,
-                    self.tags,
-                    implicit=syntax == IMPLICIT_VR_LE,
-                    little=syntax != EXPLICIT_VR_BE,
-                )
+                elements = _walk(_Prefix(received.head), 0, syntax, self.tags)
             except Unreadable:
                 return None
             header = Header(elements, syntax != EXPLICIT_VR_BE)
